@@ -1,0 +1,215 @@
+"""The trace store: one directory per run, crash-safe and loadable in one call.
+
+Layout (documented in ``docs/trace-format.md``)::
+
+    TRACE_DIR/
+      run.json              manifest, rewritten atomically (tmp + rename)
+      segment-00000.tcs     framed batches, exactly as they came off the socket
+      segment-00001.tcs     ... rotated every SEGMENT_MAX_BYTES
+
+A segment starts with ``SEGMENT_MAGIC``; each frame is ``<u32 length><u32 crc32>``
+(little endian) followed by one msgpack-encoded :class:`~traincheck.events.Batch`.
+Frames are appended with a single ``write`` per batch, so a killed sidecar or a
+full disk leaves every complete frame readable; the reader stops at the first
+torn or corrupt frame of a segment, keeps what came before and says so.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import struct
+import zlib
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from traincheck.errors import NotATraceError
+from traincheck.events import Batch, Event
+from traincheck.wire import WireError, decode_batch
+
+MANIFEST_NAME = "run.json"
+MANIFEST_FORMAT = "traincheck-trace"
+MANIFEST_VERSION = 1
+SEGMENT_MAGIC = b"TCSEG1\n"
+SEGMENT_GLOB = "segment-*.tcs"
+SEGMENT_MAX_BYTES = 256 * 1024 * 1024
+_FRAME_HEADER = struct.Struct("<II")
+
+
+def write_manifest(trace_dir: Path, manifest: dict[str, Any]) -> None:
+    """Write ``run.json`` atomically so a reader never sees half a manifest."""
+    manifest = {"format": MANIFEST_FORMAT, "format_version": MANIFEST_VERSION, **manifest}
+    tmp = trace_dir / f".{MANIFEST_NAME}.tmp"
+    tmp.write_text(json.dumps(manifest, indent=2, sort_keys=True))
+    os.replace(tmp, trace_dir / MANIFEST_NAME)
+
+
+class TraceWriter:
+    """Appends received batches to segment files; never raises into the caller's loop.
+
+    A write that fails (disk full, directory gone) is recorded in ``write_errors``
+    and the batch is counted in ``batches_lost``; later batches are still tried.
+    """
+
+    def __init__(self, trace_dir: Path, *, segment_max_bytes: int = SEGMENT_MAX_BYTES):
+        self.trace_dir = trace_dir
+        self.segment_max_bytes = segment_max_bytes
+        self.batches_written = 0
+        self.batches_lost = 0
+        self.bytes_written = 0
+        self.write_errors: list[str] = []
+        self._segment_index = -1
+        self._fd: int | None = None
+        self._segment_bytes = 0
+
+    def append(self, payload: bytes) -> bool:
+        """Persist one encoded batch; return False (and count it) if it could not be."""
+        frame = _FRAME_HEADER.pack(len(payload), zlib.crc32(payload)) + payload
+        try:
+            if self._fd is None or self._segment_bytes + len(frame) > self.segment_max_bytes:
+                self._open_next_segment()
+            assert self._fd is not None
+            os.write(self._fd, frame)
+        except OSError as exc:
+            self.batches_lost += 1
+            if len(self.write_errors) < 20:
+                self.write_errors.append(f"{exc.strerror or exc} ({self.trace_dir})")
+            return False
+        self._segment_bytes += len(frame)
+        self.bytes_written += len(frame)
+        self.batches_written += 1
+        return True
+
+    def _open_next_segment(self) -> None:
+        self.close()
+        self._segment_index += 1
+        path = self.trace_dir / f"segment-{self._segment_index:05d}.tcs"
+        self._fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
+        os.write(self._fd, SEGMENT_MAGIC)
+        self._segment_bytes = len(SEGMENT_MAGIC)
+
+    def close(self) -> None:
+        """Flush segment data to disk and close the current segment."""
+        if self._fd is None:
+            return
+        try:
+            os.fsync(self._fd)
+        except OSError:
+            pass
+        os.close(self._fd)
+        self._fd = None
+
+
+@dataclass
+class StoredEvent:
+    """An event together with the process that produced it."""
+
+    pid: int
+    rank: int
+    event: Event
+
+
+@dataclass
+class Trace:
+    """A trace read back from disk: the manifest, the batches, and what was damaged."""
+
+    path: Path
+    manifest: dict[str, Any]
+    batches: list[Batch] = field(default_factory=list)
+    warnings: list[str] = field(default_factory=list)
+
+    def events(self) -> Iterator[StoredEvent]:
+        """All events, in the order the sidecar received them."""
+        for batch in self.batches:
+            for event in batch.events:
+                yield StoredEvent(batch.pid, batch.rank, event)
+
+    def to_frame(self):
+        """Load the whole trace into one pandas DataFrame (one row per event)."""
+        from traincheck.sidecar.frame import trace_to_frame
+
+        return trace_to_frame(self)
+
+
+def is_trace_dir(path: Path) -> bool:
+    return (path / MANIFEST_NAME).is_file() or any(path.glob(SEGMENT_GLOB))
+
+
+def read_trace(path: str | Path) -> Trace:
+    """Read a trace directory written by the sidecar.
+
+    Raises :class:`NotATraceError` when ``path`` is missing or holds no trace.
+    Damage (a torn last frame, a bad checksum, an unreadable manifest) never
+    raises: everything before it is returned and ``Trace.warnings`` says what
+    was skipped.
+    """
+    trace_dir = Path(path)
+    if not trace_dir.exists():
+        raise NotATraceError(f"trace directory not found: {trace_dir}")
+    if not trace_dir.is_dir():
+        raise NotATraceError(f"not a directory: {trace_dir}")
+    if not is_trace_dir(trace_dir):
+        raise NotATraceError(f"{trace_dir} is not a TrainCheck trace (no {MANIFEST_NAME})")
+    trace = Trace(path=trace_dir, manifest=_read_manifest(trace_dir))
+    if "manifest_error" in trace.manifest:
+        trace.warnings.append(trace.manifest.pop("manifest_error"))
+    for segment in sorted(trace_dir.glob(SEGMENT_GLOB)):
+        _read_segment(segment, trace)
+    return trace
+
+
+def _read_manifest(trace_dir: Path) -> dict[str, Any]:
+    manifest_path = trace_dir / MANIFEST_NAME
+    if not manifest_path.is_file():
+        return {"manifest_error": f"{manifest_path.name} is missing; reading segments only"}
+    try:
+        manifest = json.loads(manifest_path.read_text())
+    except (OSError, ValueError) as exc:
+        return {"manifest_error": f"{manifest_path.name} is unreadable ({exc}); reading segments"}
+    if not isinstance(manifest, dict) or manifest.get("format") != MANIFEST_FORMAT:
+        raise NotATraceError(f"{manifest_path} is not a TrainCheck trace manifest")
+    return manifest
+
+
+def _read_segment(segment: Path, trace: Trace) -> None:
+    try:
+        data = segment.read_bytes()
+    except OSError as exc:
+        trace.warnings.append(f"{segment.name}: unreadable ({exc.strerror}); skipped")
+        return
+    if not data.startswith(SEGMENT_MAGIC):
+        trace.warnings.append(f"{segment.name}: not a trace segment; skipped")
+        return
+    offset = len(SEGMENT_MAGIC)
+    view = memoryview(data)
+    while offset < len(data):
+        problem = _frame_problem(data, offset)
+        if problem is None:
+            length, _ = _FRAME_HEADER.unpack_from(data, offset)
+            start = offset + _FRAME_HEADER.size
+            try:
+                trace.batches.append(decode_batch(view[start : start + length]))
+            except WireError as exc:
+                problem = f"undecodable batch ({exc})"
+            else:
+                offset = start + length
+                continue
+        trace.warnings.append(
+            f"{segment.name}: {problem} at byte {offset}; "
+            f"kept the {len(trace.batches)} batches read so far, ignored {len(data) - offset} bytes"
+        )
+        return
+
+
+def _frame_problem(data: bytes, offset: int) -> str | None:
+    if offset + _FRAME_HEADER.size > len(data):
+        return "truncated frame header"
+    length, crc = _FRAME_HEADER.unpack_from(data, offset)
+    start = offset + _FRAME_HEADER.size
+    if start + length > len(data):
+        return "truncated frame"
+    if zlib.crc32(data[start : start + length]) != crc:
+        return "checksum mismatch"
+    return None
