@@ -1,0 +1,33 @@
+"""Buggy pipeline: the model is re-created *after* the optimizer was built.
+
+The optimizer keeps updating the parameters of the discarded model; the model
+that is trained has no gradients applied, so its weights never change.
+"""
+
+import sys
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from synthetic import MLP, batches, make_loader, parse_args, report
+
+
+def main() -> None:
+    args = parse_args(__doc__)
+    torch.manual_seed(args.seed)
+    model = MLP(hidden=32)
+    optimizer = torch.optim.Adam(model.parameters(), lr=args.lr / 10)
+    model = MLP(hidden=64)  # replaced after the optimizer captured the old parameters
+    model.train()
+    for step, inputs, labels in batches(make_loader(args.batch_size, args.seed), args.steps):
+        optimizer.zero_grad()
+        loss = F.cross_entropy(model(inputs), labels)
+        loss.backward()
+        optimizer.step()
+        report(step, loss)
+
+
+if __name__ == "__main__":
+    main()
