@@ -15,7 +15,7 @@ every event: all events of a batch come from one process.
 
 from __future__ import annotations
 
-from typing import Literal, Union
+from typing import Literal
 
 import msgspec
 
@@ -28,7 +28,7 @@ enabled, ``eval`` while grad is disabled or inference mode is on, else ``train``
 GradState = Literal["none", "zero", "nonzero"]
 """What ``Parameter.grad`` holds: no tensor, an all-zero tensor, or anything else."""
 
-Scalar = Union[bool, int, float, str, None]
+Scalar = bool | int | float | str | None
 
 
 class ArgValue(msgspec.Struct, frozen=True, array_like=True, omit_defaults=True):
@@ -138,7 +138,7 @@ class MetaChange(msgspec.Struct, frozen=True, array_like=True, tag="meta"):
     stage: Stage
 
 
-Event = Union[RunStart, RunEnd, ApiCall, ApiReturn, VarState, MetaChange]
+Event = RunStart | RunEnd | ApiCall | ApiReturn | VarState | MetaChange
 
 
 class Batch(msgspec.Struct, frozen=True, array_like=True):

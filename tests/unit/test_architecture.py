@@ -44,10 +44,11 @@ def _imported_names(path: Path) -> set[str]:
 
 
 def test_in_process_package_never_imports_sidecar_or_launcher() -> None:
+    forbidden = ("traincheck.sidecar", "traincheck.launcher", "sidecar", "launcher")
     offenders = []
     for path in (REPO / "traincheck").rglob("*.py"):
         for name in _imported_names(path):
-            if name.startswith(("traincheck.sidecar", "traincheck.launcher", "sidecar", "launcher")):
+            if name.startswith(forbidden):
                 offenders.append(f"{path.relative_to(REPO)} imports {name}")
     assert offenders == []
 

@@ -1,0 +1,3 @@
+from traincheck.tracer.bootstrap import initialize
+
+initialize()

@@ -1,0 +1,350 @@
+"""Install and uninstall the tracer's hooks on torch (see docs/architecture.md).
+
+Where torch offers a global hook we use it (optimizer step pre/post, module
+forward pre/post, module/parameter registration); where it does not we wrap
+the base-class function (``zero_grad`` on ``Optimizer`` and ``Module``,
+``Tensor.backward``, ``torch.autograd.backward``) and the DataLoader worker
+loop. Every hook body is guarded: a failure inside the tracer is counted and
+reported, and the user's call runs exactly as it would have, with its own
+exceptions propagating unchanged.
+"""
+
+from __future__ import annotations
+
+import functools
+import sys
+import threading
+from collections.abc import Callable
+from typing import Any
+
+import torch
+from torch.utils.hooks import RemovableHandle
+
+from traincheck.events import ArgValue
+from traincheck.tracer import activation
+from traincheck.tracer.models import ModelRegistry
+from traincheck.tracer.runtime import Tracer, log
+from traincheck.tracer.summaries import module_call_args, summarize
+
+OPTIMIZER_STEP = "torch.optim.Optimizer.step"
+OPTIMIZER_ZERO_GRAD = "torch.optim.Optimizer.zero_grad"
+MODULE_ZERO_GRAD = "torch.nn.Module.zero_grad"
+TENSOR_BACKWARD = "torch.Tensor.backward"
+AUTOGRAD_BACKWARD = "torch.autograd.backward"
+MODULE_CALL = "torch.nn.Module.__call__"
+
+NamedParams = list[tuple[str, torch.Tensor]]
+
+
+class _CallToken:
+    """What a wrapper needs to close a traced call it opened."""
+
+    __slots__ = ("api", "call_id", "entered_backward", "params")
+
+    def __init__(self, api: str, call_id: int, params: NamedParams | None) -> None:
+        self.api = api
+        self.call_id = call_id
+        self.params = params
+        self.entered_backward = False
+
+
+class TorchHooks:
+    """The hooks of one tracer on the imported torch; ``install``/``uninstall`` pair."""
+
+    def __init__(self, tracer: Tracer) -> None:
+        self.tracer = tracer
+        self.registry = ModelRegistry()
+        self.installed = False
+        self._handles: list[RemovableHandle] = []
+        self._patches: list[tuple[object, str, object]] = []
+        self._local = threading.local()
+
+    # -- install / uninstall -------------------------------------------------------------
+
+    def install(self) -> None:
+        """Register the global hooks and wrap the base-class functions (idempotent)."""
+        if self.installed:
+            log("torch hooks already installed; second install ignored")
+            return
+        self.installed = True
+        self.tracer.attach_torch(torch)
+        self.tracer.hooks = self
+        self.tracer.registry = self.registry
+        self._register_global_hooks()
+        self._patch(torch.optim.Optimizer, "zero_grad", self._wrap_zero_grad(OPTIMIZER_ZERO_GRAD))
+        self._patch(torch.nn.Module, "zero_grad", self._wrap_zero_grad(MODULE_ZERO_GRAD))
+        self._patch(torch.Tensor, "backward", self._wrap_backward(TENSOR_BACKWARD))
+        self._patch(torch.autograd, "backward", self._wrap_backward(AUTOGRAD_BACKWARD))
+        self._patch_worker_loop()
+
+    def uninstall(self) -> None:
+        """Remove every hook and restore every wrapped function still ours."""
+        if not self.installed:
+            return
+        self.installed = False
+        for handle in self._handles:
+            handle.remove()
+        self._handles.clear()
+        for owner, name, original in reversed(self._patches):
+            setattr(owner, name, original)
+        self._patches.clear()
+        from torch.utils.data._utils import worker
+
+        if getattr(worker, "_worker_loop", None) is not activation.worker_loop:
+            return
+        original = getattr(worker, activation.ORIGINAL_ATTR, None)
+        if original is not None:
+            worker._worker_loop = original
+            delattr(worker, activation.ORIGINAL_ATTR)
+
+    def _register_global_hooks(self) -> None:
+        import torch.nn.modules.module as module_mod
+        import torch.optim.optimizer as optim_mod
+
+        registrations: list[tuple[Callable[..., RemovableHandle] | None, Callable[..., Any]]] = [
+            (
+                getattr(module_mod, "register_module_module_registration_hook", None),
+                self.registry.on_module_registered,
+            ),
+            (
+                getattr(module_mod, "register_module_parameter_registration_hook", None),
+                self.registry.on_parameter_registered,
+            ),
+            (optim_mod.register_optimizer_step_pre_hook, self._step_pre),
+            (optim_mod.register_optimizer_step_post_hook, self._step_post),
+            (module_mod.register_module_forward_pre_hook, self._forward_pre),
+        ]
+        for register, hook in registrations:
+            if register is not None:
+                self._handles.append(register(hook))
+        self._handles.append(
+            module_mod.register_module_forward_hook(self._forward_post, always_call=True)
+        )
+
+    def _patch(self, owner: object, name: str, replacement: object) -> None:
+        original = getattr(owner, name)
+        functools.update_wrapper(replacement, original)  # type: ignore[arg-type]
+        self._patches.append((owner, name, original))
+        setattr(owner, name, replacement)
+
+    def _patch_worker_loop(self) -> None:
+        from torch.utils.data._utils import worker
+
+        original = worker._worker_loop
+        if original is activation.worker_loop:
+            return
+        setattr(worker, activation.ORIGINAL_ATTR, original)
+        worker._worker_loop = activation.worker_loop
+
+    # -- optimizer step (global pre/post hooks) --------------------------------------------
+
+    def _step_calls(self) -> list[tuple[torch.optim.Optimizer, _CallToken]]:
+        try:
+            return self._local.steps  # type: ignore[no-any-return]
+        except AttributeError:
+            self._local.steps = []
+            return self._local.steps  # type: ignore[no-any-return]
+
+    def _step_pre(self, optimizer: torch.optim.Optimizer, args: object, kwargs: object) -> None:
+        tracer = self.tracer
+        if not tracer.armed:
+            return
+        try:
+            steps = self._step_calls()
+            self._close_stale_step(steps, optimizer)
+            call_id = tracer.begin_call(
+                OPTIMIZER_STEP, (ArgValue("optimizer", "optimizer", type(optimizer).__name__),)
+            )
+            params = self.registry.optimizer_params(optimizer)
+            tracer.record_params(call_id, "pre", params, with_digest=True)
+            steps.append((optimizer, _CallToken(OPTIMIZER_STEP, call_id, params)))
+        except Exception as exc:
+            tracer.report_error("optimizer step pre-hook", exc)
+
+    def _step_post(self, optimizer: torch.optim.Optimizer, args: object, kwargs: object) -> None:
+        tracer = self.tracer
+        if not tracer.armed:
+            return
+        try:
+            steps = self._step_calls()
+            if not steps or steps[-1][0] is not optimizer:
+                return
+            token = steps.pop()[1]
+            tracer.record_params(token.call_id, "post", token.params or [], with_digest=True)
+            tracer.end_call(token.call_id, OPTIMIZER_STEP)
+            tracer.meta.complete_optimizer_step(self.registry.observe_optimizer(optimizer))
+            tracer.flush()
+        except Exception as exc:
+            tracer.report_error("optimizer step post-hook", exc)
+
+    def _close_stale_step(
+        self,
+        steps: list[tuple[torch.optim.Optimizer, _CallToken]],
+        optimizer: torch.optim.Optimizer,
+    ) -> None:
+        """A step of this optimizer still open means the previous one raised: close it."""
+        while any(opt is optimizer for opt, _ in steps):
+            _, token = steps.pop()
+            self.tracer.end_call(token.call_id, token.api, exception=_UnknownError())
+
+    # -- module forward (global pre/post hooks, outermost call only) -----------------------
+
+    def _forward_pre(self, module: torch.nn.Module, args: object) -> None:
+        local = self._local
+        depth = getattr(local, "depth", 0)
+        local.depth = depth + 1
+        if depth or not self.tracer.armed:
+            return
+        try:
+            self.registry.observe_root_call(module)
+            local.forward = (module, self.tracer.begin_call(MODULE_CALL, module_call_args(module)))
+        except Exception as exc:
+            local.forward = None
+            self.tracer.report_error("module forward pre-hook", exc)
+
+    def _forward_post(self, module: torch.nn.Module, args: object, output: object) -> None:
+        local = self._local
+        depth = getattr(local, "depth", 1) - 1
+        local.depth = max(depth, 0)
+        if depth > 0:
+            return
+        call = getattr(local, "forward", None)
+        local.forward = None
+        if call is None or call[0] is not module or not self.tracer.armed:
+            return
+        try:
+            exc = sys.exc_info()[1]
+            if output is None and exc is not None:
+                self.tracer.end_call(call[1], MODULE_CALL, exception=exc)
+            else:
+                self.tracer.end_call(call[1], MODULE_CALL, result=summarize("output", output))
+        except Exception as error:
+            self.tracer.report_error("module forward hook", error)
+
+    # -- zero_grad (wrappers on the base classes) ------------------------------------------
+
+    def _wrap_zero_grad(self, api: str) -> Callable[..., Any]:
+        hooks = self
+
+        def zero_grad(obj: Any, *args: Any, **kwargs: Any) -> Any:
+            token = hooks._begin_zero_grad(api, obj, args, kwargs)
+            try:
+                result = _original(zero_grad)(obj, *args, **kwargs)
+            except BaseException as exc:
+                hooks._end_call(token, exc)
+                raise
+            hooks._end_call(token, None)
+            return result
+
+        return zero_grad
+
+    def _begin_zero_grad(
+        self, api: str, obj: Any, args: tuple[Any, ...], kwargs: dict[str, Any]
+    ) -> _CallToken | None:
+        tracer = self.tracer
+        if not tracer.armed:
+            return None
+        try:
+            set_to_none = args[0] if args else kwargs.get("set_to_none", True)
+            is_module = api == MODULE_ZERO_GRAD
+            call_args = (
+                ArgValue(
+                    "module" if is_module else "optimizer",
+                    "module" if is_module else "optimizer",
+                    type(obj).__name__,
+                ),
+                summarize("set_to_none", set_to_none),
+            )
+            call_id = tracer.begin_call(api, call_args)
+            params = (
+                self.registry.module_params(obj)
+                if is_module
+                else self.registry.optimizer_params(obj)
+            )
+            tracer.record_params(call_id, "pre", params, with_digest=False)
+            return _CallToken(api, call_id, params)
+        except Exception as exc:
+            tracer.report_error(f"{api} wrapper", exc)
+            return None
+
+    # -- backward (wrappers; VarStates on the outermost call only) -------------------------
+
+    def _wrap_backward(self, api: str) -> Callable[..., Any]:
+        hooks = self
+
+        def backward(*args: Any, **kwargs: Any) -> Any:
+            token = hooks._begin_backward(api)
+            try:
+                result = _original(backward)(*args, **kwargs)
+            except BaseException as exc:
+                hooks._end_call(token, exc)
+                raise
+            hooks._end_call(token, None)
+            return result
+
+        return backward
+
+    def _begin_backward(self, api: str) -> _CallToken | None:
+        tracer = self.tracer
+        if not tracer.armed:
+            return None
+        outermost = tracer.enter_backward()
+        try:
+            call_id = tracer.begin_call(api)
+            params = None
+            if outermost:
+                params = self.registry.tracked_params()
+                tracer.record_params(call_id, "pre", params, with_digest=False)
+            token = _CallToken(api, call_id, params)
+            token.entered_backward = True
+            return token
+        except Exception as exc:
+            tracer.exit_backward()
+            tracer.report_error(f"{api} wrapper", exc)
+            return None
+
+    # -- shared ------------------------------------------------------------------------------
+
+    def _end_call(self, token: _CallToken | None, exc: BaseException | None) -> None:
+        """Close a wrapper's call: post VarStates (if any), ApiReturn, backward depth."""
+        if token is None:
+            return
+        tracer = self.tracer
+        try:
+            if token.params is not None and tracer.armed:
+                tracer.record_params(token.call_id, "post", token.params, with_digest=False)
+            if tracer.armed:
+                tracer.end_call(token.call_id, token.api, exception=exc)
+        except Exception as error:
+            tracer.report_error(f"{token.api} wrapper", error)
+        finally:
+            if token.entered_backward:
+                tracer.exit_backward()
+
+
+class _UnknownError(Exception):
+    """Stands for the exception of a step whose post-hook never ran."""
+
+
+def _original(wrapper: Callable[..., Any]) -> Callable[..., Any]:
+    """The function a wrapper wraps (set by ``functools.update_wrapper``)."""
+    return wrapper.__wrapped__  # type: ignore[attr-defined,no-any-return]
+
+
+_installed: TorchHooks | None = None
+"""The hooks of this process (one tracer per process)."""
+
+
+def install(tracer: Tracer) -> TorchHooks:
+    """Install the tracer's torch hooks (called right after torch is imported)."""
+    global _installed
+    if _installed is None or _installed.tracer is not tracer:
+        _installed = TorchHooks(tracer)
+    _installed.install()
+    return _installed
+
+
+def uninstall() -> None:
+    """Remove the installed hooks, if any."""
+    if _installed is not None:
+        _installed.uninstall()

@@ -1,0 +1,190 @@
+"""Find the user's models and name their parameters, without any user input.
+
+torch's global registration hooks report every submodule and parameter
+assignment while models are built; from them we keep a weak parent map. A root
+is a module no live module holds; its parameters are named
+``<RootClass>.<dotted.path>`` (``Net.fc1.weight``), and the second live root of
+a class is ``Net[1]``, in creation order, so two runs of the same script name
+parameters identically. Models built before the hooks were installed are found
+at their first forward call instead. Parameters no module owns are named after
+the optimizer holding them: ``optimizer[i].param[j]``.
+
+Everything is held weakly: tracing must not keep a model (or its GPU memory)
+alive. Names are recomputed lazily, only after the model structure changed.
+"""
+
+from __future__ import annotations
+
+import itertools
+import weakref
+from collections import Counter
+from collections.abc import Iterable
+
+import torch
+
+
+class ModelRegistry:
+    """Weak map of modules seen so far, and the parameter names derived from it."""
+
+    def __init__(self) -> None:
+        self._order = itertools.count()
+        self._seen: dict[int, tuple[int, weakref.ref[torch.nn.Module]]] = {}
+        self._parent: dict[int, tuple[weakref.ref[torch.nn.Module], str]] = {}
+        self._optimizers: list[weakref.ref[torch.optim.Optimizer]] = []
+        self._optimizer_index: dict[int, int] = {}
+        self._names: dict[int, tuple[weakref.ref[torch.Tensor], str]] = {}
+        self._tracked: list[tuple[str, weakref.ref[torch.Tensor]]] = []
+        self._dirty = True
+
+    # -- fed by torch's global hooks -------------------------------------------------
+
+    def on_module_registered(
+        self, parent: torch.nn.Module, name: str, child: torch.nn.Module | None
+    ) -> None:
+        """``register_module_module_registration_hook`` callback (returns nothing)."""
+        self._note(parent)
+        if child is not None:
+            self._note(child)
+            if self._valid_parent(id(child), child) is None:
+                self._parent[id(child)] = (weakref.ref(parent), name)
+        self._dirty = True
+
+    def on_parameter_registered(
+        self, module: torch.nn.Module, name: str, param: torch.Tensor | None
+    ) -> None:
+        """``register_module_parameter_registration_hook`` callback (returns nothing)."""
+        self._note(module)
+        self._dirty = True
+
+    def observe_root_call(self, module: torch.nn.Module) -> None:
+        """Note a module called from outside any module (finds pre-existing models)."""
+        entry = self._seen.get(id(module))
+        if entry is None or entry[1]() is not module:
+            self._note(module)
+            self._dirty = True
+
+    def observe_optimizer(self, optimizer: torch.optim.Optimizer) -> int:
+        """Index of an optimizer in first-seen order (assigned on first sight)."""
+        key = id(optimizer)
+        index = self._optimizer_index.get(key)
+        if index is not None and self._optimizers[index]() is optimizer:
+            return index
+        index = len(self._optimizers)
+        self._optimizers.append(weakref.ref(optimizer))
+        self._optimizer_index[key] = index
+        self._dirty = True
+        return index
+
+    # -- queries used by the hooks ---------------------------------------------------
+
+    def name_of(self, param: torch.Tensor) -> str | None:
+        """The parameter's name, or None if no known model or optimizer holds it."""
+        if self._dirty:
+            self._rebuild()
+        entry = self._names.get(id(param))
+        if entry is not None and entry[0]() is param:
+            return entry[1]
+        return None
+
+    def optimizer_params(self, optimizer: torch.optim.Optimizer) -> list[tuple[str, torch.Tensor]]:
+        """Every parameter of the optimizer's groups, named, in group order."""
+        params = [p for group in optimizer.param_groups for p in group["params"]]
+        index = self.observe_optimizer(optimizer)
+        named = []
+        for j, param in enumerate(params):
+            name = self.name_of(param)
+            if name is None:
+                name = f"optimizer[{index}].param[{j}]"
+                self._names[id(param)] = (weakref.ref(param), name)
+                self._dirty = True
+            named.append((name, param))
+        return named
+
+    def module_params(self, module: torch.nn.Module) -> list[tuple[str, torch.Tensor]]:
+        """The module's parameters under their global names (local path as fallback)."""
+        prefix = type(module).__name__
+        return [
+            (self.name_of(param) or f"{prefix}.{path}", param)
+            for path, param in module.named_parameters()
+        ]
+
+    def tracked_params(self) -> list[tuple[str, torch.Tensor]]:
+        """All live parameters of known models and optimizers, named."""
+        if self._dirty:
+            self._rebuild()
+        out = []
+        for name, ref in self._tracked:
+            param = ref()
+            if param is not None:
+                out.append((name, param))
+        return out
+
+    # -- internals ---------------------------------------------------------------------
+
+    def _note(self, module: torch.nn.Module) -> None:
+        entry = self._seen.get(id(module))
+        if entry is None or entry[1]() is not module:
+            self._seen[id(module)] = (next(self._order), weakref.ref(module))
+            self._parent.pop(id(module), None)
+
+    def _valid_parent(self, key: int, child: torch.nn.Module) -> torch.nn.Module | None:
+        entry = self._parent.get(key)
+        if entry is None:
+            return None
+        parent = entry[0]()
+        if parent is None or parent._modules.get(entry[1]) is not child:
+            return None
+        return parent
+
+    def _live_roots(self) -> list[torch.nn.Module]:
+        """Parameter-holding modules no live module holds, in creation order."""
+        live: list[tuple[int, torch.nn.Module]] = []
+        for key, (order, ref) in list(self._seen.items()):
+            module = ref()
+            if module is None:
+                del self._seen[key]
+                self._parent.pop(key, None)
+                continue
+            if self._valid_parent(key, module) is None and _has_params(module):
+                live.append((order, module))
+        live.sort(key=lambda item: item[0])
+        roots = [module for _, module in live]
+        # A root found at its first call may be a submodule of a model built
+        # before our hooks existed; the outer model wins.
+        inner = {id(sub) for root in roots for sub in itertools.islice(root.modules(), 1, None)}
+        return [root for root in roots if id(root) not in inner]
+
+    def _rebuild(self) -> None:
+        names: dict[int, tuple[weakref.ref[torch.Tensor], str]] = {}
+        tracked: list[tuple[str, weakref.ref[torch.Tensor]]] = []
+        per_class: Counter[str] = Counter()
+        for root in self._live_roots():
+            cls = type(root).__name__
+            prefix = cls if per_class[cls] == 0 else f"{cls}[{per_class[cls]}]"
+            per_class[cls] += 1
+            for path, param in root.named_parameters():
+                if id(param) not in names:
+                    ref = weakref.ref(param)
+                    names[id(param)] = (ref, f"{prefix}.{path}")
+                    tracked.append((f"{prefix}.{path}", ref))
+        self._names = names
+        self._tracked = tracked
+        self._dirty = False
+        for index, opt_ref in enumerate(self._optimizers):
+            optimizer = opt_ref()
+            if optimizer is None:
+                continue
+            for j, param in enumerate(_flat_params(optimizer)):
+                if id(param) not in names:
+                    ref = weakref.ref(param)
+                    name = f"optimizer[{index}].param[{j}]"
+                    names[id(param)] = (ref, name)
+                    tracked.append((name, ref))
+
+
+def _has_params(module: torch.nn.Module) -> bool:
+    return next(module.parameters(), None) is not None
+
+
+def _flat_params(optimizer: torch.optim.Optimizer) -> Iterable[torch.Tensor]:
+    return (p for group in optimizer.param_groups for p in group["params"])

@@ -1,0 +1,376 @@
+"""The tracer of one process: builds events, keeps call nesting, owns the publisher.
+
+Hooks call :meth:`Tracer.begin_call` / :meth:`Tracer.end_call` /
+:meth:`Tracer.record_params`; those build frozen event structs and append them,
+nothing more (encoding happens at flush time). Internal failures are counted
+and reported once per place on stderr, never raised into the training loop,
+unless ``TRAINCHECK_DEBUG=1``.
+
+Lifecycle: ``start`` (RunStart, timer, atexit, fork handler) → events → ``close``
+at interpreter exit (RunEnd, last flush, counters file). A forked child gets a
+fresh, *gated* tracer state (new publisher, new counters) and never touches the
+parent's socket; a disarmed process (DataLoader worker) sends nothing.
+"""
+
+from __future__ import annotations
+
+import atexit
+import dataclasses
+import itertools
+import json
+import os
+import socket
+import sys
+import threading
+import time
+import types
+from collections.abc import Callable, Mapping, Sequence
+from importlib import metadata
+from typing import TYPE_CHECKING
+
+from traincheck import environment as env
+from traincheck.events import (
+    ApiCall,
+    ApiReturn,
+    ArgValue,
+    Event,
+    MetaChange,
+    RunEnd,
+    RunStart,
+    Scalar,
+)
+from traincheck.tracer.meta import MetaState
+from traincheck.tracer.publisher import Publisher
+
+if TYPE_CHECKING:
+    import torch
+
+    from traincheck.tracer.hooks import TorchHooks
+    from traincheck.tracer.models import ModelRegistry
+
+_current: Tracer | None = None
+"""The process's tracer once armed; None in untraced and disarmed processes."""
+
+_abandoned: list[Publisher] = []
+"""Publishers inherited across fork: kept referenced, never used or closed, in the child."""
+
+
+def current() -> Tracer | None:
+    """The armed tracer of this process, if any."""
+    return _current
+
+
+def disarm_current(reason: str) -> None:
+    """Disarm this process's tracer, if armed (DataLoader worker entry)."""
+    tracer = _current
+    if tracer is not None:
+        tracer.disarm(reason)
+
+
+def log(message: str) -> None:
+    """One line on stderr, prefixed so users know it is not their program talking."""
+    try:
+        sys.stderr.write(f"traincheck: {message}\n")
+        sys.stderr.flush()
+    except (OSError, ValueError, AttributeError):
+        pass
+
+
+@dataclasses.dataclass(frozen=True)
+class TracerConfig:
+    """The tracer's settings, read once from the environment the launcher built."""
+
+    endpoint: str
+    run_id: str
+    trace_dir: str | None
+    rank: int
+    local_rank: int
+    world_size: int
+    debug: bool
+
+    @classmethod
+    def from_environ(cls, environ: Mapping[str, str]) -> TracerConfig:
+        return cls(
+            endpoint=environ[env.TRAINCHECK_ENDPOINT],
+            run_id=environ.get(env.TRAINCHECK_RUN_ID, ""),
+            trace_dir=environ.get(env.TRAINCHECK_TRACE_DIR) or None,
+            rank=_int_env(environ, "RANK", 0),
+            local_rank=_int_env(environ, "LOCAL_RANK", 0),
+            world_size=_int_env(environ, "WORLD_SIZE", 1),
+            debug=environ.get(env.TRAINCHECK_DEBUG) == "1",
+        )
+
+
+class Tracer:
+    """Event construction, call nesting and meta-variables for one process."""
+
+    def __init__(self, config: TracerConfig, *, gated: bool) -> None:
+        self.config = config
+        self.armed = True
+        self.hooks: TorchHooks | None = None
+        self.registry: ModelRegistry | None = None
+        self.internal_errors = 0
+        self._grad_enabled: Callable[[], bool] = _true
+        self._inference_mode: Callable[[], bool] = _false
+        self._reported: set[str] = set()
+        self._reset_process_state(gated=gated)
+
+    # -- lifecycle ---------------------------------------------------------------
+
+    def start(self) -> None:
+        """Make this the process's tracer and start publishing (unless gated)."""
+        global _current
+        _current = self
+        atexit.register(self.close)
+        os.register_at_fork(after_in_child=_after_fork_in_child)
+        if not self.gated:
+            self.publisher.open()
+
+    def attach_torch(self, torch_module: types.ModuleType) -> None:
+        """Read grad mode through torch once it is imported (never imported here)."""
+        self._grad_enabled = torch_module.is_grad_enabled
+        self._inference_mode = torch_module.is_inference_mode_enabled
+
+    def open_gate(self) -> None:
+        """A gated process just ran a training API: it is a training process after all."""
+        self.gated = False
+        self.publisher.open()
+
+    def disarm(self, reason: str) -> None:
+        """Stop tracing for good in this process; queued events are discarded."""
+        global _current
+        self.armed = False
+        self.publisher.discard()
+        if self.hooks is not None:
+            self.hooks.uninstall()
+        if _current is self:
+            _current = None
+
+    def close(self) -> None:
+        """At exit: RunEnd, last flush, close the socket, write the counters file."""
+        if not self.armed or self.gated or self.publisher.closed:
+            return
+        self.armed = False
+        try:
+            counters = self.publisher.counters
+            self.publisher.append(
+                RunEnd(
+                    ts_ns=time.monotonic_ns(),
+                    events_sent=counters.events_sent,
+                    events_dropped=counters.events_dropped,
+                    batches_dropped=counters.batches_dropped,
+                    reason="exit",
+                )
+            )
+            counters = self.publisher.close()
+            self._write_counters_file(dataclasses.asdict(counters))
+        except Exception as exc:
+            self.report_error("exit", exc)
+
+    def _reset_process_state(self, *, gated: bool) -> None:
+        """Per-process state: a forked child starts over with its own pid and socket."""
+        self.pid = os.getpid()
+        self.gated = gated
+        self.meta = MetaState(self._on_meta_change)
+        self._call_ids = itertools.count(1)
+        self._local = threading.local()
+        self._backward_depth = 0
+        self.publisher = Publisher(
+            endpoint=self.config.endpoint,
+            run_id=self.config.run_id,
+            pid=self.pid,
+            rank=self.config.rank,
+        )
+        self.publisher.append(self._run_start())
+
+    def _after_fork(self) -> None:
+        _abandoned.append(self.publisher)
+        self._reset_process_state(gated=True)
+
+    # -- events --------------------------------------------------------------------
+
+    def begin_call(self, api: str, args: tuple[ArgValue, ...] = ()) -> int:
+        """Emit ``ApiCall`` for a training API entered on this thread; return its call id."""
+        if self.gated:
+            self.open_gate()
+        stage = self.meta.enter_training_api(self._grad_enabled(), self._inference_mode())
+        call_id = next(self._call_ids)
+        stack = self._stack()
+        parent = stack[-1] if stack else 0
+        stack.append(call_id)
+        self.publisher.append(
+            ApiCall(
+                time.monotonic_ns(),
+                call_id,
+                parent,
+                threading.get_ident(),
+                api,
+                self.meta.step,
+                stage,
+                args,
+            )
+        )
+        return call_id
+
+    def end_call(
+        self,
+        call_id: int,
+        api: str,
+        *,
+        result: ArgValue | None = None,
+        exception: BaseException | None = None,
+    ) -> None:
+        """Emit ``ApiReturn`` and pop the call (and anything left above it) off the stack."""
+        stack = self._stack()
+        if call_id in stack:
+            del stack[stack.index(call_id) :]
+        self.publisher.append(
+            ApiReturn(
+                time.monotonic_ns(),
+                call_id,
+                threading.get_ident(),
+                api,
+                self.meta.step,
+                self.meta.stage,
+                result,
+                type(exception).__name__ if exception is not None else None,
+            )
+        )
+
+    def current_call(self) -> int:
+        """The innermost open traced call on this thread (0: none)."""
+        stack = self._stack()
+        return stack[-1] if stack else 0
+
+    def record_params(
+        self,
+        call_id: int,
+        phase: str,
+        params: Sequence[tuple[str, torch.Tensor]],
+        *,
+        with_digest: bool,
+    ) -> None:
+        """Emit one ``VarState`` per parameter (grad state, and data digest if asked)."""
+        from traincheck.tracer.varstate import param_states
+
+        for state in param_states(self, call_id, phase, params, with_digest=with_digest):
+            self.publisher.append(state)
+
+    def emit(self, event: Event) -> None:
+        """Queue an event built elsewhere (VarState batches, tests)."""
+        self.publisher.append(event)
+
+    def flush(self) -> None:
+        """Send what is queued now, unless a flush is already running (never waits)."""
+        self.publisher.flush(wait=False)
+
+    def _on_meta_change(self, key: str, value: Scalar) -> None:
+        if not self.armed:
+            return
+        self.publisher.append(
+            MetaChange(
+                time.monotonic_ns(),
+                threading.get_ident(),
+                key,
+                value,
+                self.meta.step,
+                self.meta.stage,
+            )
+        )
+
+    def _stack(self) -> list[int]:
+        try:
+            return self._local.stack  # type: ignore[no-any-return]
+        except AttributeError:
+            self._local.stack = []
+            return self._local.stack  # type: ignore[no-any-return]
+
+    # -- backward nesting (process-wide: the autograd engine may run re-entrant
+    # backward calls on its own threads) ------------------------------------------
+
+    def enter_backward(self) -> bool:
+        """Count a backward call; True if it is the outermost one in the process."""
+        self._backward_depth += 1
+        return self._backward_depth == 1
+
+    def exit_backward(self) -> None:
+        self._backward_depth = max(0, self._backward_depth - 1)
+
+    # -- failures --------------------------------------------------------------------
+
+    def report_error(self, where: str, exc: BaseException) -> None:
+        """Count an internal failure; say it once per place; re-raise in debug mode."""
+        self.internal_errors += 1
+        if self.config.debug:
+            raise exc
+        if where not in self._reported:
+            self._reported.add(where)
+            log(f"internal error in {where} ignored ({type(exc).__name__}: {exc})")
+
+    # -- helpers -----------------------------------------------------------------------
+
+    def _run_start(self) -> RunStart:
+        return RunStart(
+            ts_ns=time.monotonic_ns(),
+            wall_ns=time.time_ns(),
+            pid=self.pid,
+            ppid=os.getppid(),
+            rank=self.config.rank,
+            local_rank=self.config.local_rank,
+            world_size=self.config.world_size,
+            host=socket.gethostname(),
+            argv=list(getattr(sys, "argv", None) or sys.orig_argv[1:]),
+            python=sys.version.split()[0],
+            torch_version=_torch_version(),
+        )
+
+    def _write_counters_file(self, counters: Mapping[str, int]) -> None:
+        """Best effort: ``TRACE_DIR/tracer-<pid>.json``, mode 0600, written atomically."""
+        if self.config.trace_dir is None:
+            return
+        payload = {"pid": self.pid, "rank": self.config.rank, **counters}
+        path = os.path.join(self.config.trace_dir, f"tracer-{self.pid}.json")
+        tmp = f"{path}.tmp"
+        try:
+            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+            with os.fdopen(fd, "w") as handle:
+                json.dump(payload, handle)
+            os.replace(tmp, path)
+        except OSError as exc:
+            log(f"could not write {path}: {exc}")
+
+
+def _after_fork_in_child() -> None:
+    tracer = _current
+    if tracer is not None and tracer.armed:
+        tracer._after_fork()
+
+
+def _torch_version() -> str:
+    """torch's version without importing torch (metadata), or the imported one."""
+    module = sys.modules.get("torch")
+    version = getattr(module, "__version__", None)
+    if version is not None:
+        return str(version)
+    try:
+        return metadata.version("torch")
+    except metadata.PackageNotFoundError:
+        return ""
+    except Exception as exc:  # metadata scanning trips over odd sys.path entries
+        log(f"could not read torch's version: {exc}")
+        return ""
+
+
+def _true() -> bool:
+    return True
+
+
+def _false() -> bool:
+    return False
+
+
+def _int_env(environ: Mapping[str, str], name: str, default: int) -> int:
+    try:
+        return int(environ.get(name, default))
+    except ValueError:
+        return default

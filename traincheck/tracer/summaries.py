@@ -1,0 +1,57 @@
+"""Small typed summaries (``ArgValue``) of API arguments and results.
+
+Scalars keep their value; tensors keep metadata only (their content goes into
+digests); anything else is named by its type. Never the object itself: events
+must stay small and must not keep user objects alive.
+"""
+
+from __future__ import annotations
+
+import torch
+
+from traincheck.events import ArgValue
+
+
+def summarize(name: str, value: object) -> ArgValue:
+    """The ``ArgValue`` for one argument or return value."""
+    if value is None:
+        return ArgValue(name, "none")
+    if isinstance(value, bool):
+        return ArgValue(name, "bool", value)
+    if isinstance(value, int):
+        return ArgValue(name, "int", value)
+    if isinstance(value, float):
+        return ArgValue(name, "float", value)
+    if isinstance(value, str):
+        return ArgValue(name, "str", value)
+    if isinstance(value, torch.Tensor):
+        return ArgValue(
+            name,
+            "tensor",
+            shape=tuple(value.shape),
+            dtype=str(value.dtype),
+            device=str(value.device),
+            requires_grad=value.requires_grad,
+        )
+    if isinstance(value, torch.nn.Module):
+        return ArgValue(name, "module", type(value).__name__)
+    if isinstance(value, torch.optim.Optimizer):
+        return ArgValue(name, "optimizer", type(value).__name__)
+    if isinstance(value, (tuple, list)):
+        return ArgValue(name, "seq", len(value))
+    return ArgValue(name, "other", type(value).__name__)
+
+
+_MODULE_ARGS: dict[tuple[type, bool], tuple[ArgValue, ...]] = {}
+
+
+def module_call_args(module: torch.nn.Module) -> tuple[ArgValue, ...]:
+    """``module`` (class name) and ``training`` for a module call, cached per class and mode."""
+    key = (type(module), bool(module.training))
+    args = _MODULE_ARGS.get(key)
+    if args is None:
+        args = _MODULE_ARGS[key] = (
+            ArgValue("module", "module", type(module).__name__),
+            ArgValue("training", "bool", key[1]),
+        )
+    return args
