@@ -1,1 +1,4 @@
-"""``traincheck-run``: starts the sidecar and the traced job (installed as ``traincheck.launcher``)."""
+"""``traincheck-run``: starts the sidecar and the traced job.
+
+Installed as ``traincheck.launcher`` (a top-level ``launcher`` would collide).
+"""

@@ -16,6 +16,7 @@ torn or corrupt frame of a segment, keeps what came before and says so.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import struct
@@ -71,8 +72,9 @@ class TraceWriter:
             if self._fd is None or self._segment_bytes + len(frame) > self.segment_max_bytes:
                 self._open_next_segment()
             assert self._fd is not None
-            os.write(self._fd, frame)
+            _write_all(self._fd, frame)
         except OSError as exc:
+            self._discard_partial_frame()
             self.batches_lost += 1
             if len(self.write_errors) < 20:
                 self.write_errors.append(f"{exc.strerror or exc} ({self.trace_dir})")
@@ -82,24 +84,64 @@ class TraceWriter:
         self.batches_written += 1
         return True
 
+    def _discard_partial_frame(self) -> None:
+        """Cut a half-written frame off the segment: the reader stops at the first
+        torn frame, so leaving it would hide every later batch of the segment.
+        If even that fails, the next batch starts a fresh segment."""
+        if self._fd is None:
+            return
+        try:
+            os.ftruncate(self._fd, self._segment_bytes)
+        except OSError:
+            fd, self._fd = self._fd, None
+            with contextlib.suppress(OSError):
+                os.close(fd)
+
     def _open_next_segment(self) -> None:
         self.close()
-        self._segment_index += 1
-        path = self.trace_dir / f"segment-{self._segment_index:05d}.tcs"
-        self._fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
-        os.write(self._fd, SEGMENT_MAGIC)
+        fd, path = self._create_segment_file()
+        try:
+            _write_all(fd, SEGMENT_MAGIC)
+        except OSError:
+            os.close(fd)
+            with contextlib.suppress(OSError):
+                os.unlink(path)
+            raise
+        self._fd = fd
         self._segment_bytes = len(SEGMENT_MAGIC)
+
+    def _create_segment_file(self) -> tuple[int, Path]:
+        """A new segment file; never reopens an existing one (its frames would be
+        interleaved with a second magic header)."""
+        while True:
+            self._segment_index += 1
+            path = self.trace_dir / f"segment-{self._segment_index:05d}.tcs"
+            try:
+                flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_APPEND
+                return os.open(path, flags, 0o600), path
+            except FileExistsError:
+                continue
 
     def close(self) -> None:
         """Flush segment data to disk and close the current segment."""
         if self._fd is None:
             return
+        fd, self._fd = self._fd, None
         try:
-            os.fsync(self._fd)
-        except OSError:
-            pass
-        os.close(self._fd)
-        self._fd = None
+            os.fsync(fd)
+        except OSError as exc:
+            if len(self.write_errors) < 20:
+                self.write_errors.append(f"fsync failed: {exc.strerror or exc} ({self.trace_dir})")
+        finally:
+            os.close(fd)
+
+
+def _write_all(fd: int, data: bytes) -> None:
+    """``os.write`` may write less than asked (large frames, signals); finish the job."""
+    view = memoryview(data)
+    while view:
+        written = os.write(fd, view)
+        view = view[written:]
 
 
 @dataclass

@@ -1,0 +1,162 @@
+"""``traincheck-run``: run a training command with a tracing sidecar beside it.
+
+The order of things: validate everything the user gave us; create the trace and
+private run directories; start the sidecar and wait for its ready line; spawn the
+job with the bootstrap dir on PYTHONPATH; forward signals while it runs; tell the
+sidecar to drain; print its summary; exit with the job's code.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import subprocess
+import sys
+from typing import Any
+
+from traincheck.launcher.job import (
+    SignalForwarder,
+    exit_status,
+    flush_std_streams,
+    job_environment,
+    spawn_job,
+)
+from traincheck.launcher.report import (
+    lost_sidecar_lines,
+    read_tracer_counters,
+    record_lost_sidecar,
+    summary_lines,
+)
+from traincheck.launcher.rundir import RunDirectory, create_run_directory, new_run_id
+from traincheck.launcher.settings import PROG, RunSettings, parse_settings
+from traincheck.launcher.sidecar_process import SidecarProcess, describe_exit
+
+from traincheck.environment import TRAINCHECK_DEBUG
+from traincheck.errors import UserError
+
+JOB_POLL_S = 0.5
+"""How often the launcher looks up from waiting on the job to check the sidecar."""
+
+
+def say(message: str) -> None:
+    print(f"{PROG}: {message}", file=sys.stderr, flush=True)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point; every failure becomes one line on stderr and an exit code."""
+    try:
+        settings = parse_settings(sys.argv[1:] if argv is None else argv)
+        return run(settings)
+    except UserError as exc:
+        say(f"error: {exc}")
+        return 2
+    except KeyboardInterrupt:
+        say("interrupted")
+        return 130
+    except Exception as exc:
+        if os.environ.get(TRAINCHECK_DEBUG) == "1":
+            raise
+        say(f"internal error: {type(exc).__name__}: {exc} (set {TRAINCHECK_DEBUG}=1 for details)")
+        return 1
+
+
+def run(settings: RunSettings) -> int:
+    """One traced run, start to finish; returns the exit code."""
+    created_output = not settings.output_dir.exists()
+    settings.output_dir.mkdir(parents=True, exist_ok=True)
+    run_dir = create_run_directory(new_run_id())
+    sidecar: SidecarProcess | None = None
+    try:
+        sidecar = SidecarProcess.start(
+            trace_dir=settings.output_dir,
+            endpoint=run_dir.endpoint,
+            run_id=run_dir.run_id,
+            invariants=settings.invariants,
+            command_file=run_dir.write_command(settings.command),
+            timeout_s=settings.sidecar_timeout_s,
+        )
+        returncode = run_job(settings, run_dir, sidecar)
+        return finish(settings, sidecar, returncode)
+    finally:
+        if sidecar is not None:
+            sidecar.kill()
+        run_dir.remove()
+        if created_output and settings.output_dir.is_dir() and sidecar is None:
+            with contextlib.suppress(OSError):
+                settings.output_dir.rmdir()
+
+
+def run_job(settings: RunSettings, run_dir: RunDirectory, sidecar: SidecarProcess) -> int:
+    """Spawn the job, forward signals to it, wait; return its raw return code."""
+    forwarder = SignalForwarder(notify=say)
+    forwarder.install()
+    try:
+        env = job_environment(
+            os.environ,
+            endpoint=run_dir.endpoint,
+            run_id=run_dir.run_id,
+            trace_dir=settings.output_dir,
+        )
+        flush_std_streams()
+        job = spawn_job(settings.command, env)
+        forwarder.attach(job.pid)
+        return wait_for_job(job, sidecar)
+    finally:
+        forwarder.uninstall()
+
+
+def wait_for_job(job: subprocess.Popen[bytes], sidecar: SidecarProcess) -> int:
+    """Wait for the job; say so at once if the sidecar dies meanwhile (the job goes on)."""
+    warned = False
+    while True:
+        try:
+            return job.wait(timeout=JOB_POLL_S)
+        except subprocess.TimeoutExpired:
+            code = sidecar.exit_code()
+            if code is not None and not warned:
+                warned = True
+                say(
+                    f"warning: sidecar exited unexpectedly ({describe_exit(code)}); "
+                    "the job continues, its events are no longer recorded"
+                )
+
+
+def finish(settings: RunSettings, sidecar: SidecarProcess, returncode: int) -> int:
+    """Drain the sidecar, report, and turn the job's return code into ours."""
+    summary, lost_reason = collect_summary(sidecar, settings.sidecar_timeout_s)
+    if summary is not None:
+        lines = summary_lines(summary, settings.output_dir)
+    else:
+        counters = read_tracer_counters(settings.output_dir)
+        record_lost_sidecar(settings.output_dir, lost_reason, counters)
+        lines = lost_sidecar_lines(lost_reason, counters, settings.output_dir)
+    for line in lines:
+        say(line)
+    status = exit_status(returncode)
+    violations = int(summary.get("violations", 0)) if summary else 0
+    if settings.fail_on_violation and status == 0 and violations > 0:
+        return 1
+    return status
+
+
+def collect_summary(sidecar: SidecarProcess, timeout_s: float) -> tuple[dict[str, Any] | None, str]:
+    """The sidecar's summary, or None and why there is none."""
+    code = sidecar.exit_code()
+    if code is not None:
+        return None, f"exited unexpectedly ({describe_exit(code)})"
+    try:
+        summary = sidecar.drain(timeout_s)
+    except KeyboardInterrupt:
+        sidecar.kill()
+        return None, "was stopped by an interrupt while draining"
+    if summary is not None:
+        return summary, ""
+    code = sidecar.exit_code()
+    if code is not None:
+        return None, f"exited unexpectedly ({describe_exit(code)})"
+    sidecar.kill()
+    return None, f"sent no summary within {timeout_s:g} s and was stopped"
+
+
+if __name__ == "__main__":
+    sys.exit(main())

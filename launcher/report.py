@@ -1,0 +1,115 @@
+"""The human summary ``traincheck-run`` prints on stderr when the run is over.
+
+Its sources: the sidecar's summary line when the sidecar lived to drain, else the
+counter files the tracer writes at exit (``TRACE_DIR/tracer-<pid>.json``) -- so
+lost events are reported even when the sidecar was killed.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from traincheck.sidecar.store import MANIFEST_NAME, write_manifest
+
+TRACER_COUNTERS_GLOB = "tracer-*.json"
+_COUNTER_KEYS = ("events_sent", "events_dropped", "batches_sent", "batches_dropped")
+
+
+@dataclass
+class TracerCounters:
+    """Counters summed over every traced process that wrote a counters file."""
+
+    processes: int = 0
+    events_sent: int = 0
+    events_dropped: int = 0
+    batches_sent: int = 0
+    batches_dropped: int = 0
+    unreadable: list[str] = field(default_factory=list)
+
+
+def read_tracer_counters(trace_dir: Path) -> TracerCounters:
+    totals = TracerCounters()
+    for path in sorted(trace_dir.glob(TRACER_COUNTERS_GLOB)):
+        try:
+            data = json.loads(path.read_text())
+            values = {key: int(data.get(key, 0)) for key in _COUNTER_KEYS}
+        except (OSError, ValueError, TypeError, AttributeError):
+            totals.unreadable.append(path.name)
+            continue
+        totals.processes += 1
+        totals.events_sent += values["events_sent"]
+        totals.events_dropped += values["events_dropped"]
+        totals.batches_sent += values["batches_sent"]
+        totals.batches_dropped += values["batches_dropped"]
+    return totals
+
+
+def summary_lines(summary: dict[str, Any], trace_dir: Path) -> list[str]:
+    """What the sidecar saw, in a few short lines."""
+    producers = summary.get("producers", [])
+    lines = [
+        f"received {summary.get('events_received', 0)} events in "
+        f"{summary.get('batches_received', 0)} batches from {len(producers)} process(es); "
+        f"dropped {summary.get('events_dropped', 0)} events, "
+        f"{summary.get('batches_missing', 0)} batches missing; "
+        f"{summary.get('rejected', 0)} rejected messages",
+        _violations(int(summary.get("violations", 0))),
+    ]
+    for reason in summary.get("rejected_reasons", []):
+        lines.append(f"rejected: {reason}")
+    for error in summary.get("write_errors", []):
+        lines.append(f"trace write error: {error}")
+    if summary.get("checker_errors"):
+        lines.append(f"checker errors: {summary['checker_errors']} (see alerts above)")
+    if summary.get("status") == "killed":
+        lines.append("a traced process ended without saying goodbye; the trace stops there")
+    lines.append(f"trace: {trace_dir}")
+    return lines
+
+
+def _violations(count: int) -> str:
+    return "1 violation" if count == 1 else f"{count} violations"
+
+
+def lost_sidecar_lines(reason: str, counters: TracerCounters, trace_dir: Path) -> list[str]:
+    """What can still be said when the sidecar is gone."""
+    lines = [f"sidecar {reason}; the trace is incomplete"]
+    if counters.processes:
+        lines.append(
+            f"tracer counters from {counters.processes} process(es): "
+            f"{counters.events_sent} events sent, {counters.events_dropped} events dropped, "
+            f"{counters.batches_dropped} batches dropped"
+        )
+    else:
+        lines.append("no tracer counters found; dropped counts unknown")
+    lines.append(f"trace: {trace_dir}")
+    return lines
+
+
+def record_lost_sidecar(trace_dir: Path, reason: str, counters: TracerCounters) -> None:
+    """Mark run.json so offline tools know the trace stops early and why; the
+    sidecar that would have finalised it is gone. Best effort: the summary on
+    stderr says the same."""
+    path = trace_dir / MANIFEST_NAME
+    try:
+        manifest = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return
+    if not isinstance(manifest, dict):
+        return
+    manifest.update(
+        status="sidecar_lost",
+        sidecar_lost=reason,
+        tracer_counters={
+            "processes": counters.processes,
+            "events_sent": counters.events_sent,
+            "events_dropped": counters.events_dropped,
+            "batches_dropped": counters.batches_dropped,
+        },
+    )
+    with contextlib.suppress(OSError):
+        write_manifest(trace_dir, manifest)

@@ -1,0 +1,85 @@
+"""The private run directory that holds the run's ipc socket.
+
+``${XDG_RUNTIME_DIR or /tmp}/traincheck-<uid>/<run_id>/events.sock``: both
+directories are mode 0700 and must belong to us, so no other user can connect to
+the socket, read it, or plant a symlink in its place. The run directory is
+removed when the run ends; the per-user parent is kept for the next run.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import secrets
+import shutil
+import stat
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from traincheck.errors import UserError
+
+SOCKET_NAME = "events.sock"
+COMMAND_FILE = "command.json"
+MAX_SOCKET_PATH = 100
+"""Unix socket paths are limited to ~107 bytes (sun_path); stay well under."""
+
+
+def new_run_id() -> str:
+    """Time-sortable and unique enough for concurrent runs of one user."""
+    return f"{time.strftime('%Y%m%d-%H%M%S')}-{secrets.token_hex(3)}"
+
+
+@dataclass(frozen=True)
+class RunDirectory:
+    """A created private run directory; ``remove`` is its pair."""
+
+    path: Path
+    run_id: str
+
+    @property
+    def endpoint(self) -> str:
+        return f"ipc://{self.path / SOCKET_NAME}"
+
+    def write_command(self, command: tuple[str, ...]) -> Path:
+        """Hand the job's command to the sidecar in a private file, keeping it off the
+        sidecar's own command line (where ``ps`` and process matchers would see it)."""
+        path = self.path / COMMAND_FILE
+        path.write_text(json.dumps(list(command)))
+        return path
+
+    def remove(self) -> None:
+        shutil.rmtree(self.path, ignore_errors=True)
+
+
+def create_run_directory(run_id: str) -> RunDirectory:
+    """Create the run directory, preferring XDG_RUNTIME_DIR, falling back to the
+    system temp dir when the socket path would be too long."""
+    bases = [os.environ.get("XDG_RUNTIME_DIR") or "", tempfile.gettempdir(), "/tmp"]
+    for base in (b for b in bases if b):
+        path = Path(base) / f"traincheck-{os.getuid()}" / run_id
+        if len(str(path / SOCKET_NAME)) < MAX_SOCKET_PATH:
+            _ensure_private_dir(path.parent)
+            path.mkdir(mode=0o700)
+            os.chmod(path, 0o700)
+            return RunDirectory(path=path, run_id=run_id)
+    raise UserError("no directory with a short enough path for the run's socket; set TMPDIR")
+
+
+def _ensure_private_dir(path: Path) -> None:
+    """Create ``path`` 0700, or accept it only if it is ours, not a link, and private."""
+    try:
+        path.mkdir(mode=0o700, parents=False)
+    except FileExistsError:
+        pass
+    except FileNotFoundError:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.mkdir(mode=0o700, exist_ok=True)
+    info = path.lstat()
+    if stat.S_ISLNK(info.st_mode) or not stat.S_ISDIR(info.st_mode):
+        raise UserError(f"refusing to use {path}: not a plain directory")
+    if info.st_uid != os.getuid():
+        raise UserError(f"refusing to use {path}: owned by another user")
+    if stat.S_IMODE(info.st_mode) != 0o700:
+        os.chmod(path, 0o700)

@@ -1,0 +1,200 @@
+"""``traincheck-run`` options: parsed once, validated at the edge, frozen.
+
+Everything the user can get wrong is checked here, before any process starts, and
+reported as a :class:`~traincheck.errors.UserError` (one line, exit code 2).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import re
+import shutil
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import NoReturn
+
+from traincheck.errors import InvariantsFileError, UserError
+
+PROG = "traincheck-run"
+DEFAULT_SIDECAR_TIMEOUT_S = 30.0
+_PYTHON_NAME = re.compile(r"^python(\d+(\.\d+)*)?$")
+_PYTHON_OPTIONS_WITH_VALUE = {"-W", "-X", "--check-hash-based-pycs"}
+
+
+@dataclass(frozen=True)
+class RunSettings:
+    """One traced run, as the user asked for it."""
+
+    command: tuple[str, ...]
+    output_dir: Path
+    invariants: Path | None
+    sidecar_timeout_s: float
+    fail_on_violation: bool
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse, but a usage mistake is one line like every other user error."""
+
+    def error(self, message: str) -> NoReturn:
+        raise UserError(message)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = _Parser(
+        prog=PROG,
+        usage=f"{PROG} [options] [--] COMMAND [ARGS...]",
+        description=(
+            "Run a PyTorch training command under TrainCheck: trace it into a trace "
+            "directory and, with --invariants, check it live from a sidecar process. "
+            "The command's output and exit code are passed through unchanged."
+        ),
+        epilog=(
+            "Example: traincheck-run --invariants inv.json -- python train.py --lr 0.1\n"
+            "Exit code: the command's own (128+N when killed by signal N, 130 on Ctrl-C); "
+            "2 for a usage error; 1 with --fail-on-violation when the command succeeded "
+            "but invariants were violated. Ctrl-C is forwarded to the command; a second "
+            "Ctrl-C kills it. Set TRAINCHECK_DEBUG=1 to see tracebacks."
+        ),
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument(
+        "-o",
+        "--output-dir",
+        type=Path,
+        help="trace directory to create (default: ./traincheck_run_<script>_<YYYYmmdd_HHMMSS>); "
+        "must be new or empty",
+    )
+    parser.add_argument(
+        "-i", "--invariants", type=Path, help="invariants file (JSON) to check the run against live"
+    )
+    parser.add_argument(
+        "--sidecar-timeout-s",
+        type=float,
+        default=DEFAULT_SIDECAR_TIMEOUT_S,
+        metavar="S",
+        help="how long to wait for the sidecar to start and to finish (default: %(default)s)",
+    )
+    parser.add_argument(
+        "--fail-on-violation",
+        action="store_true",
+        help="exit 1 when the command exits 0 but invariant violations were reported",
+    )
+    parser.add_argument(
+        "command", nargs=argparse.REMAINDER, help="the training command and its arguments"
+    )
+    return parser
+
+
+def parse_settings(argv: list[str]) -> RunSettings:
+    """Parse and validate the command line; raise UserError on any mistake."""
+    args = build_parser().parse_args(argv)
+    command = list(args.command)
+    if command and command[0] == "--":
+        command = command[1:]
+    if not command:
+        raise UserError("no command given (usage: traincheck-run [options] -- python train.py)")
+    validate_command(command)
+    if not args.sidecar_timeout_s > 0:
+        raise UserError("--sidecar-timeout-s must be a positive number of seconds")
+    invariants = args.invariants
+    if invariants is not None:
+        validate_invariants(invariants)
+        invariants = invariants.resolve()
+    output_dir = args.output_dir or default_output_dir(command)
+    validate_output_dir(output_dir)
+    return RunSettings(
+        command=tuple(command),
+        output_dir=output_dir.resolve(),
+        invariants=invariants,
+        sidecar_timeout_s=args.sidecar_timeout_s,
+        fail_on_violation=args.fail_on_violation,
+    )
+
+
+def validate_command(command: list[str]) -> None:
+    """The program must exist; for ``python script.py``, so must the script."""
+    program = command[0]
+    if shutil.which(program) is None:
+        if os.sep in program and Path(program).exists():
+            raise UserError(f"command is not executable: {program}")
+        raise UserError(f"command not found: {program}")
+    script = python_script(command)
+    if script is not None and not Path(script).is_file():
+        raise UserError(f"script not found: {script}")
+
+
+def python_script(command: list[str]) -> str | None:
+    """The script a ``python [options] script.py`` command runs, None if it runs none
+    (``-m module``, ``-c code``, an interactive interpreter) or is not python."""
+    if not _PYTHON_NAME.match(Path(command[0]).name):
+        return None
+    args = iter(command[1:])
+    for arg in args:
+        if arg in ("-m", "-c", "-") or arg.startswith(("-m", "-c")):
+            return None
+        if arg in _PYTHON_OPTIONS_WITH_VALUE:
+            next(args, None)
+        elif not arg.startswith("-"):
+            return arg
+    return None
+
+
+def script_stem(command: tuple[str, ...] | list[str]) -> str:
+    """A short name for the run: the script's stem, the module, or the program."""
+    script = python_script(list(command))
+    if script is not None:
+        return Path(script).stem
+    if "-m" in command[1:]:
+        index = command.index("-m", 1)
+        if index + 1 < len(command):
+            return command[index + 1].rsplit(".", 1)[-1]
+    return Path(command[0]).name
+
+
+def default_output_dir(command: list[str]) -> Path:
+    stem = re.sub(r"[^A-Za-z0-9_.-]", "_", script_stem(command)) or "job"
+    return Path(f"traincheck_run_{stem}_{time.strftime('%Y%m%d_%H%M%S')}")
+
+
+def validate_output_dir(output_dir: Path) -> None:
+    """Refuse to mix two runs in one trace directory; an empty directory is fine."""
+    if not output_dir.exists():
+        return
+    if not output_dir.is_dir():
+        raise UserError(f"output path exists and is not a directory: {output_dir}")
+    if any(output_dir.iterdir()):
+        raise UserError(
+            f"output directory is not empty: {output_dir} (one run per trace directory; "
+            "pass a new --output-dir)"
+        )
+
+
+def validate_invariants(path: Path) -> None:
+    """Load the invariants file the way the sidecar will, so mistakes show up now."""
+    if not path.is_file():
+        raise InvariantsFileError(f"invariants file not found: {path}")
+    try:
+        from traincheck.sidecar.invariants import load_invariants
+    except ImportError:
+        _check_json_file(path)
+        return
+    try:
+        load_invariants(path)
+    except UserError:
+        raise
+    except (ValueError, KeyError, TypeError) as exc:
+        raise InvariantsFileError(f"malformed invariants file {path}: {exc}") from None
+    except OSError as exc:
+        raise InvariantsFileError(f"cannot read invariants file {path}: {exc.strerror}") from None
+
+
+def _check_json_file(path: Path) -> None:
+    try:
+        json.loads(path.read_text())
+    except OSError as exc:
+        raise InvariantsFileError(f"cannot read invariants file {path}: {exc.strerror}") from None
+    except ValueError as exc:
+        raise InvariantsFileError(f"invariants file {path} is not valid JSON: {exc}") from None

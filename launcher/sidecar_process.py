@@ -1,0 +1,180 @@
+"""The launcher's handle on the sidecar process: start, handshake, drain.
+
+The sidecar runs in its own session so a terminal Ctrl-C never reaches it (the
+launcher decides when it stops). It reports on stdout with JSON lines -- one
+``ready`` line when it can receive, one ``summary`` line after a drain -- and every
+wait for a line has a deadline.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import selectors
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import IO, Any
+
+from traincheck import environment
+from traincheck.errors import UserError
+
+
+class SidecarError(UserError):
+    """The sidecar could not be started (reported in one line, exit code 2)."""
+
+
+class JsonLineReader:
+    """Reads JSON object lines from a pipe with a deadline, skipping anything else."""
+
+    def __init__(self, stream: IO[bytes]) -> None:
+        self._fd = stream.fileno()
+        self._buffer = b""
+        self._selector = selectors.DefaultSelector()
+        self._selector.register(self._fd, selectors.EVENT_READ)
+        self.eof = False
+
+    def read_event(self, name: str, timeout_s: float) -> dict[str, Any] | None:
+        """The next line ``{"event": name, ...}``; None on timeout or end of stream."""
+        deadline = time.monotonic() + timeout_s
+        while True:
+            line = self._next_line(deadline)
+            if line is None:
+                return None
+            with contextlib.suppress(ValueError):
+                payload = json.loads(line)
+                if isinstance(payload, dict) and payload.get("event") == name:
+                    return payload
+
+    def _next_line(self, deadline: float) -> bytes | None:
+        while b"\n" not in self._buffer:
+            if self.eof:
+                return None
+            remaining = deadline - time.monotonic()
+            if remaining <= 0 or not self._selector.select(remaining):
+                return None
+            chunk = os.read(self._fd, 65536)
+            if not chunk:
+                self.eof = True
+                if not self._buffer:
+                    return None
+                self._buffer += b"\n"
+            self._buffer += chunk
+        line, self._buffer = self._buffer.split(b"\n", 1)
+        return line
+
+    def close(self) -> None:
+        self._selector.close()
+
+
+def sidecar_environment() -> dict[str, str]:
+    """The launcher's environment minus our tracer switches: the sidecar itself is
+    never traced, even when traincheck-run runs inside a traced process."""
+    env = {k: v for k, v in os.environ.items() if k not in environment.ALL}
+    env[environment.TRAINCHECK_DISABLE] = "1"
+    if environment.TRAINCHECK_DEBUG in os.environ:
+        env[environment.TRAINCHECK_DEBUG] = os.environ[environment.TRAINCHECK_DEBUG]
+    return env
+
+
+class SidecarProcess:
+    """A started sidecar; ``start`` returns once it said it is ready."""
+
+    def __init__(self, process: subprocess.Popen[bytes]) -> None:
+        self.process = process
+        assert process.stdout is not None
+        self._reader = JsonLineReader(process.stdout)
+
+    @classmethod
+    def start(
+        cls,
+        *,
+        trace_dir: Path,
+        endpoint: str,
+        run_id: str,
+        invariants: Path | None,
+        command_file: Path | None,
+        timeout_s: float,
+    ) -> SidecarProcess:
+        argv = [
+            sys.executable,
+            "-m",
+            "traincheck.sidecar",
+            "--trace-dir",
+            str(trace_dir),
+            "--endpoint",
+            endpoint,
+            "--run-id",
+            run_id,
+        ]
+        if command_file is not None:
+            argv += ["--command-file", str(command_file)]
+        if invariants is not None:
+            argv += ["--invariants", str(invariants)]
+        process = subprocess.Popen(
+            argv,
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            env=sidecar_environment(),
+            start_new_session=True,
+        )
+        sidecar = cls(process)
+        try:
+            sidecar._wait_ready(timeout_s)
+        except BaseException:
+            sidecar.kill()
+            raise
+        return sidecar
+
+    def _wait_ready(self, timeout_s: float) -> None:
+        ready = self._reader.read_event("ready", timeout_s)
+        if ready is not None:
+            return
+        if self._reader.eof:
+            code = self.process.wait()
+            raise SidecarError(f"sidecar failed to start ({describe_exit(code)})")
+        raise SidecarError(f"sidecar did not become ready within {timeout_s:g} s")
+
+    def exit_code(self) -> int | None:
+        """The sidecar's exit code if it has exited (negative: killed by a signal)."""
+        return self.process.poll()
+
+    def drain(self, timeout_s: float) -> dict[str, Any] | None:
+        """Ask for a drain and return the summary; None if none came in time."""
+        try:
+            assert self.process.stdin is not None
+            self.process.stdin.write(b"drain\n")
+            self.process.stdin.close()
+        except (BrokenPipeError, OSError):
+            return None
+        summary = self._reader.read_event("summary", timeout_s)
+        if summary is not None:
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                self.process.wait(timeout=5)
+        return summary
+
+    def kill(self) -> None:
+        """Stop the sidecar now (its own process group) and reap it."""
+        if self.process.poll() is None:
+            with contextlib.suppress(ProcessLookupError, PermissionError):
+                os.killpg(self.process.pid, signal.SIGKILL)
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            self.process.wait(timeout=5)
+        self.close()
+
+    def close(self) -> None:
+        self._reader.close()
+        for stream in (self.process.stdin, self.process.stdout):
+            if stream is not None:
+                with contextlib.suppress(OSError):
+                    stream.close()
+
+
+def describe_exit(code: int) -> str:
+    """``exit code N`` or ``signal N`` (Popen reports a signal as -N)."""
+    if code < 0:
+        return f"signal {-code}"
+    return f"exit code {code}"

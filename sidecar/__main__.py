@@ -1,0 +1,79 @@
+"""``python -m traincheck.sidecar``: the sidecar process the launcher starts.
+
+Not meant to be typed by hand (``traincheck-run`` starts it), but its options are
+plain so it can be: see ``--help``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+from pathlib import Path
+
+from traincheck.environment import TRAINCHECK_DEBUG
+from traincheck.errors import UserError
+
+PROG = "traincheck-sidecar"
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog=PROG,
+        description="Receive traced events, store them, check them live against invariants.",
+    )
+    parser.add_argument("--trace-dir", required=True, type=Path, help="where to write the trace")
+    parser.add_argument(
+        "--endpoint", required=True, help="ZeroMQ endpoint to bind (ipc:// or tcp://)"
+    )
+    parser.add_argument("--run-id", required=True, help="reject batches of any other run")
+    parser.add_argument("--invariants", type=Path, help="invariants file to check live")
+    parser.add_argument(
+        "--command-file",
+        type=Path,
+        help="JSON file holding the traced command (a list of strings), recorded in run.json; "
+        "a file rather than an argument so the job's command line never shows up in ours",
+    )
+    return parser
+
+
+def read_command(path: Path | None) -> list[str]:
+    if path is None:
+        return []
+    try:
+        command = json.loads(path.read_text())
+    except OSError as exc:
+        raise UserError(f"cannot read --command-file {path}: {exc.strerror}") from None
+    except ValueError:
+        raise UserError(f"--command-file {path} is not valid JSON") from None
+    if not isinstance(command, list) or not all(isinstance(part, str) for part in command):
+        raise UserError(f"--command-file {path} must hold a JSON list of strings")
+    return command
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    from traincheck.sidecar.runtime import SidecarOptions, run
+
+    try:
+        options = SidecarOptions(
+            trace_dir=args.trace_dir,
+            endpoint=args.endpoint,
+            run_id=args.run_id,
+            invariants=args.invariants,
+            command=read_command(args.command_file),
+        )
+        return run(options)
+    except UserError as exc:
+        print(f"{PROG}: error: {exc}", file=sys.stderr)
+        return 2
+    except OSError as exc:
+        if os.environ.get(TRAINCHECK_DEBUG) == "1":
+            raise
+        print(f"{PROG}: error: {exc}", file=sys.stderr)
+        return 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

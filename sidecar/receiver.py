@@ -1,0 +1,205 @@
+"""The sidecar's end of the socket: bind, receive with timeouts, validate, account.
+
+Two small pieces with one job between them -- taking batches in:
+
+* :class:`Receiver` owns the PULL socket. It binds with owner-only permissions,
+  never blocks without a timeout, and hands back raw messages.
+* :class:`IntakeLedger` keeps the books on what came in: valid batches per
+  producer, sequence gaps (lost batches), the producers' own drop counters,
+  rejected messages and why, and which producers said ``RunStart``/``RunEnd``.
+
+Nothing here raises on bad input: a malformed message is counted and dropped.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import socket as socketlib
+import stat
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from typing import Any
+
+import zmq
+
+from traincheck.events import Batch, RunEnd, RunStart
+from traincheck.wire import MAX_MESSAGE_BYTES
+
+RECEIVE_HWM = 10_000
+"""Messages queued in the sidecar before zmq pushes back on the producers' queues.
+
+Large enough to absorb a burst while a slow checker catches up; producers send
+with NOBLOCK, so back-pressure becomes counted drops on their side, never a stall."""
+
+MAX_REJECT_REASONS = 5
+"""How many distinct rejection reasons are kept verbatim for the summary."""
+
+
+class Receiver:
+    """A bound PULL socket that is polled, never waited on forever."""
+
+    def __init__(self, endpoint: str, *, hwm: int = RECEIVE_HWM) -> None:
+        self.endpoint = endpoint
+        self._context = zmq.Context()
+        self._socket = self._context.socket(zmq.PULL)
+        self._socket.setsockopt(zmq.LINGER, 0)
+        self._socket.setsockopt(zmq.RCVHWM, hwm)
+        self._socket.setsockopt(zmq.MAXMSGSIZE, MAX_MESSAGE_BYTES)
+        self._bind(endpoint)
+        self._poller = zmq.Poller()
+        self._poller.register(self._socket, zmq.POLLIN)
+
+    def _bind(self, endpoint: str) -> None:
+        # An ipc socket file is created with the process umask; tighten it for the
+        # bind so no other user can ever connect, then make sure of the mode.
+        old_umask = os.umask(0o077)
+        try:
+            self._socket.bind(endpoint)
+        except zmq.ZMQError as exc:
+            self.close()
+            raise OSError(f"cannot bind {endpoint}: {exc}") from None
+        finally:
+            os.umask(old_umask)
+        ipc_path = ipc_socket_path(endpoint)
+        if ipc_path is not None:
+            os.chmod(ipc_path, stat.S_IRUSR | stat.S_IWUSR)
+
+    def receive(self, timeout_s: float, *, max_messages: int = 256) -> list[bytes]:
+        """Wait up to ``timeout_s`` for messages; return those available (maybe none).
+
+        Multipart messages are not part of the protocol: their frames are joined
+        so that validation rejects them with a reason instead of mis-framing.
+        """
+        if not self._poller.poll(max(0, int(timeout_s * 1000))):
+            return []
+        messages: list[bytes] = []
+        while len(messages) < max_messages:
+            try:
+                frames = self._socket.recv_multipart(zmq.NOBLOCK)
+            except zmq.Again:
+                break
+            messages.append(frames[0] if len(frames) == 1 else b"".join(frames))
+        return messages
+
+    def close(self) -> None:
+        """Close the socket and context immediately (LINGER 0) and remove the ipc file."""
+        self._socket.close(linger=0)
+        self._context.term()
+        ipc_path = ipc_socket_path(self.endpoint)
+        if ipc_path is not None:
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(ipc_path)
+
+
+def ipc_socket_path(endpoint: str) -> str | None:
+    """The filesystem path of an ``ipc://`` endpoint, None for other transports."""
+    prefix = "ipc://"
+    return endpoint[len(prefix) :] if endpoint.startswith(prefix) else None
+
+
+@dataclass
+class ProducerLedger:
+    """What one traced process sent us."""
+
+    pid: int
+    rank: int
+    host: str | None = None
+    batches: int = 0
+    events: int = 0
+    events_dropped: int = 0
+    batches_dropped: int = 0
+    batches_missing: int = 0
+    batches_out_of_order: int = 0
+    last_seq: int = -1
+    run_start: bool = False
+    run_end: bool = False
+    end_reason: str | None = None
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "pid": self.pid,
+            "rank": self.rank,
+            "host": self.host,
+            "batches": self.batches,
+            "events": self.events,
+            "events_dropped": self.events_dropped,
+            "batches_dropped": self.batches_dropped,
+            "batches_missing": self.batches_missing,
+            "batches_out_of_order": self.batches_out_of_order,
+            "run_start": self.run_start,
+            "run_end": self.run_end,
+            "end_reason": self.end_reason,
+        }
+
+
+@dataclass
+class IntakeLedger:
+    """Counters over every message the sidecar received."""
+
+    producers: dict[int, ProducerLedger] = field(default_factory=dict)
+    rejected: int = 0
+    reject_reasons: list[str] = field(default_factory=list)
+
+    def record_rejected(self, reason: str) -> None:
+        self.rejected += 1
+        if len(self.reject_reasons) < MAX_REJECT_REASONS and reason not in self.reject_reasons:
+            self.reject_reasons.append(reason)
+
+    def record_batch(self, batch: Batch) -> None:
+        """Account for one valid batch: sequence gaps, drop counters, start/end."""
+        producer = self.producers.get(batch.pid)
+        if producer is None:
+            producer = self.producers[batch.pid] = ProducerLedger(batch.pid, batch.rank)
+        producer.batches += 1
+        producer.events += len(batch.events)
+        producer.events_dropped = max(producer.events_dropped, batch.dropped_events)
+        if batch.seq > producer.last_seq:
+            producer.batches_missing += batch.seq - producer.last_seq - 1
+            producer.last_seq = batch.seq
+        else:
+            producer.batches_out_of_order += 1
+        for event in batch.events:
+            if isinstance(event, RunStart):
+                producer.run_start = True
+                producer.host = event.host
+            elif isinstance(event, RunEnd):
+                producer.run_end = True
+                producer.end_reason = event.reason
+                producer.events_dropped = max(producer.events_dropped, event.events_dropped)
+                producer.batches_dropped = max(producer.batches_dropped, event.batches_dropped)
+
+    def unfinished(self) -> Iterator[ProducerLedger]:
+        """Producers that sent RunStart but not (yet) RunEnd."""
+        return (p for p in self.producers.values() if p.run_start and not p.run_end)
+
+    def unfinished_alive(self) -> list[ProducerLedger]:
+        """Unfinished producers that may still send: alive here, or on another host."""
+        here = socketlib.gethostname()
+        return [p for p in self.unfinished() if p.host != here or _pid_alive(p.pid)]
+
+    @property
+    def batches_received(self) -> int:
+        return sum(p.batches for p in self.producers.values())
+
+    @property
+    def events_received(self) -> int:
+        return sum(p.events for p in self.producers.values())
+
+    @property
+    def events_dropped(self) -> int:
+        return sum(p.events_dropped for p in self.producers.values())
+
+    @property
+    def batches_missing(self) -> int:
+        return sum(p.batches_missing for p in self.producers.values())
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
