@@ -1,0 +1,333 @@
+"""The invariant model and the invariants file (``load_invariants`` / ``dump_invariants``).
+
+File format (documented in ``docs/invariants.md``)::
+
+    {"format": "traincheck-invariants", "format_version": 1, "invariants": [INV, ...]}
+
+JSON Lines of invariant objects (the published tool's output) are accepted too.
+An invariant object follows the published representation: ``relation``, ``params``
+(``APIParam`` / ``VarTypeParam``), ``precondition`` (``{group: {inverted,
+preconditions: [{clauses: [...]}]}}`` or ``"Unconditional"``), ``text_description``,
+``num_positive_examples``, ``num_negative_examples``, plus a stable ``id``.
+
+The file is data, never code: it is parsed with ``json`` and checked field by
+field (a clause's ``prop_dtype`` is looked up in a table, where the published tool
+calls ``eval`` on it). Oversized or absurdly nested input is refused before it can
+exhaust memory or the stack.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from traincheck.sidecar.preconditions import Precondition, precondition_from_json
+
+from traincheck.errors import InvariantsFileError
+
+FILE_FORMAT = "traincheck-invariants"
+FILE_FORMAT_VERSION = 1
+MAX_FILE_BYTES = 64 * 1024 * 1024
+MAX_NESTING = 32
+
+
+@dataclass(frozen=True)
+class APIParam:
+    """An API, by the name the tracer gives it (e.g. ``torch.optim.Optimizer.step``)."""
+
+    api_full_name: str
+
+    def to_json(self) -> dict[str, Any]:
+        return {"param_type": "APIParam", "api_full_name": self.api_full_name}
+
+
+@dataclass(frozen=True)
+class VarTypeParam:
+    """An attribute of every variable of a type, optionally with a value transition.
+
+    ``attr_name`` ``data`` uses ``pre_value="anything"``, ``post_value="changed"``
+    (the content digest changed); ``grad`` uses the grad states ``None`` (no
+    gradient), ``"zero"`` and ``"non_zero"``, as in the published tool.
+    """
+
+    var_type: str
+    attr_name: str
+    pre_value: str | None = None
+    post_value: str | None = None
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "param_type": "VarTypeParam",
+            "var_type": self.var_type,
+            "attr_name": self.attr_name,
+            "pre_value": self.pre_value,
+            "post_value": self.post_value,
+        }
+
+
+Param = APIParam | VarTypeParam
+
+
+@dataclass(frozen=True)
+class Invariant:
+    """One inferred invariant. ``group`` names the example group of the precondition."""
+
+    relation: str
+    params: tuple[Param, ...]
+    precondition: Precondition | None
+    group: str
+    text_description: str
+    num_positive_examples: int
+    num_negative_examples: int
+    id: str = ""
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "id": self.id,
+            "relation": self.relation,
+            "params": [p.to_json() for p in self.params],
+            "precondition": _precondition_json(self.group, self.precondition),
+            "text_description": self.text_description,
+            "num_positive_examples": self.num_positive_examples,
+            "num_negative_examples": self.num_negative_examples,
+        }
+
+
+def _precondition_json(group: str, precondition: Precondition | None) -> Any:
+    return "Unconditional" if precondition is None else {group: precondition.to_json()}
+
+
+def invariant_id(
+    relation: str, params: tuple[Param, ...], group: str, pre: Precondition | None
+) -> str:
+    """A stable id: a hash of what the invariant says, not of how often it was seen."""
+    body = {
+        "relation": relation,
+        "params": [p.to_json() for p in params],
+        "precondition": _precondition_json(group, pre),
+    }
+    digest = hashlib.sha256(json.dumps(body, sort_keys=True).encode()).hexdigest()
+    return digest[:16]
+
+
+def make_invariant(
+    relation: str,
+    params: tuple[Param, ...],
+    precondition: Precondition | None,
+    *,
+    group: str,
+    text_description: str,
+    num_positive_examples: int,
+    num_negative_examples: int,
+) -> Invariant:
+    """Build an invariant with its id computed from its content."""
+    return Invariant(
+        relation=relation,
+        params=params,
+        precondition=precondition,
+        group=group,
+        text_description=text_description,
+        num_positive_examples=num_positive_examples,
+        num_negative_examples=num_negative_examples,
+        id=invariant_id(relation, params, group, precondition),
+    )
+
+
+@dataclass(frozen=True)
+class InvariantSet:
+    """The invariants of one file, in file order."""
+
+    invariants: tuple[Invariant, ...] = ()
+    source: str | None = field(default=None, compare=False)
+
+    def __iter__(self) -> Iterator[Invariant]:
+        return iter(self.invariants)
+
+    def __len__(self) -> int:
+        return len(self.invariants)
+
+    def by_relation(self, relation: str) -> list[Invariant]:
+        return [inv for inv in self.invariants if inv.relation == relation]
+
+
+def dump_invariants(invariant_set: InvariantSet, path: str | Path) -> None:
+    """Write the file atomically, with sorted keys: same invariants, same bytes."""
+    path = Path(path)
+    document = {
+        "format": FILE_FORMAT,
+        "format_version": FILE_FORMAT_VERSION,
+        "invariants": [inv.to_json() for inv in invariant_set],
+    }
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_text(json.dumps(document, indent=2, sort_keys=True) + "\n")
+    os.replace(tmp, path)
+
+
+def load_invariants(path: str | Path) -> InvariantSet:
+    """Read and validate an invariants file; raise InvariantsFileError with one-line reasons."""
+    path = Path(path)
+    text = _read_text(path)
+    items = _parse_document(text, path)
+    invariants = []
+    for index, item in enumerate(items, start=1):
+        try:
+            invariants.append(invariant_from_json(item))
+        except ValueError as exc:
+            raise InvariantsFileError(f"{path}: invariant #{index}: {exc}") from None
+    return InvariantSet(tuple(invariants), source=str(path))
+
+
+def _read_text(path: Path) -> str:
+    try:
+        size = path.stat().st_size
+        if not path.is_file():
+            raise InvariantsFileError(f"{path}: not a file")
+        if size > MAX_FILE_BYTES:
+            raise InvariantsFileError(
+                f"{path}: {size} bytes is larger than the {MAX_FILE_BYTES} byte limit"
+            )
+        return path.read_bytes().decode("utf-8")
+    except FileNotFoundError:
+        raise InvariantsFileError(f"invariants file not found: {path}") from None
+    except UnicodeDecodeError:
+        raise InvariantsFileError(f"{path}: not a text (UTF-8) file") from None
+    except OSError as exc:
+        raise InvariantsFileError(f"{path}: cannot read ({exc.strerror})") from None
+
+
+def _parse_document(text: str, path: Path) -> list[Any]:
+    """Return the list of invariant objects of a document or of JSON Lines."""
+    try:
+        document = _loads(text)
+    except json.JSONDecodeError as exc:
+        if exc.msg != "Extra data":
+            raise InvariantsFileError(f"{path}: not JSON ({exc})") from None
+        return _parse_json_lines(text, path)
+    if isinstance(document, dict) and "relation" in document:
+        return [document]
+    if not isinstance(document, dict):
+        raise InvariantsFileError(f"{path}: expected a JSON object with 'format': '{FILE_FORMAT}'")
+    if document.get("format") != FILE_FORMAT:
+        raise InvariantsFileError(
+            f"{path}: not a TrainCheck invariants file (no 'format': '{FILE_FORMAT}')"
+        )
+    if document.get("format_version") != FILE_FORMAT_VERSION:
+        raise InvariantsFileError(
+            f"{path}: format_version {document.get('format_version')!r} is not supported "
+            f"(expected {FILE_FORMAT_VERSION})"
+        )
+    items = document.get("invariants")
+    if not isinstance(items, list):
+        raise InvariantsFileError(f"{path}: 'invariants' must be a list")
+    return items
+
+
+def _parse_json_lines(text: str, path: Path) -> list[Any]:
+    items = []
+    for number, line in enumerate(text.splitlines(), start=1):
+        if not line.strip():
+            continue
+        try:
+            items.append(_loads(line))
+        except json.JSONDecodeError as exc:
+            raise InvariantsFileError(f"{path}: line {number}: not JSON ({exc.msg})") from None
+    return items
+
+
+def _loads(text: str) -> Any:
+    try:
+        value = json.loads(text)
+    except RecursionError:
+        raise InvariantsFileError(f"JSON nested deeper than {MAX_NESTING} levels") from None
+    if _depth(value) > MAX_NESTING:
+        raise InvariantsFileError(f"JSON nested deeper than {MAX_NESTING} levels")
+    return value
+
+
+def _depth(value: Any) -> int:
+    """Nesting depth, computed iteratively so a deep document cannot overflow the stack."""
+    deepest, stack = 0, [(value, 1)]
+    while stack:
+        item, depth = stack.pop()
+        deepest = max(deepest, depth)
+        if depth > MAX_NESTING:
+            break
+        if isinstance(item, dict):
+            stack.extend((v, depth + 1) for v in item.values())
+        elif isinstance(item, list):
+            stack.extend((v, depth + 1) for v in item)
+    return deepest
+
+
+def invariant_from_json(data: Any) -> Invariant:
+    """Parse one invariant object; raise ValueError naming the problem."""
+    from traincheck.sidecar.relations.registry import get_relation, relation_names
+
+    if not isinstance(data, dict):
+        raise ValueError("not a JSON object")
+    name = data.get("relation")
+    if not isinstance(name, str):
+        raise ValueError("missing 'relation'")
+    relation = get_relation(name)
+    if relation is None:
+        raise ValueError(f"unknown relation {name!r} (known: {', '.join(relation_names())})")
+    raw_params = data.get("params")
+    if not isinstance(raw_params, list):
+        raise ValueError("'params' must be a list")
+    params = tuple(_param_from_json(p) for p in raw_params)
+    relation.validate_params(params)
+    group, precondition = _group_from_json(data.get("precondition", "Unconditional"), relation)
+    counts = [data.get(k, 0) for k in ("num_positive_examples", "num_negative_examples")]
+    if not all(isinstance(c, int) and not isinstance(c, bool) and c >= 0 for c in counts):
+        raise ValueError("example counts must be non-negative integers")
+    text = data.get("text_description") or relation.describe(params)
+    if not isinstance(text, str):
+        raise ValueError("'text_description' must be a string")
+    inv = make_invariant(
+        name,
+        params,
+        precondition,
+        group=group,
+        text_description=text,
+        num_positive_examples=counts[0],
+        num_negative_examples=counts[1],
+    )
+    given_id = data.get("id")
+    if given_id is not None and not isinstance(given_id, str):
+        raise ValueError("'id' must be a string")
+    return Invariant(**{**inv.__dict__, "id": given_id or inv.id})
+
+
+def _param_from_json(data: Any) -> Param:
+    if not isinstance(data, dict):
+        raise ValueError("each param must be an object")
+    kind = data.get("param_type")
+    if kind == "APIParam":
+        if not isinstance(data.get("api_full_name"), str):
+            raise ValueError("APIParam needs a string 'api_full_name'")
+        return APIParam(data["api_full_name"])
+    if kind == "VarTypeParam":
+        for key in ("var_type", "attr_name"):
+            if not isinstance(data.get(key), str):
+                raise ValueError(f"VarTypeParam needs a string '{key}'")
+        for key in ("pre_value", "post_value"):
+            if data.get(key) is not None and not isinstance(data[key], str):
+                raise ValueError(f"VarTypeParam '{key}' must be a string or null")
+        return VarTypeParam(
+            data["var_type"], data["attr_name"], data.get("pre_value"), data.get("post_value")
+        )
+    raise ValueError(f"unsupported param_type {kind!r} (expected APIParam or VarTypeParam)")
+
+
+def _group_from_json(data: Any, relation: Any) -> tuple[str, Precondition | None]:
+    if data == "Unconditional":
+        return relation.group, None
+    if not isinstance(data, dict) or len(data) != 1:
+        raise ValueError("'precondition' must be \"Unconditional\" or an object with one group")
+    ((group, body),) = data.items()
+    return group, precondition_from_json(body)

@@ -1,0 +1,409 @@
+"""Preconditions: *when* an invariant applies, deduced from positive and negative examples.
+
+An example is the context of the record that triggered a hypothesis (a call, the
+window before a call), flattened into properties:
+
+- ``meta_vars.step``, ``meta_vars.stage`` and every custom meta-variable
+  (``meta_vars.<key>``, from ``MetaChange`` events);
+- ``args.<name>`` for every traced argument that has a scalar value.
+
+Run-specific identities (pid, thread, timestamps, call ids, digests) are never
+properties: a clause on them could not transfer to another run, which is the flaw
+the published tool has (it can emit clauses on pid and tid).
+
+A precondition is a DNF (an OR of ANDs of clauses), optionally ``inverted`` (NOT
+of the whole OR, e.g. ``NOT(step == 0 OR stage == init)``). ``None`` stands for
+"Unconditional".
+
+Generalisation rules, so invariants learnt on a 20-step run hold on a 50-step run:
+
+- integer meta-variables (``step``, ``epoch``, ...) grow with run length, so the
+  only value a clause may name for them is ``0`` (the first iteration, where state
+  is fresh in every run); ``step in {1..19}`` can never be produced;
+- a disjunct of a direct (non-inverted) precondition must cover at least
+  ``MIN_DISJUNCT_SUPPORT`` positive examples, so a single odd call cannot carve
+  out its own rule;
+- clauses are ranked meta-variables first, then arguments, then by name, so ties
+  resolve the same way whatever order the traces were read in.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from itertools import combinations
+from typing import Any, Literal
+
+from traincheck.events import ArgValue
+
+Scalar = bool | int | float | str
+Props = Mapping[str, Scalar]
+"""The properties of one example record (see the module docstring)."""
+
+ClauseType = Literal["constant", "consistent", "unequal", "exist"]
+CLAUSE_TYPES: tuple[str, ...] = ("constant", "consistent", "unequal", "exist")
+CLAUSE_DTYPES: tuple[str, ...] = ("int", "str", "bool", "float", "any")
+PROP_PREFIXES: tuple[str, ...] = ("meta_vars.", "args.")
+ALWAYS_PRESENT: frozenset[str] = frozenset({"meta_vars.step", "meta_vars.stage"})
+MIN_DISJUNCT_SUPPORT = 2
+MAX_CONJUNCT_CLAUSES = 2
+
+_COUNTER_NONZERO = "<nonzero>"
+"""Stands for every non-zero value of an integer meta-variable during deduction."""
+
+
+def dtype_of(value: Any) -> str | None:
+    """The clause dtype of a property value; None for values no clause can name."""
+    if isinstance(value, bool):
+        return "bool"
+    if isinstance(value, int):
+        return "int"
+    if isinstance(value, float):
+        return None if math.isnan(value) else "float"
+    if isinstance(value, str):
+        return "str"
+    return None
+
+
+def example_props(
+    step: int, stage: str, meta: Mapping[str, Any], args: Iterable[ArgValue]
+) -> dict[str, Scalar]:
+    """The properties of a record: meta-variables and scalar arguments, nothing else."""
+    props: dict[str, Scalar] = {"meta_vars.step": step, "meta_vars.stage": stage}
+    for key, value in meta.items():
+        if key not in ("step", "stage") and dtype_of(value) is not None:
+            props[f"meta_vars.{key}"] = value
+    for arg in args:
+        if dtype_of(arg.value) is not None:
+            props[f"args.{arg.name}"] = arg.value
+    return props
+
+
+def _is_counter(prop: str, dtype: str) -> bool:
+    return prop.startswith("meta_vars.") and dtype == "int"
+
+
+FeatureKey = tuple[tuple[str, str, Scalar], ...]
+"""A hashable, order-free form of an example's properties, used to deduplicate."""
+
+
+def feature_key(props: Props) -> FeatureKey:
+    """Collapse an example to what deduction can use; counters become 0 or non-zero.
+
+    Training loops repeat the same context thousands of times with only the step
+    changing; folding every non-zero counter into one value leaves a handful of
+    distinct examples, so deduction cost does not grow with trace length.
+    """
+    items = []
+    for prop, value in props.items():
+        dtype = dtype_of(value)
+        if dtype is None:
+            continue
+        if _is_counter(prop, dtype) and value != 0:
+            items.append((prop, "str", _COUNTER_NONZERO))
+        else:
+            items.append((prop, dtype, value))
+    return tuple(sorted(items, key=_item_sort_key))
+
+
+def _item_sort_key(item: tuple[str, str, Scalar]) -> tuple[str, str, str]:
+    return (item[0], item[1], repr(item[2]))
+
+
+@dataclass(frozen=True)
+class Clause:
+    """One condition on one property. ``values`` is only used by ``constant``.
+
+    On a single record ``consistent`` and ``unequal`` reduce to "present": they
+    compare values across the records of a multi-record example, and every example
+    of the current relations is one record.
+    """
+
+    type: ClauseType
+    prop_name: str
+    prop_dtype: str
+    values: tuple[Scalar, ...] = ()
+
+    def holds(self, props: Props) -> bool:
+        value = props.get(self.prop_name)
+        dtype = dtype_of(value)
+        if dtype is None:
+            return False
+        if self.type != "constant":
+            return True
+        if dtype == self.prop_dtype:
+            return value in self.values
+        if self.prop_dtype == "float" and dtype == "int":
+            return float(value) in self.values
+        return False
+
+    def describe(self) -> str:
+        name = self.prop_name.removeprefix("meta_vars.")
+        if self.type != "constant":
+            return f"{name} is set"
+        if len(self.values) == 1:
+            return f"{name} == {self.values[0]!r}"
+        return f"{name} in {{{', '.join(repr(v) for v in self.values)}}}"
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "type": self.type,
+            "prop_name": self.prop_name,
+            "additional_path": "None",
+            "prop_dtype": self.prop_dtype,
+            "values": list(self.values),
+        }
+
+
+@dataclass(frozen=True)
+class Precondition:
+    """An OR of ANDs of clauses; ``inverted`` negates the whole OR."""
+
+    conjuncts: tuple[tuple[Clause, ...], ...]
+    inverted: bool = False
+
+    def holds(self, props: Props) -> bool:
+        any_true = any(all(c.holds(props) for c in conj) for conj in self.conjuncts)
+        return any_true != self.inverted
+
+    def describe(self) -> str:
+        parts = [" AND ".join(c.describe() for c in conj) for conj in self.conjuncts]
+        text = " OR ".join(
+            f"({p})" if len(conj) > 1 else p for p, conj in zip(parts, self.conjuncts, strict=True)
+        )
+        return f"NOT ({text})" if self.inverted else text
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "inverted": self.inverted,
+            "preconditions": [{"clauses": [c.to_json() for c in conj]} for conj in self.conjuncts],
+        }
+
+
+def holds(precondition: Precondition | None, props: Props) -> bool:
+    """Whether an invariant applies to a record (None = Unconditional = always)."""
+    return precondition is None or precondition.holds(props)
+
+
+# --------------------------------------------------------------------------- deduction
+
+Atom = tuple[str, str, str, Scalar]
+"""(kind, prop, dtype, value): kind ``constant`` or ``exist`` (dtype/value unused)."""
+
+
+@dataclass(frozen=True)
+class Deduction:
+    """Outcome of deduction: a precondition (None = Unconditional) or why there is none."""
+
+    ok: bool
+    precondition: Precondition | None = None
+    reason: str = ""
+
+
+UNSEPARABLE = "no precondition separates the positive examples from the negative ones"
+TOO_SPECIFIC = "the precondition would rest on too few examples"
+
+
+def deduce(positives: Mapping[FeatureKey, int], negatives: Mapping[FeatureKey, int]) -> Deduction:
+    """Find a precondition true on every positive example and false on every negative.
+
+    Tries a direct DNF first; if none exists, an inverted one (a DNF that covers
+    the negatives and none of the positives, negated). Inverted preconditions are
+    broadened with every single clause that excludes no positive: the invariant
+    then applies in fewer places, which costs a little recall and saves false
+    alarms (as in the seed: ``NOT(step == 0 OR stage == init)``).
+
+    When every negative is at step 0 the inverted form is tried first: the first
+    iteration is where state is fresh in every run, and what else marks it (the
+    stage the tracer reports there) may differ in the next run, so "everything
+    but step 0" transfers better than a direct rule such as ``stage == train``.
+    """
+    if not negatives:
+        return Deduction(True, None)
+    pos_views = _views(positives)
+    neg_views = _views(negatives)
+    attempts = [False, True]
+    if all(("constant", "meta_vars.step", "int", 0) in view for view, _ in neg_views):
+        attempts.reverse()
+    for inverted in attempts:
+        if inverted:
+            found = _cover(neg_views, pos_views, broaden=True)
+        else:
+            found = _cover(pos_views, neg_views, broaden=False)
+        if found is not None:
+            return Deduction(True, Precondition(_to_clauses(found), inverted=inverted))
+    return Deduction(False, reason=UNSEPARABLE)
+
+
+def _views(examples: Mapping[FeatureKey, int]) -> list[tuple[frozenset[Atom], int]]:
+    merged: dict[frozenset[Atom], int] = {}
+    for key, count in examples.items():
+        atoms = frozenset(_atoms(key))
+        merged[atoms] = merged.get(atoms, 0) + count
+    return sorted(merged.items(), key=lambda kv: sorted(map(_atom_sort_key, kv[0])))
+
+
+def _atoms(key: FeatureKey) -> Iterable[Atom]:
+    for prop, dtype, value in key:
+        if value != _COUNTER_NONZERO:
+            yield ("constant", prop, dtype, value)
+        if prop not in ALWAYS_PRESENT:
+            yield ("exist", prop, "any", "")
+
+
+def _atom_sort_key(atom: Atom) -> tuple[int, str, str, str]:
+    kind, prop, dtype, value = atom
+    rank = 0 if prop.startswith("meta_vars.") else 1
+    return (rank, prop, f"{kind}:{dtype}", repr(value))
+
+
+Conjunct = frozenset[Atom]
+
+
+def _cover(
+    cover: list[tuple[frozenset[Atom], int]],
+    exclude: list[tuple[frozenset[Atom], int]],
+    *,
+    broaden: bool,
+) -> list[Conjunct] | None:
+    """Greedy set cover of ``cover`` with conjuncts that match no ``exclude`` view."""
+
+    def excluded(conj: Conjunct) -> bool:
+        return any(conj <= view for view, _ in exclude)
+
+    all_atoms = sorted({a for view, _ in cover for a in view}, key=_atom_sort_key)
+    candidates = [frozenset([a]) for a in all_atoms if not excluded(frozenset([a]))]
+    singles_cover = {i for i, (view, _) in enumerate(cover) if any(c <= view for c in candidates)}
+    pairs: set[Conjunct] = set()
+    for i, (view, _) in enumerate(cover):
+        if i in singles_cover:
+            continue
+        for a, b in combinations(sorted(view, key=_atom_sort_key), MAX_CONJUNCT_CLAUSES):
+            conj = frozenset([a, b])
+            if a[1] != b[1] and not excluded(conj):
+                pairs.add(conj)
+    candidates += sorted(pairs, key=_conj_sort_key)
+
+    uncovered = set(range(len(cover)))
+    chosen: list[Conjunct] = []
+    while uncovered:
+        best, best_score = None, 0
+        for conj in candidates:
+            score = sum(cover[i][1] for i in uncovered if conj <= cover[i][0])
+            if score > best_score:
+                best, best_score = conj, score
+        if best is None:
+            return None
+        if not broaden and best_score < MIN_DISJUNCT_SUPPORT:
+            return None
+        chosen.append(best)
+        uncovered = {i for i in uncovered if not best <= cover[i][0]}
+    if broaden:
+        chosen += [c for c in candidates if len(c) == 1 and c not in chosen]
+    return _simplify(chosen)
+
+
+def _conj_sort_key(conj: Conjunct) -> list[tuple[int, str, str, str]]:
+    return sorted(map(_atom_sort_key, conj))
+
+
+def _simplify(conjuncts: list[Conjunct]) -> list[Conjunct]:
+    """Drop conjuncts implied by a more general one (a superset of another's atoms)."""
+    unique = sorted(set(conjuncts), key=lambda c: (len(c), _conj_sort_key(c)))
+    kept: list[Conjunct] = []
+    for conj in unique:
+        if not any(other <= conj for other in kept):
+            kept.append(conj)
+    return kept
+
+
+def _to_clauses(conjuncts: list[Conjunct]) -> tuple[tuple[Clause, ...], ...]:
+    """Turn atoms into clauses, merging single-constant disjuncts on one property."""
+    merged: dict[tuple[str, str], list[Scalar]] = {}
+    result: list[tuple[Clause, ...]] = []
+    for conj in conjuncts:
+        atoms = sorted(conj, key=_atom_sort_key)
+        if len(atoms) == 1 and atoms[0][0] == "constant":
+            _, prop, dtype, value = atoms[0]
+            merged.setdefault((prop, dtype), []).append(value)
+            continue
+        result.append(tuple(_clause(a) for a in atoms))
+    for (prop, dtype), values in merged.items():
+        values = sorted(set(values), key=repr)
+        result.append((Clause("constant", prop, dtype, tuple(values)),))
+    return tuple(sorted(result, key=lambda conj: [_clause_sort_key(c) for c in conj]))
+
+
+def _clause(atom: Atom) -> Clause:
+    kind, prop, dtype, value = atom
+    if kind == "constant":
+        return Clause("constant", prop, dtype, (value,))
+    return Clause("exist", prop, "any", ())
+
+
+def _clause_sort_key(clause: Clause) -> tuple[int, str, str, str]:
+    rank = 0 if clause.prop_name.startswith("meta_vars.") else 1
+    return (rank, clause.prop_name, clause.type, repr(clause.values))
+
+
+# --------------------------------------------------------------------------- parsing
+
+
+def precondition_from_json(data: Any) -> Precondition | None:
+    """Parse one group's precondition; raise ValueError naming what is wrong.
+
+    Accepts ``"Unconditional"`` and the published tool's spelling, a
+    ``preconditions`` list whose single entry has ``"clauses": "Unconditional"``.
+    """
+    if data == "Unconditional":
+        return None
+    if not isinstance(data, dict):
+        raise ValueError('a precondition group must be an object or "Unconditional"')
+    inverted = data.get("inverted", False)
+    if not isinstance(inverted, bool):
+        raise ValueError("'inverted' must be true or false")
+    items = data.get("preconditions")
+    if not isinstance(items, list) or not items:
+        raise ValueError("'preconditions' must be a non-empty list")
+    conjuncts = []
+    for item in items:
+        if not isinstance(item, dict) or "clauses" not in item:
+            raise ValueError("each entry of 'preconditions' must be an object with 'clauses'")
+        if item["clauses"] == "Unconditional":
+            return None
+        if not isinstance(item["clauses"], list) or not item["clauses"]:
+            raise ValueError("'clauses' must be a non-empty list")
+        conjuncts.append(tuple(clause_from_json(c) for c in item["clauses"]))
+    return Precondition(tuple(conjuncts), inverted=inverted)
+
+
+def clause_from_json(data: Any) -> Clause:
+    """Parse one clause; the dtype is looked up in a fixed table, never evaluated."""
+    if not isinstance(data, dict):
+        raise ValueError("a clause must be an object")
+    ctype, prop, dtype = data.get("type"), data.get("prop_name"), data.get("prop_dtype")
+    if ctype not in CLAUSE_TYPES:
+        raise ValueError(
+            f"unknown clause type {ctype!r} (expected one of {', '.join(CLAUSE_TYPES)})"
+        )
+    if not isinstance(prop, str) or not prop.startswith(PROP_PREFIXES):
+        raise ValueError(
+            f"clause property {prop!r} is not supported (must start with meta_vars. or args.)"
+        )
+    if data.get("additional_path", "None") not in ("None", None):
+        raise ValueError(f"clause on {prop}: additional_path is not supported")
+    if dtype not in CLAUSE_DTYPES or (dtype == "any" and ctype == "constant"):
+        raise ValueError(f"clause on {prop}: unknown prop_dtype {dtype!r}")
+    values = data.get("values", [])
+    if not isinstance(values, list):
+        raise ValueError(f"clause on {prop}: 'values' must be a list")
+    if ctype == "constant":
+        if not values:
+            raise ValueError(f"clause on {prop}: a constant clause needs values")
+        for value in values:
+            actual = dtype_of(value)
+            if actual != dtype and not (dtype == "float" and actual == "int"):
+                raise ValueError(f"clause on {prop}: value {value!r} is not of type {dtype}")
+        values = [float(v) if dtype == "float" else v for v in values]
+    return Clause(ctype, prop, dtype, tuple(values) if ctype == "constant" else ())

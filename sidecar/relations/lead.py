@@ -1,0 +1,131 @@
+"""FunctionLeadRelation: after each A, a B is called before the next A.
+
+An A whose window is still open when the stream ends is judged by
+``finish()`` ("the run ended first"). Examples are A's outermost calls (their
+after-windows); the precondition is evaluated on that A call.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Sequence
+
+from traincheck.sidecar.calls import CallStart, Signal
+from traincheck.sidecar.invariants import APIParam, Param
+from traincheck.sidecar.preconditions import holds
+from traincheck.sidecar.relations.base import (
+    Collector,
+    Examples,
+    InferOutcome,
+    InvariantResult,
+    Relation,
+    RelationChecker,
+    decide,
+)
+from traincheck.sidecar.relations.ordering import ThreadOrder, WindowCollector, outermost_call
+from traincheck.sidecar.violations import Violation
+
+
+class _LeadCollector(WindowCollector, Collector):
+    pass
+
+
+class FunctionLeadRelation(Relation):
+    name = "FunctionLeadRelation"
+    group = "func_lead"
+
+    def new_collector(self) -> Collector:
+        return _LeadCollector()
+
+    def infer(self, collector: Collector) -> InferOutcome:
+        assert isinstance(collector, _LeadCollector)
+        outcome = InferOutcome()
+        for a, b in collector.candidate_pairs():
+            examples = Examples()
+            for (api, key, window), count in collector.after.items():
+                if api == a:
+                    (examples.positives if b in window else examples.negatives)[key] += count
+            decide(self, (APIParam(a), APIParam(b)), examples, outcome)
+        return outcome
+
+    def new_checker(self, results: Sequence[InvariantResult]) -> RelationChecker:
+        return _LeadChecker(results)
+
+    def validate_params(self, params: tuple[Param, ...]) -> None:
+        if len(params) != 2 or not all(isinstance(p, APIParam) for p in params):
+            raise ValueError(f"{self.name} needs params [APIParam, APIParam]")
+
+    def describe(self, params: tuple[Param, ...]) -> str:
+        a, b = (p.api_full_name for p in params)  # type: ignore[union-attr]
+        return f"every {a} is followed by {b} before the next {a}"
+
+
+class _LeadChecker(RelationChecker):
+    def __init__(self, results: Sequence[InvariantResult]) -> None:
+        self._by_a: dict[str, list[tuple[str, InvariantResult]]] = defaultdict(list)
+        for result in results:
+            a, b = (p.api_full_name for p in result.invariant.params)  # type: ignore[union-attr]
+            self._by_a[a].append((b, result))
+        self._threads: dict[tuple[int, int], ThreadOrder] = {}
+
+    def on_signal(self, signal: Signal) -> list[Violation]:
+        start = outermost_call(signal)
+        if start is None:
+            return []
+        order = self._threads.setdefault((start.pid, start.thread), ThreadOrder())
+        violations = self._judge(order, start.api, next_call=start)
+        order.advance(start)
+        return violations
+
+    def finish(self) -> list[Violation]:
+        violations = []
+        for _, order in sorted(self._threads.items()):
+            for a in sorted(order.last_start):
+                violations += self._judge(order, a, next_call=None)
+        return violations
+
+    def _judge(self, order: ThreadOrder, a: str, next_call: CallStart | None) -> list[Violation]:
+        """Judge the window after the last ``a`` call, which ``next_call`` (or the end) closes."""
+        previous = order.last_start.get(a)
+        if previous is None:
+            return []
+        violations = []
+        for b, result in self._by_a.get(a, ()):
+            if not holds(result.invariant.precondition, previous.props):
+                continue
+            if order.called_since(a, b):
+                result.record_pass()
+            else:
+                violations.append(
+                    result.record_violation(_violation(result, b, previous, next_call))
+                )
+        return violations
+
+
+def _violation(
+    result: InvariantResult, b: str, previous: CallStart, next_call: CallStart | None
+) -> Violation:
+    inv, a, ev = result.invariant, previous.api, previous.event
+    if next_call is None:
+        until, events = "before the run ended", (ev,)
+    else:
+        until = f"before the next {a} (step {next_call.event.step})"
+        events = (ev, next_call.event)
+    return Violation(
+        invariant_id=inv.id,
+        relation=inv.relation,
+        text_description=inv.text_description,
+        step=ev.step,
+        stage=ev.stage,
+        pid=previous.pid,
+        rank=previous.rank,
+        thread=ev.thread,
+        apis=(a, b),
+        variables=(),
+        what=f"{a} was not followed by {b}",
+        expected=f"every {a} is followed by {b} before the next {a}",
+        observed=f"no {b} call {until}",
+        events=events,
+        num_positive_examples=inv.num_positive_examples,
+        num_negative_examples=inv.num_negative_examples,
+    )

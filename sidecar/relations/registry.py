@@ -1,0 +1,37 @@
+"""The relations TrainCheck knows, by the name used in invariants files and CLI options."""
+
+from __future__ import annotations
+
+from traincheck.sidecar.relations.api_contain import APIContainRelation
+from traincheck.sidecar.relations.base import Relation
+from traincheck.sidecar.relations.cover import FunctionCoverRelation
+from traincheck.sidecar.relations.lead import FunctionLeadRelation
+
+_RELATIONS: dict[str, Relation] = {
+    r.name: r for r in (APIContainRelation(), FunctionCoverRelation(), FunctionLeadRelation())
+}
+
+
+def relation_names() -> list[str]:
+    return sorted(_RELATIONS)
+
+
+def get_relation(name: str) -> Relation | None:
+    return _RELATIONS.get(name)
+
+
+def select_relations(
+    enable: list[str] | None = None, disable: list[str] | None = None
+) -> list[Relation]:
+    """Relations to run: ``enable`` (if given) wins over ``disable``.
+
+    Raises ValueError naming unknown relation names.
+    """
+    unknown = sorted({*(enable or ()), *(disable or ())} - set(_RELATIONS))
+    if unknown:
+        raise ValueError(
+            f"unknown relation {', '.join(unknown)} (known: {', '.join(relation_names())})"
+        )
+    if enable:
+        return [_RELATIONS[n] for n in relation_names() if n in enable]
+    return [_RELATIONS[n] for n in relation_names() if n not in (disable or ())]

@@ -1,0 +1,67 @@
+"""A forked child never touches the parent's socket: it starts over, gated."""
+
+from __future__ import annotations
+
+import atexit
+import os
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+import zmq
+
+from traincheck.events import ApiCall, RunStart
+from traincheck.tracer import runtime
+from traincheck.tracer.runtime import Tracer, TracerConfig
+from traincheck.wire import decode_batch
+
+
+@pytest.fixture
+def tracer(tmp_path: Path) -> Iterator[tuple[Tracer, zmq.Socket[bytes]]]:
+    endpoint = f"ipc://{tmp_path}/sidecar.sock"
+    context: zmq.Context[zmq.Socket[bytes]] = zmq.Context()
+    pull = context.socket(zmq.PULL)
+    pull.bind(endpoint)
+    config = TracerConfig(endpoint, "run", str(tmp_path), 0, 0, 1, debug=False)
+    tracer = Tracer(config, gated=False)
+    tracer.start()
+    yield tracer, pull
+    tracer.close()
+    atexit.unregister(tracer.close)
+    runtime._current = None
+    pull.close(linger=0)
+    context.term()
+
+
+def test_forked_child_uses_its_own_socket(tracer: tuple[Tracer, zmq.Socket[bytes]]) -> None:
+    parent, pull = tracer
+    parent.begin_call("parent.api")
+    parent_publisher = parent.publisher
+    pid = os.fork()
+    if pid == 0:  # the child: report through the exit code only
+        ok = (
+            parent.publisher is not parent_publisher
+            and parent.gated
+            and not parent.publisher.is_open
+            and parent._stack() == []
+        )
+        parent.begin_call("child.api")
+        parent.publisher.flush()
+        parent.publisher.close()
+        os._exit(0 if ok and parent.publisher.counters.events_sent >= 2 else 1)
+    _, status = os.waitpid(pid, 0)
+    assert os.waitstatus_to_exitcode(status) == 0
+    parent.publisher.flush()
+    by_pid: dict[int, list[object]] = {}
+    while pull.poll(1000):
+        batch = decode_batch(pull.recv())
+        by_pid.setdefault(batch.pid, []).extend(batch.events)
+        if len(by_pid) == 2:
+            break
+    child_events = by_pid[pid]
+    assert isinstance(child_events[0], RunStart) and child_events[0].pid == pid
+    assert child_events[0].ppid == os.getpid()
+    child_calls = [(e.api, e.call_id, e.parent_id) for e in child_events if isinstance(e, ApiCall)]
+    assert child_calls == [("child.api", 1, 0)]
+    parent_apis = [e.api for e in by_pid[os.getpid()] if isinstance(e, ApiCall)]
+    assert parent_apis == ["parent.api"]

@@ -1,0 +1,66 @@
+"""Parameter names come from model structure, deterministically and without user input."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import pytest
+import torch
+import torch.nn.modules.module as module_mod
+
+from traincheck.tracer.models import ModelRegistry
+
+
+class Net(torch.nn.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        self.fc1 = torch.nn.Linear(2, 3)
+        self.block = torch.nn.Sequential(torch.nn.ReLU(), torch.nn.Linear(3, 1))
+
+
+@pytest.fixture
+def registry() -> Iterator[ModelRegistry]:
+    reg = ModelRegistry()
+    handles = [
+        module_mod.register_module_module_registration_hook(reg.on_module_registered),
+        module_mod.register_module_parameter_registration_hook(reg.on_parameter_registered),
+    ]
+    yield reg
+    for handle in handles:
+        handle.remove()
+
+
+def test_names_follow_root_class_and_path(registry: ModelRegistry) -> None:
+    first, second = Net(), Net()
+    assert registry.name_of(first.fc1.weight) == "Net.fc1.weight"
+    assert registry.name_of(first.block[1].bias) == "Net.block.1.bias"
+    assert registry.name_of(second.fc1.weight) == "Net[1].fc1.weight"
+    names = [name for name, _ in registry.tracked_params()]
+    assert names[:2] == ["Net.fc1.weight", "Net.fc1.bias"]
+    assert len(names) == 8
+
+
+def test_params_no_module_owns_are_named_after_the_optimizer(registry: ModelRegistry) -> None:
+    loose = torch.nn.Parameter(torch.zeros(2))
+    model = Net()
+    optimizer = torch.optim.SGD([*model.parameters(), loose], lr=0.1)
+    named = registry.optimizer_params(optimizer)
+    assert named[0][0] == "Net.fc1.weight"
+    assert named[-1] == ("optimizer[0].param[4]", loose)
+
+
+def test_models_built_before_the_hooks_are_found_at_their_first_call() -> None:
+    model = Net()
+    registry = ModelRegistry()
+    assert registry.name_of(model.fc1.weight) is None
+    registry.observe_root_call(model.block)
+    registry.observe_root_call(model)
+    assert registry.name_of(model.fc1.weight) == "Net.fc1.weight"
+    assert registry.name_of(model.block[1].weight) == "Net.block.1.weight"
+
+
+def test_registry_keeps_models_weakly(registry: ModelRegistry) -> None:
+    model = Net()
+    assert registry.tracked_params()
+    del model
+    assert registry.tracked_params() == []

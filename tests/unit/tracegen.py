@@ -1,0 +1,250 @@
+"""Synthetic but realistic traces, built from the schema structs, for unit tests.
+
+The event sequence per training iteration follows ``docs/architecture.md``:
+``zero_grad`` (grad-state VarStates) · ``Module.__call__`` · ``Tensor.backward``
+with nested ``autograd.backward`` (grad-state VarStates on the outer call) ·
+``Optimizer.step`` (data digest + grad state VarStates) · ``MetaChange step``.
+
+Bug variants are switches on :class:`LoopSpec`, so a test states the one thing
+that differs from a healthy run.
+"""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from traincheck.sidecar.store import StoredEvent, TraceWriter, write_manifest
+
+from traincheck.events import (
+    SCHEMA_VERSION,
+    ApiCall,
+    ApiReturn,
+    ArgValue,
+    Batch,
+    Event,
+    MetaChange,
+    RunEnd,
+    RunStart,
+    VarState,
+)
+from traincheck.wire import encode_batch
+
+ZERO_GRAD = "torch.optim.Optimizer.zero_grad"
+FORWARD = "torch.nn.Module.__call__"
+BACKWARD = "torch.Tensor.backward"
+AUTOGRAD_BACKWARD = "torch.autograd.backward"
+STEP = "torch.optim.Optimizer.step"
+PARAMETER = "torch.nn.Parameter"
+
+MODEL_PARAMS = ("Net.fc1.weight", "Net.fc1.bias", "Net.fc2.weight", "Net.fc2.bias")
+
+
+@dataclass
+class LoopSpec:
+    """One synthetic training run. Defaults describe a healthy run."""
+
+    steps: int = 20
+    seed: int = 0
+    pid: int = 4242
+    rank: int = 0
+    thread: int = 1
+    params: tuple[str, ...] = MODEL_PARAMS
+    zero_grad: bool = True
+    set_to_none: bool = True
+    stale_optimizer: bool = False
+    """The optimizer holds parameters of a discarded model copy: step changes nothing."""
+    eval_every: int = 0
+    """Every this many steps, run an eval forward under no_grad (stage ``eval``)."""
+    optimizer: str = "SGD"
+
+
+@dataclass
+class _State:
+    spec: LoopSpec
+    rng: random.Random
+    ts: int = 1_000_000
+    call_id: int = 0
+    step: int = 0
+    stage: str = "init"
+    digests: dict[str, int] = field(default_factory=dict)
+    grads: dict[str, str] = field(default_factory=dict)
+
+    def tick(self) -> int:
+        self.ts += self.rng.randint(1_000, 50_000)
+        return self.ts
+
+    def next_id(self) -> int:
+        self.call_id += 1
+        return self.call_id
+
+    def digest(self) -> int:
+        return self.rng.getrandbits(63)
+
+
+def training_events(spec: LoopSpec) -> list[Event]:
+    """All events one traced process would send for ``spec``."""
+    st = _State(spec, random.Random(spec.seed))
+    model = list(spec.params)
+    stale = [f"optimizer[0].param[{i}]" for i in range(len(model))]
+    optimized = stale if spec.stale_optimizer else model
+    for name in model + stale:
+        st.digests[name] = st.digest()
+        st.grads[name] = "none"
+    events: list[Event] = [_run_start(st)]
+    events += [_var(st, 0, "init", name) for name in model]
+    events.append(MetaChange(st.tick(), spec.thread, "stage", "train", 0, "init"))
+    st.stage = "train"
+    for k in range(spec.steps):
+        st.step = k
+        if spec.zero_grad:
+            events += _zero_grad(st, optimized)
+        events += _forward(st, training=True)
+        events += _backward(st, model)
+        events += _optimizer_step(st, optimized)
+        events.append(MetaChange(st.tick(), spec.thread, "step", k + 1, k, st.stage))
+        st.step = k + 1
+        if spec.eval_every and (k + 1) % spec.eval_every == 0:
+            events += _eval_phase(st)
+    events.append(RunEnd(st.tick(), len(events) + 1, 0, 0, "exit"))
+    return events
+
+
+def _run_start(st: _State) -> RunStart:
+    s = st.spec
+    return RunStart(
+        st.tick(), 1_700_000_000_000_000_000, s.pid, 1, s.rank, s.rank, 1, "host",
+        ["train.py"], "3.11.7", "2.13.0",
+    )  # fmt: skip
+
+
+def _var(st: _State, call_id: int, phase: str, name: str, digest: bool = True) -> VarState:
+    grad = st.grads[name]
+    return VarState(
+        ts_ns=st.tick(),
+        call_id=call_id,
+        phase=phase,  # type: ignore[arg-type]
+        thread=st.spec.thread,
+        step=st.step,
+        stage=st.stage,  # type: ignore[arg-type]
+        var_name=name,
+        var_type=PARAMETER,
+        shape=(8, 4),
+        dtype="torch.float32",
+        device="cpu",
+        requires_grad=True,
+        grad=grad,  # type: ignore[arg-type]
+        digest=st.digests[name] if digest else None,
+        grad_digest=None if grad == "none" else st.digest(),
+    )
+
+
+def _call(st: _State, api: str, args: tuple[ArgValue, ...] = (), parent: int = 0) -> ApiCall:
+    return ApiCall(
+        st.tick(),
+        st.next_id(),
+        parent,
+        st.spec.thread,
+        api,
+        st.step,
+        st.stage,
+        args,  # type: ignore[arg-type]
+    )
+
+
+def _ret(st: _State, call: ApiCall, result: ArgValue | None = None) -> ApiReturn:
+    return ApiReturn(st.tick(), call.call_id, st.spec.thread, call.api, st.step, st.stage, result)  # type: ignore[arg-type]
+
+
+def _zero_grad(st: _State, names: list[str]) -> Iterator[Event]:
+    args = (
+        ArgValue("optimizer", "optimizer", st.spec.optimizer),
+        ArgValue("set_to_none", "bool", st.spec.set_to_none),
+    )
+    call = _call(st, ZERO_GRAD, args)
+    yield call
+    yield from (_var(st, call.call_id, "pre", n, digest=False) for n in names)
+    for n in names:
+        if st.grads[n] != "none":
+            st.grads[n] = "none" if st.spec.set_to_none else "zero"
+    yield from (_var(st, call.call_id, "post", n, digest=False) for n in names)
+    yield _ret(st, call)
+
+
+def _forward(st: _State, training: bool) -> Iterator[Event]:
+    args = (ArgValue("module", "module", "Net"), ArgValue("training", "bool", training))
+    call = _call(st, FORWARD, args)
+    yield call
+    yield _ret(st, call, ArgValue("return", "tensor", None, (32, 10), "torch.float32", "cpu", True))
+
+
+def _backward(st: _State, names: list[str]) -> Iterator[Event]:
+    outer = _call(st, BACKWARD)
+    yield outer
+    yield from (_var(st, outer.call_id, "pre", n, digest=False) for n in names)
+    inner = _call(st, AUTOGRAD_BACKWARD, parent=outer.call_id)
+    yield inner
+    yield _ret(st, inner)
+    for n in names:
+        st.grads[n] = "nonzero"
+    yield from (_var(st, outer.call_id, "post", n, digest=False) for n in names)
+    yield _ret(st, outer)
+
+
+def _optimizer_step(st: _State, names: list[str]) -> Iterator[Event]:
+    call = _call(st, STEP, (ArgValue("optimizer", "optimizer", st.spec.optimizer),))
+    yield call
+    yield from (_var(st, call.call_id, "pre", n) for n in names)
+    for n in names:
+        if st.grads[n] != "none":
+            st.digests[n] = st.digest()
+    yield from (_var(st, call.call_id, "post", n) for n in names)
+    yield _ret(st, call)
+
+
+def _eval_phase(st: _State) -> Iterator[Event]:
+    yield MetaChange(st.tick(), st.spec.thread, "stage", "eval", st.step, st.stage)  # type: ignore[arg-type]
+    st.stage = "eval"
+    yield from _forward(st, training=False)
+    yield MetaChange(st.tick(), st.spec.thread, "stage", "train", st.step, st.stage)  # type: ignore[arg-type]
+    st.stage = "train"
+
+
+def batches(spec: LoopSpec, events: list[Event], batch_size: int = 40) -> list[Batch]:
+    """Cut a process's events into consecutive batches, as the publisher would."""
+    return [
+        Batch(SCHEMA_VERSION, "run-test", spec.pid, spec.rank, seq, 0, events[i : i + batch_size])
+        for seq, i in enumerate(range(0, len(events), batch_size))
+    ]
+
+
+def interleave(*per_process: list[Batch]) -> list[Batch]:
+    """Round-robin the batches of several processes, as the sidecar receives them."""
+    out: list[Batch] = []
+    for i in range(max(len(b) for b in per_process)):
+        out += [b[i] for b in per_process if i < len(b)]
+    return out
+
+
+def write_trace(
+    trace_dir: Path, specs: LoopSpec | Iterable[LoopSpec], batch_size: int = 40
+) -> Path:
+    """Write a trace directory holding the run(s) of ``specs`` (several = several ranks)."""
+    specs = [specs] if isinstance(specs, LoopSpec) else list(specs)
+    trace_dir.mkdir(parents=True, exist_ok=True)
+    writer = TraceWriter(trace_dir)
+    per_process = [batches(s, training_events(s), batch_size) for s in specs]
+    for batch in interleave(*per_process):
+        writer.append(encode_batch(batch))
+    writer.close()
+    write_manifest(trace_dir, {"run_id": "run-test", "status": "complete"})
+    return trace_dir
+
+
+def stored_events(specs: LoopSpec | Iterable[LoopSpec], batch_size: int = 40) -> list[StoredEvent]:
+    """The events of ``specs`` as ``Trace.events()`` would yield them, without disk."""
+    specs = [specs] if isinstance(specs, LoopSpec) else list(specs)
+    per_process = [batches(s, training_events(s), batch_size) for s in specs]
+    return [StoredEvent(b.pid, b.rank, e) for b in interleave(*per_process) for e in b.events]
