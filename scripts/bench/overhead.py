@@ -1,0 +1,134 @@
+"""Per-step overhead of tracing, measured interleaved in one run.
+
+Runs the workload (``workload_mlp.py``) untraced, under ``traincheck-run`` (full
+tracing; and with live checking against invariants inferred from a first traced
+run), and optionally under the published TrainCheck (``--peer``, from the venv
+made by ``make_peer_venv.sh``). Every round runs each variant once, in turn, so
+machine noise hits all of them alike. Prints, per variant, the median per-step
+time after warm-up, its ratio to the untraced run, and the trace size per step.
+
+    .venv/bin/python scripts/bench/overhead.py --rounds 5
+    .venv/bin/python scripts/bench/overhead.py --rounds 3 --peer
+"""
+
+from __future__ import annotations
+
+import argparse
+import re
+import statistics
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+REPO = HERE.parents[1]
+WORKLOAD = HERE / "workload_mlp.py"
+BIN = Path(sys.executable).parent
+PEER_BIN = REPO / ".bench" / "peer-venv" / "bin"
+WARMUP_STEPS = 5
+
+
+STEP_TIME = re.compile(r"steptime_ns (\d+)")
+
+
+def step_times_ns(stdout: str) -> list[int]:
+    """Per-step times printed by the workload (the peer colours its output: search, don't match)."""
+    return [int(m.group(1)) for m in STEP_TIME.finditer(stdout)]
+
+
+def run(cmd: list[str], cwd: Path) -> list[int]:
+    result = subprocess.run(cmd, capture_output=True, text=True, cwd=cwd, timeout=900)
+    if result.returncode != 0:
+        raise SystemExit(f"{cmd[0]} failed ({result.returncode}):\n{result.stderr[-2000:]}")
+    times = step_times_ns(result.stdout)
+    if not times:
+        raise SystemExit(f"no step times from {cmd}:\n{result.stdout[-1000:]}")
+    return times[WARMUP_STEPS:]
+
+
+def dir_bytes(path: Path) -> int:
+    return sum(p.stat().st_size for p in path.rglob("*") if p.is_file())
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--rounds", type=int, default=5)
+    parser.add_argument("--steps", type=int, default=70)
+    parser.add_argument("--peer", action="store_true", help="add the published TrainCheck")
+    args = parser.parse_args()
+    work = Path(tempfile.mkdtemp(prefix="tc-bench-"))
+    python = [sys.executable, str(WORKLOAD), "--steps", str(args.steps)]
+
+    reference = work / "reference"
+    run([str(BIN / "traincheck-run"), "--output-dir", str(reference), "--", *python], work)
+    invariants = work / "invariants.json"
+    subprocess.run(
+        [str(BIN / "traincheck-infer"), "-f", str(reference), "-o", str(invariants)],
+        check=True,
+        capture_output=True,
+        timeout=600,
+    )
+
+    variants: dict[str, callable] = {
+        "untraced": lambda r: python,
+        "traincheck-run (full tracing)": lambda r: [
+            str(BIN / "traincheck-run"),
+            "--output-dir",
+            str(work / f"full{r}"),
+            "--",
+            *python,
+        ],
+        "traincheck-run --invariants (live check)": lambda r: [
+            str(BIN / "traincheck-run"),
+            "--invariants",
+            str(invariants),
+            "--output-dir",
+            str(work / f"check{r}"),
+            "--",
+            *python,
+        ],
+    }
+    if args.peer:
+        if not (PEER_BIN / "traincheck-collect").exists():
+            raise SystemExit("no peer venv: run scripts/bench/make_peer_venv.sh first")
+        # The peer writes an instrumented copy next to the script: give it a copy.
+        peer_workload = work / WORKLOAD.name
+        peer_workload.write_text(WORKLOAD.read_text())
+        variants["published TrainCheck 0.2.0 (full)"] = lambda r: [
+            str(PEER_BIN / "traincheck-collect"),
+            "-p",
+            str(peer_workload),
+            "--models-to-track",
+            "model",
+            "--output-dir",
+            str(work / f"peer{r}"),
+        ]
+
+    medians: dict[str, list[float]] = {name: [] for name in variants}
+    for round_index in range(args.rounds):
+        for name, command in variants.items():
+            medians[name].append(statistics.median(run(command(round_index), work)))
+        print(f"round {round_index + 1}/{args.rounds} done", file=sys.stderr)
+
+    sizes = {
+        "traincheck-run (full tracing)": dir_bytes(work / "full0"),
+        "traincheck-run --invariants (live check)": dir_bytes(work / "check0"),
+    }
+    if args.peer:
+        sizes["published TrainCheck 0.2.0 (full)"] = dir_bytes(work / "peer0")
+    base = medians["untraced"]
+    print(f"workload: {WORKLOAD.name}, {args.steps} steps, {args.rounds} interleaved rounds")
+    print(f"{'variant':45} {'median step':>12} {'ratio':>7} {'ratio range':>14} {'trace/step':>11}")
+    for name, values in medians.items():
+        ratios = [v / b for v, b in zip(values, base, strict=True)]
+        size = sizes.get(name)
+        size_text = f"{size / args.steps / 1024:.1f} KiB" if size is not None else "-"
+        print(
+            f"{name:45} {statistics.median(values) / 1e6:9.3f} ms {statistics.median(ratios):6.2f}x"
+            f" {min(ratios):6.2f}-{max(ratios):.2f}x {size_text:>11}"
+        )
+
+
+if __name__ == "__main__":
+    main()
