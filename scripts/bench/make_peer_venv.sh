@@ -6,6 +6,6 @@ cd "$(dirname "$0")/../.."
 PEER=".bench/peer-venv"
 if [ ! -x "$PEER/bin/traincheck-collect" ]; then
     python3 -m venv "$PEER"
-    "$PEER/bin/python" -m pip install -q torch==2.13.0 traincheck==0.2.0
+    "$PEER/bin/python" -m pip install -qq torch==2.13.0 traincheck==0.2.0
 fi
 echo "$PEER"
