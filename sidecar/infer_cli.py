@@ -12,19 +12,39 @@ import json
 import sys
 from collections.abc import Sequence
 from pathlib import Path
+from typing import NoReturn
 
 from traincheck.sidecar.infer_engine import InferResult, infer
+from traincheck.sidecar.infer_progress import trace_progress
 from traincheck.sidecar.invariants import dump_invariants
+from traincheck.sidecar.preconditions import TOO_SPECIFIC, UNSEPARABLE
+from traincheck.sidecar.relations.base import (
+    DEFAULT_PRECOND_SAMPLING_THRESHOLD,
+    MIN_POSITIVE_EXAMPLES,
+    TOO_FEW_POSITIVES,
+    InferSettings,
+)
 from traincheck.sidecar.relations.registry import relation_names, select_relations
 from traincheck.sidecar.store import Trace, read_trace
 
 from traincheck.errors import UserError
 
 PROG = "traincheck-infer"
+BACKENDS = ("pandas",)
+"""Kept for the published CLI's ``-b``: inference streams events through the
+collectors and builds no DataFrame, so there is one back-end (polars was not
+measured faster on a stream that never becomes a table, and is not offered)."""
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse, but a usage mistake is one line like every other user error."""
+
+    def error(self, message: str) -> NoReturn:
+        raise UserError(message)
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = _Parser(
         prog=PROG, description="Infer training invariants from traces of healthy runs."
     )
     parser.add_argument(
@@ -38,9 +58,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "-o",
         "--output",
-        default="invariants.json",
+        required=True,
         type=Path,
-        help="invariants file to write (default: invariants.json)",
+        help="invariants file to write (required: nothing is written anywhere unless asked)",
     )
     parser.add_argument(
         "--enable-relation",
@@ -57,6 +77,26 @@ def build_parser() -> argparse.ArgumentParser:
         help="do not infer these relations (ignored with --enable-relation)",
     )
     parser.add_argument(
+        "-b",
+        "--backend",
+        choices=BACKENDS,
+        default="pandas",
+        help="trace processing back-end (default and only: pandas; see docs/invariants.md)",
+    )
+    parser.add_argument(
+        "--disable-precond-sampling",
+        action="store_true",
+        help="use every distinct example in precondition deduction, however many",
+    )
+    parser.add_argument(
+        "--precond-sampling-threshold",
+        type=_positive_int,
+        default=DEFAULT_PRECOND_SAMPLING_THRESHOLD,
+        metavar="N",
+        help="sample distinct examples of a hypothesis beyond N "
+        f"(default {DEFAULT_PRECOND_SAMPLING_THRESHOLD})",
+    )
+    parser.add_argument(
         "--debug",
         action="store_true",
         help="also write every rejected hypothesis, with its reason, to OUTPUT.failed",
@@ -64,10 +104,19 @@ def build_parser() -> argparse.ArgumentParser:
     return parser  # fmt: skip
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+def _positive_int(text: str) -> int:
     try:
-        return _run(args)
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not an integer") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"{value} is not a positive integer")
+    return value
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    try:
+        return _run(build_parser().parse_args(argv))
     except UserError as exc:
         print(f"{PROG}: error: {exc}", file=sys.stderr)
         return 2
@@ -80,7 +129,11 @@ def _run(args: argparse.Namespace) -> int:
         raise UserError(str(exc)) from None
     _check_output(args.output)
     traces = [_read(path) for path in args.trace_folders]
-    result = infer(traces, relations)
+    settings = InferSettings(
+        None if args.disable_precond_sampling else args.precond_sampling_threshold
+    )
+    with trace_progress(len(traces)) as advance:
+        result = infer(traces, relations, settings, on_trace_done=advance)
     try:
         dump_invariants(result.invariant_set, args.output)
         if args.debug:
@@ -112,16 +165,36 @@ def _write_failed(result: InferResult, path: Path) -> None:
     path.write_text("".join(line + "\n" for line in lines))
 
 
+SHORT_REASONS = {
+    TOO_FEW_POSITIVES: "too few positives",
+    UNSEPARABLE: "counter-examples",
+    TOO_SPECIFIC: "too specific",
+}
+"""Column words for the rejection reasons (``--debug`` writes the full text)."""
+
+
 def _print_summary(result: InferResult, traces: list[Trace], output: Path) -> None:
-    per_relation = result.invariants_per_relation()
+    """One screen: invariants kept and hypotheses rejected (and why), per relation."""
     print(f"{PROG}: {len(result.invariant_set)} invariants from {len(traces)} trace(s) -> {output}")
-    for name in sorted(per_relation):
-        print(f"  {name}: {per_relation[name]}")
+    kept = result.invariants_per_relation()
     rejected = result.rejections_per_reason()
+    names = sorted({*kept, *(relation for relation, _ in rejected)})
+    width = max((len(n) for n in names), default=8)
+    print(f"  {'relation':<{width}}  kept  rejected")
+    for name in names:
+        why = [
+            f"{count} {SHORT_REASONS.get(reason, reason)}"
+            for (relation, reason), count in sorted(rejected.items())
+            if relation == name
+        ]
+        print(f"  {name:<{width}}  {kept.get(name, 0):4d}  {', '.join(why) or '-'}")
     if rejected:
-        print(f"  hypotheses rejected: {sum(rejected.values())}")
-        for (relation, reason), count in sorted(rejected.items()):
-            print(f"    {relation}: {count} ({reason})")
+        print(
+            "  (too few positives: under "
+            f"{MIN_POSITIVE_EXAMPLES} examples; counter-examples: no precondition explains "
+            "the negative examples; too specific: the precondition would rest on too few; "
+            "--debug lists each)"
+        )
 
 
 if __name__ == "__main__":

@@ -11,12 +11,18 @@ same traces in any order give the same invariants, in the same order.
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 
 from traincheck.sidecar.calls import CallTracker
 from traincheck.sidecar.invariants import Invariant, InvariantSet
-from traincheck.sidecar.relations.base import Collector, Rejection, Relation
+from traincheck.sidecar.relations.base import (
+    DEFAULT_SETTINGS,
+    Collector,
+    InferSettings,
+    Rejection,
+    Relation,
+)
 from traincheck.sidecar.relations.registry import select_relations
 from traincheck.sidecar.store import StoredEvent, Trace
 
@@ -34,9 +40,15 @@ class InferResult:
 
 
 def infer_from_streams(
-    streams: Iterable[Iterable[StoredEvent]], relations: Sequence[Relation] | None = None
+    streams: Iterable[Iterable[StoredEvent]],
+    relations: Sequence[Relation] | None = None,
+    settings: InferSettings = DEFAULT_SETTINGS,
+    on_trace_done: Callable[[], None] | None = None,
 ) -> InferResult:
-    """Infer invariants from event streams (one per run)."""
+    """Infer invariants from event streams (one per run).
+
+    ``on_trace_done`` is called after each stream (the CLI's progress bar).
+    """
     relations = list(relations) if relations is not None else select_relations()
     collectors: list[tuple[Relation, Collector]] = [(r, r.new_collector()) for r in relations]
     for stream in streams:
@@ -50,10 +62,12 @@ def infer_from_streams(
                     collector.on_signal(signal)
         for _, collector in collectors:
             collector.end_trace()
+        if on_trace_done is not None:
+            on_trace_done()
     invariants: list[Invariant] = []
     rejections: list[Rejection] = []
     for relation, collector in collectors:
-        outcome = relation.infer(collector)
+        outcome = relation.infer(collector, settings)
         invariants += outcome.invariants
         rejections += outcome.rejections
     invariants.sort(key=lambda inv: (inv.relation, inv.text_description, inv.id))
@@ -61,6 +75,11 @@ def infer_from_streams(
     return InferResult(InvariantSet(tuple(invariants)), rejections)
 
 
-def infer(traces: Sequence[Trace], relations: Sequence[Relation] | None = None) -> InferResult:
+def infer(
+    traces: Sequence[Trace],
+    relations: Sequence[Relation] | None = None,
+    settings: InferSettings = DEFAULT_SETTINGS,
+    on_trace_done: Callable[[], None] | None = None,
+) -> InferResult:
     """Infer invariants from traces read with :func:`~traincheck.sidecar.store.read_trace`."""
-    return infer_from_streams((t.events() for t in traces), relations)
+    return infer_from_streams((t.events() for t in traces), relations, settings, on_trace_done)

@@ -26,7 +26,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from traincheck.sidecar.preconditions import Precondition, precondition_from_json
+from traincheck.sidecar.preconditions import (
+    Precondition,
+    Scalar,
+    dtype_of,
+    precondition_from_json,
+)
 
 from traincheck.errors import InvariantsFileError
 
@@ -70,7 +75,52 @@ class VarTypeParam:
         }
 
 
-Param = APIParam | VarTypeParam
+@dataclass(frozen=True)
+class VarNameParam:
+    """One named variable (e.g. ``MLP.fc1.weight``) and one of its attributes.
+
+    Names are stable between runs of one pipeline (``<RootClass>.<dotted path>``),
+    which is what lets an invariant speak about a single parameter.
+    """
+
+    var_type: str
+    var_name: str
+    attr_name: str
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "param_type": "VarNameParam",
+            "var_type": self.var_type,
+            "var_name": self.var_name,
+            "attr_name": self.attr_name,
+        }
+
+
+@dataclass(frozen=True)
+class ValueParam:
+    """A property of an API's input argument or of its result, with its expected value.
+
+    ``role`` is ``input`` (``name`` is the argument name) or ``output`` (the
+    result); ``prop`` is ``value`` for scalar arguments or a tensor property
+    (``dtype``, ``device``, ``requires_grad``, ``kind``).
+    """
+
+    role: str
+    name: str
+    prop: str
+    value: Scalar
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "param_type": "ValueParam",
+            "role": self.role,
+            "name": self.name,
+            "prop": self.prop,
+            "value": self.value,
+        }
+
+
+Param = APIParam | VarTypeParam | VarNameParam | ValueParam
 
 
 @dataclass(frozen=True)
@@ -162,10 +212,18 @@ def dump_invariants(invariant_set: InvariantSet, path: str | Path) -> None:
         "format": FILE_FORMAT,
         "format_version": FILE_FORMAT_VERSION,
         "invariants": [inv.to_json() for inv in invariant_set],
+        "instrumentation": _instrumentation(invariant_set),
     }
     tmp = path.with_name(f".{path.name}.tmp")
     tmp.write_text(json.dumps(document, indent=2, sort_keys=True) + "\n")
     os.replace(tmp, path)
+
+
+def _instrumentation(invariant_set: InvariantSet) -> dict[str, Any]:
+    """What checking these invariants needs traced (see ``traincheck.sidecar.plan``)."""
+    from traincheck.sidecar.plan import instrumentation_for
+
+    return instrumentation_for(invariant_set)
 
 
 def load_invariants(path: str | Path) -> InvariantSet:
@@ -321,7 +379,28 @@ def _param_from_json(data: Any) -> Param:
         return VarTypeParam(
             data["var_type"], data["attr_name"], data.get("pre_value"), data.get("post_value")
         )
-    raise ValueError(f"unsupported param_type {kind!r} (expected APIParam or VarTypeParam)")
+    if kind == "VarNameParam":
+        for key in ("var_type", "var_name", "attr_name"):
+            if not isinstance(data.get(key), str):
+                raise ValueError(f"VarNameParam needs a string '{key}'")
+        return VarNameParam(data["var_type"], data["var_name"], data["attr_name"])
+    if kind == "ValueParam":
+        return _value_param_from_json(data)
+    raise ValueError(
+        f"unsupported param_type {kind!r} "
+        "(expected APIParam, VarTypeParam, VarNameParam or ValueParam)"
+    )
+
+
+def _value_param_from_json(data: dict[str, Any]) -> ValueParam:
+    if data.get("role") not in ("input", "output"):
+        raise ValueError("ValueParam 'role' must be 'input' or 'output'")
+    for key in ("name", "prop"):
+        if not isinstance(data.get(key), str):
+            raise ValueError(f"ValueParam needs a string '{key}'")
+    if dtype_of(data.get("value")) is None:
+        raise ValueError("ValueParam 'value' must be a bool, number or string")
+    return ValueParam(data["role"], data["name"], data["prop"], data["value"])
 
 
 def _group_from_json(data: Any, relation: Any) -> tuple[str, Precondition | None]:

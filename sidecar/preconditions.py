@@ -5,7 +5,12 @@ window before a call), flattened into properties:
 
 - ``meta_vars.step``, ``meta_vars.stage`` and every custom meta-variable
   (``meta_vars.<key>``, from ``MetaChange`` events);
-- ``args.<name>`` for every traced argument that has a scalar value.
+- ``args.<name>`` for every traced argument whose value is a bool or a string
+  (a flag such as ``set_to_none``, a class name such as the optimizer's).
+
+Numeric argument values (a learning rate, a batch size, a clip norm) are left
+out: they are run configuration and differ between healthy runs, so a clause on
+them would learn the configuration and alarm on the next run with another one.
 
 Run-specific identities (pid, thread, timestamps, call ids, digests) are never
 properties: a clause on them could not transfer to another run, which is the flaw
@@ -45,6 +50,7 @@ ClauseType = Literal["constant", "consistent", "unequal", "exist"]
 CLAUSE_TYPES: tuple[str, ...] = ("constant", "consistent", "unequal", "exist")
 CLAUSE_DTYPES: tuple[str, ...] = ("int", "str", "bool", "float", "any")
 PROP_PREFIXES: tuple[str, ...] = ("meta_vars.", "args.")
+ARG_CLAUSE_DTYPES: frozenset[str] = frozenset({"bool", "str"})
 ALWAYS_PRESENT: frozenset[str] = frozenset({"meta_vars.step", "meta_vars.stage"})
 MIN_DISJUNCT_SUPPORT = 2
 MAX_CONJUNCT_CLAUSES = 2
@@ -75,7 +81,7 @@ def example_props(
         if key not in ("step", "stage") and dtype_of(value) is not None:
             props[f"meta_vars.{key}"] = value
     for arg in args:
-        if dtype_of(arg.value) is not None:
+        if dtype_of(arg.value) in ARG_CLAUSE_DTYPES:
             props[f"args.{arg.name}"] = arg.value
     return props
 

@@ -25,9 +25,11 @@ from traincheck.sidecar.calls import DATA_PRE, CallRecord, Change, Signal
 from traincheck.sidecar.invariants import APIParam, Param, VarTypeParam
 from traincheck.sidecar.preconditions import FeatureKey, feature_key, holds
 from traincheck.sidecar.relations.base import (
+    DEFAULT_SETTINGS,
     Collector,
     Examples,
     InferOutcome,
+    InferSettings,
     InvariantResult,
     Relation,
     RelationChecker,
@@ -77,9 +79,11 @@ class APIContainRelation(Relation):
     def new_collector(self) -> Collector:
         return _ContainCollector()
 
-    def infer(self, collector: Collector) -> InferOutcome:
+    def infer(
+        self, collector: Collector, settings: InferSettings = DEFAULT_SETTINGS
+    ) -> InferOutcome:
         assert isinstance(collector, _ContainCollector)
-        outcome = InferOutcome()
+        outcome = InferOutcome(settings=settings)
         for api in sorted(collector.calls):
             calls = collector.calls[api]
             changes = sorted({c for s in calls for c in s.changes}, key=_change_sort_key)

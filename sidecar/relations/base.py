@@ -11,6 +11,7 @@ A relation is an invariant template with three parts, kept in one module each:
 
 from __future__ import annotations
 
+import hashlib
 from abc import ABC, abstractmethod
 from collections import Counter
 from collections.abc import Sequence
@@ -61,10 +62,31 @@ class Rejection:
         return dict(self.__dict__)
 
 
+DEFAULT_PRECOND_SAMPLING_THRESHOLD = 10_000
+
+
+@dataclass(frozen=True)
+class InferSettings:
+    """Options of one inference run (from the CLI), passed down, never global.
+
+    ``precond_sampling_threshold``: when a hypothesis has more *distinct*
+    examples (after folding identical contexts) than this, precondition
+    deduction sees a deterministic sample of them: the examples whose content
+    hash is smallest, so the sample does not depend on trace order. ``None``
+    disables sampling.
+    """
+
+    precond_sampling_threshold: int | None = DEFAULT_PRECOND_SAMPLING_THRESHOLD
+
+
+DEFAULT_SETTINGS = InferSettings()
+
+
 @dataclass
 class InferOutcome:
     invariants: list[Invariant] = field(default_factory=list)
     rejections: list[Rejection] = field(default_factory=list)
+    settings: InferSettings = DEFAULT_SETTINGS
 
 
 def decide(
@@ -77,7 +99,11 @@ def decide(
     if n_pos < MIN_POSITIVE_EXAMPLES:
         reason = TOO_FEW_POSITIVES
     else:
-        deduction = deduce(examples.positives, examples.negatives)
+        threshold = outcome.settings.precond_sampling_threshold
+        deduction = deduce(
+            sample_examples(examples.positives, threshold),
+            sample_examples(examples.negatives, threshold),
+        )
         reason = deduction.reason
         if deduction.ok and not _enough_under_precondition(deduction.precondition, examples):
             reason = TOO_SPECIFIC
@@ -94,6 +120,14 @@ def decide(
         num_negative_examples=n_neg,
     )
     outcome.invariants.append(invariant)
+
+
+def sample_examples(examples: Counter[FeatureKey], threshold: int | None) -> Counter[FeatureKey]:
+    """At most ``threshold`` distinct examples, chosen by content hash (order-independent)."""
+    if threshold is None or len(examples) <= threshold:
+        return examples
+    ranked = sorted(examples, key=lambda key: hashlib.sha256(repr(key).encode()).digest())
+    return Counter({key: examples[key] for key in ranked[:threshold]})
 
 
 def _enough_under_precondition(precondition: Any, examples: Examples) -> bool:
@@ -173,7 +207,9 @@ class Relation(ABC):
     def new_collector(self) -> Collector: ...
 
     @abstractmethod
-    def infer(self, collector: Collector) -> InferOutcome: ...
+    def infer(
+        self, collector: Collector, settings: InferSettings = DEFAULT_SETTINGS
+    ) -> InferOutcome: ...
 
     @abstractmethod
     def new_checker(self, results: Sequence[InvariantResult]) -> RelationChecker: ...

@@ -14,9 +14,11 @@ from traincheck.sidecar.calls import CallStart, Signal
 from traincheck.sidecar.invariants import APIParam, Param
 from traincheck.sidecar.preconditions import holds
 from traincheck.sidecar.relations.base import (
+    DEFAULT_SETTINGS,
     Collector,
     Examples,
     InferOutcome,
+    InferSettings,
     InvariantResult,
     Relation,
     RelationChecker,
@@ -37,9 +39,11 @@ class FunctionCoverRelation(Relation):
     def new_collector(self) -> Collector:
         return _CoverCollector()
 
-    def infer(self, collector: Collector) -> InferOutcome:
+    def infer(
+        self, collector: Collector, settings: InferSettings = DEFAULT_SETTINGS
+    ) -> InferOutcome:
         assert isinstance(collector, _CoverCollector)
-        outcome = InferOutcome()
+        outcome = InferOutcome(settings=settings)
         for a, b in collector.candidate_pairs():
             examples = Examples()
             for (api, key, window), count in collector.before.items():

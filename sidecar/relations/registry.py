@@ -4,11 +4,28 @@ from __future__ import annotations
 
 from traincheck.sidecar.relations.api_contain import APIContainRelation
 from traincheck.sidecar.relations.base import Relation
+from traincheck.sidecar.relations.consistency import ConsistencyRelation
+from traincheck.sidecar.relations.consistent_input import ConsistentInputRelation
+from traincheck.sidecar.relations.consistent_output import ConsistentOutputRelation
 from traincheck.sidecar.relations.cover import FunctionCoverRelation
 from traincheck.sidecar.relations.lead import FunctionLeadRelation
+from traincheck.sidecar.relations.single_update import SingleUpdateRelation
+from traincheck.sidecar.relations.state_at_call import StateAtCallRelation
+from traincheck.sidecar.relations.var_periodic_change import VarPeriodicChangeRelation
 
 _RELATIONS: dict[str, Relation] = {
-    r.name: r for r in (APIContainRelation(), FunctionCoverRelation(), FunctionLeadRelation())
+    r.name: r
+    for r in (
+        APIContainRelation(),
+        ConsistencyRelation(),
+        ConsistentInputRelation(),
+        ConsistentOutputRelation(),
+        FunctionCoverRelation(),
+        FunctionLeadRelation(),
+        SingleUpdateRelation(),
+        StateAtCallRelation(),
+        VarPeriodicChangeRelation(),
+    )
 }
 
 

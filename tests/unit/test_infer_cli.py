@@ -25,7 +25,11 @@ def test_infer_writes_file_and_summary(traces, tmp_path, capsys) -> None:
     assert main(["-f", *map(str, traces), "-o", str(out)]) == 0
     stdout = capsys.readouterr().out
     assert "invariants from 2 trace(s)" in stdout
-    assert "APIContainRelation:" in stdout and "hypotheses rejected" in stdout
+    assert "kept  rejected" in stdout
+    cells = [line.split() for line in stdout.splitlines()[2:] if line.startswith("  ")]
+    kept = {row[0]: int(row[1]) for row in cells if len(row) > 1 and row[1].isdigit()}
+    assert kept["APIContainRelation"] > 0 and sum(kept.values()) == len(load_invariants(out))
+    assert "too few positives" in stdout or "counter-examples" in stdout, "rejections and why"
     assert len(load_invariants(out)) > 0
     assert not Path(f"{out}.failed").exists()
 
@@ -48,11 +52,15 @@ def test_enable_relation(traces, tmp_path) -> None:
 @pytest.mark.parametrize(
     ("make_args", "message"),
     [
-        (lambda t, tmp: ["-f", str(tmp / "missing")], "trace directory not found"),
-        (lambda t, tmp: ["-f", str(tmp)], "is not a TrainCheck trace"),
+        (lambda t, tmp: ["-f", str(tmp / "missing"), "-o", str(tmp / "i.json")], "not found"),
+        (lambda t, tmp: ["-f", str(tmp), "-o", str(tmp / "i.json")], "is not a TrainCheck trace"),
+        (lambda t, tmp: ["-f", str(t[0])], "required: -o/--output"),
         (lambda t, tmp: ["-f", str(t[0]), "-o", str(tmp / "no" / "x.json")], "does not exist"),
         (lambda t, tmp: ["-f", str(t[0]), "-o", str(tmp)], "is a directory"),
-        (lambda t, tmp: ["-f", str(t[0]), "--disable-relation", "Bogus"], "unknown relation Bogus"),
+        (
+            lambda t, tmp: ["-f", str(t[0]), "-o", str(tmp / "i.json"), "--disable-relation", "X"],
+            "unknown relation X",
+        ),
     ],
 )
 def test_user_errors_are_one_line_exit_2(traces, tmp_path, capsys, make_args, message) -> None:
@@ -60,6 +68,14 @@ def test_user_errors_are_one_line_exit_2(traces, tmp_path, capsys, make_args, me
     err = capsys.readouterr().err
     assert err.startswith("traincheck-infer: error: ") and message in err
     assert err.count("\n") == 1 and "Traceback" not in err
+
+
+def test_nothing_is_written_to_the_working_directory_unless_asked(
+    traces, tmp_path, monkeypatch
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    assert main(["-f", str(traces[0])]) == 2
+    assert list(tmp_path.iterdir()) == []
 
 
 def test_damaged_segment_is_a_warning(traces, tmp_path, capsys) -> None:

@@ -59,6 +59,14 @@ class LoopSpec:
     eval_every: int = 0
     """Every this many steps, run an eval forward under no_grad (stage ``eval``)."""
     optimizer: str = "SGD"
+    frozen: tuple[str, ...] = ()
+    """Parameters frozen by mistake: still in the optimizer, never get a gradient."""
+    second_optimizer: tuple[str, ...] = ()
+    """Parameters also held by a second optimizer, stepped right after the first."""
+    eval_left_on: bool = False
+    """After the first eval phase, training forwards run with ``training=False``."""
+    forward_dtype: str = "torch.float32"
+    """dtype of the forward result (``torch.bfloat16`` under autocast)."""
 
 
 @dataclass
@@ -71,6 +79,7 @@ class _State:
     stage: str = "init"
     digests: dict[str, int] = field(default_factory=dict)
     grads: dict[str, str] = field(default_factory=dict)
+    training: bool = True
 
     def tick(self) -> int:
         self.ts += self.rng.randint(1_000, 50_000)
@@ -97,13 +106,16 @@ def training_events(spec: LoopSpec) -> list[Event]:
     events += [_var(st, 0, "init", name) for name in model]
     events.append(MetaChange(st.tick(), spec.thread, "stage", "train", 0, "init"))
     st.stage = "train"
+    st.training = True
     for k in range(spec.steps):
         st.step = k
         if spec.zero_grad:
             events += _zero_grad(st, optimized)
-        events += _forward(st, training=True)
-        events += _backward(st, model)
+        events += _forward(st, training=st.training)
+        events += _backward(st, [n for n in model if n not in spec.frozen])
         events += _optimizer_step(st, optimized)
+        if spec.second_optimizer:
+            events += _optimizer_step(st, list(spec.second_optimizer), "Adam")
         events.append(MetaChange(st.tick(), spec.thread, "step", k + 1, k, st.stage))
         st.step = k + 1
         if spec.eval_every and (k + 1) % spec.eval_every == 0:
@@ -177,7 +189,8 @@ def _forward(st: _State, training: bool) -> Iterator[Event]:
     args = (ArgValue("module", "module", "Net"), ArgValue("training", "bool", training))
     call = _call(st, FORWARD, args)
     yield call
-    yield _ret(st, call, ArgValue("return", "tensor", None, (32, 10), "torch.float32", "cpu", True))
+    dtype = st.spec.forward_dtype
+    yield _ret(st, call, ArgValue("return", "tensor", None, (32, 10), dtype, "cpu", True))
 
 
 def _backward(st: _State, names: list[str]) -> Iterator[Event]:
@@ -193,8 +206,9 @@ def _backward(st: _State, names: list[str]) -> Iterator[Event]:
     yield _ret(st, outer)
 
 
-def _optimizer_step(st: _State, names: list[str]) -> Iterator[Event]:
-    call = _call(st, STEP, (ArgValue("optimizer", "optimizer", st.spec.optimizer),))
+def _optimizer_step(st: _State, names: list[str], optimizer: str = "") -> Iterator[Event]:
+    optimizer = optimizer or st.spec.optimizer
+    call = _call(st, STEP, (ArgValue("optimizer", "optimizer", optimizer),))
     yield call
     yield from (_var(st, call.call_id, "pre", n) for n in names)
     for n in names:
@@ -208,6 +222,7 @@ def _eval_phase(st: _State) -> Iterator[Event]:
     yield MetaChange(st.tick(), st.spec.thread, "stage", "eval", st.step, st.stage)  # type: ignore[arg-type]
     st.stage = "eval"
     yield from _forward(st, training=False)
+    st.training = not st.spec.eval_left_on
     yield MetaChange(st.tick(), st.spec.thread, "stage", "train", st.step, st.stage)  # type: ignore[arg-type]
     st.stage = "train"
 

@@ -1,0 +1,161 @@
+"""VarPeriodicChangeRelation: a named variable changes at every call of an API.
+
+``MLP.fc1.weight.data changes at every torch.optim.Optimizer.step``: each
+trainable parameter is updated by every optimizer step that holds it. Catches a
+layer frozen by mistake (it stays in the optimizer, gets no gradient, and Adam
+skips it) and any update that silently does nothing to one parameter, which the
+type-level APIContain invariant ("*some* parameter changes") cannot see while
+the other layers still train.
+
+Examples are calls of the API that took before/after digests of the variable:
+positive when the digest changed. Calls that did not observe the variable (an
+optimizer that does not hold it) are no examples and are not checked.
+
+False-alarm guard: a parameter whose gradient is numerically negligible (a
+convolution bias right before BatchNorm) sometimes gets an update below float
+resolution, so an isolated unchanged call happens in healthy runs with another
+seed or learning rate. Inference stays strict (every call of the healthy runs
+must change it), but the checker reports a violation only once the variable has
+stayed unchanged for ``UNCHANGED_CALLS_LIMIT`` consecutive calls that observed
+it: a frozen parameter never changes, a noisy one changes again soon.
+"""
+
+from __future__ import annotations
+
+from collections import Counter, defaultdict
+from collections.abc import Sequence
+
+from traincheck.sidecar.calls import CallRecord, Signal
+from traincheck.sidecar.invariants import APIParam, Param, VarNameParam
+from traincheck.sidecar.preconditions import FeatureKey, feature_key, holds
+from traincheck.sidecar.relations.base import (
+    DEFAULT_SETTINGS,
+    Collector,
+    Examples,
+    InferOutcome,
+    InferSettings,
+    InvariantResult,
+    Relation,
+    RelationChecker,
+    decide,
+)
+from traincheck.sidecar.relations.report import call_violation
+from traincheck.sidecar.violations import Violation
+
+from traincheck.events import VarState
+
+UNCHANGED_CALLS_LIMIT = 8
+"""Consecutive observed calls without a change before the checker reports."""
+
+VarKey = tuple[str, str, str]
+"""(api, var_type, var_name)."""
+
+
+def digest_change(record: CallRecord, name: str) -> tuple[bool, VarState, VarState] | None:
+    """Whether ``name``'s content changed during the call; None when not observed."""
+    before, after = record.pre.get(name), record.post.get(name)
+    if before is None or after is None or before.digest is None or after.digest is None:
+        return None
+    return before.digest != after.digest, before, after
+
+
+class _PeriodicCollector(Collector):
+    def __init__(self) -> None:
+        self.calls: dict[VarKey, Counter[tuple[FeatureKey, bool]]] = defaultdict(Counter)
+
+    def on_signal(self, signal: Signal) -> None:
+        if not isinstance(signal, CallRecord) or not signal.pre:
+            return
+        key: FeatureKey | None = None
+        for name in signal.pre:
+            seen = digest_change(signal, name)
+            if seen is None:
+                continue
+            if key is None:
+                key = feature_key(signal.start.props)
+            changed, before, _ = seen
+            self.calls[(signal.api, before.var_type, name)][(key, changed)] += 1
+
+
+class VarPeriodicChangeRelation(Relation):
+    name = "VarPeriodicChangeRelation"
+    group = "var_change"
+
+    def new_collector(self) -> Collector:
+        return _PeriodicCollector()
+
+    def infer(
+        self, collector: Collector, settings: InferSettings = DEFAULT_SETTINGS
+    ) -> InferOutcome:
+        assert isinstance(collector, _PeriodicCollector)
+        outcome = InferOutcome(settings=settings)
+        for api, var_type, var_name in sorted(collector.calls):
+            examples = Examples()
+            for (key, changed), count in collector.calls[(api, var_type, var_name)].items():
+                (examples.positives if changed else examples.negatives)[key] += count
+            if not examples.positives:
+                continue
+            params = (APIParam(api), VarNameParam(var_type, var_name, "data"))
+            decide(self, params, examples, outcome)
+        return outcome
+
+    def new_checker(self, results: Sequence[InvariantResult]) -> RelationChecker:
+        return _PeriodicChecker(results)
+
+    def validate_params(self, params: tuple[Param, ...]) -> None:
+        if (
+            len(params) != 2
+            or not isinstance(params[0], APIParam)
+            or not isinstance(params[1], VarNameParam)
+        ):
+            raise ValueError(f"{self.name} needs params [APIParam, VarNameParam]")
+        if params[1].attr_name != "data":
+            raise ValueError(f"{self.name}: only the 'data' attribute is tracked")
+
+    def describe(self, params: tuple[Param, ...]) -> str:
+        api, var = params
+        assert isinstance(api, APIParam) and isinstance(var, VarNameParam)
+        return f"{var.var_name}.{var.attr_name} changes at every {api.api_full_name}"
+
+
+class _PeriodicChecker(RelationChecker):
+    def __init__(self, results: Sequence[InvariantResult]) -> None:
+        self._by_api: dict[str, list[tuple[str, InvariantResult]]] = defaultdict(list)
+        for result in results:
+            api, var = result.invariant.params
+            assert isinstance(api, APIParam) and isinstance(var, VarNameParam)
+            self._by_api[api.api_full_name].append((var.var_name, result))
+        self._unchanged: Counter[tuple[int, str, str]] = Counter()
+
+    def on_signal(self, signal: Signal) -> list[Violation]:
+        if not isinstance(signal, CallRecord) or signal.api not in self._by_api:
+            return []
+        violations = []
+        for name, result in self._by_api[signal.api]:
+            seen = digest_change(signal, name)
+            if seen is None or not holds(result.invariant.precondition, signal.start.props):
+                continue
+            changed, before, after = seen
+            streak = (signal.start.pid, name, result.invariant.id)
+            if changed:
+                self._unchanged.pop(streak, None)
+                result.record_pass()
+                continue
+            self._unchanged[streak] += 1
+            if self._unchanged[streak] < UNCHANGED_CALLS_LIMIT:
+                continue
+            self._unchanged.pop(streak)
+            violation = call_violation(
+                result,
+                signal.start,
+                what=f"{name} did not change in {UNCHANGED_CALLS_LIMIT} consecutive "
+                f"{signal.api} calls",
+                expected=f"{name} changes at every {signal.api}",
+                observed=f"{name} unchanged since step "
+                f"{signal.start.event.step - UNCHANGED_CALLS_LIMIT + 1} (grad {before.grad}, "
+                f"requires_grad {after.requires_grad})",
+                variables=(name,),
+                events=(before, after),
+            )
+            violations.append(result.record_violation(violation))
+        return violations

@@ -1,0 +1,81 @@
+"""The relations added for silent bugs: learn from synthetic healthy runs, then catch the bug.
+
+Every test infers from two healthy runs (different seeds), checks a third healthy
+run for silence, then checks the buggy variant for the violation the relation
+exists to find. The traces are built by ``tracegen`` from the schema structs.
+"""
+
+from __future__ import annotations
+
+import pytest
+from tracegen import MODEL_PARAMS, STEP, LoopSpec, stored_events
+from traincheck.sidecar.checker import Checker
+from traincheck.sidecar.infer_engine import infer_from_streams
+from traincheck.sidecar.invariants import InvariantSet
+from traincheck.sidecar.relations.registry import select_relations
+from traincheck.sidecar.relations.var_periodic_change import UNCHANGED_CALLS_LIMIT
+from traincheck.sidecar.violations import Violation
+
+
+def _infer(relation: str, **spec) -> InvariantSet:
+    runs = [stored_events(LoopSpec(seed=seed, pid=100 + seed, **spec)) for seed in (1, 2)]
+    return infer_from_streams(runs, select_relations([relation])).invariant_set
+
+
+def _check(invariants: InvariantSet, spec: LoopSpec) -> list[Violation]:
+    checker = Checker(invariants)
+    violations = [v for e in stored_events(spec) for v in checker.feed(e)]
+    return violations + checker.finish()
+
+
+def test_var_periodic_change_catches_a_frozen_layer() -> None:
+    invariants = _infer("VarPeriodicChangeRelation")
+    texts = {inv.text_description for inv in invariants}
+    assert texts == {f"{name}.data changes at every {STEP}" for name in MODEL_PARAMS}
+    assert _check(invariants, LoopSpec(seed=3)) == []
+    frozen = MODEL_PARAMS[:2]
+    violations = _check(invariants, LoopSpec(seed=3, frozen=frozen))
+    assert {v.variables for v in violations} == {(name,) for name in frozen}
+    assert min(v.step for v in violations) == UNCHANGED_CALLS_LIMIT - 1
+
+
+def test_single_update_catches_a_parameter_stepped_by_two_optimizers() -> None:
+    invariants = _infer("SingleUpdateRelation")
+    assert invariants.invariants, "a healthy loop updates each parameter once per iteration"
+    assert _check(invariants, LoopSpec(seed=3)) == []
+    head = MODEL_PARAMS[2:]
+    violations = _check(invariants, LoopSpec(seed=3, second_optimizer=head))
+    assert violations and violations[0].step == 0
+    assert set(violations[0].variables) == set(head)
+
+
+def test_consistent_input_catches_eval_mode_left_on() -> None:
+    invariants = _infer("ConsistentInputRelation", eval_every=4)
+    described = {inv.text_description: inv for inv in invariants}
+    training = described["torch.nn.Module.__call__: training is always True"]
+    assert training.precondition is not None
+    assert training.precondition.describe() == "stage == 'train'"
+    assert _check(invariants, LoopSpec(seed=3, eval_every=4)) == []
+    violations = _check(invariants, LoopSpec(seed=3, eval_every=4, eval_left_on=True))
+    assert violations and {v.text_description for v in violations} == {training.text_description}
+    assert violations[0].step == 4
+
+
+def test_consistent_output_catches_autocast_not_applied() -> None:
+    invariants = _infer("ConsistentOutputRelation", forward_dtype="torch.bfloat16")
+    texts = {inv.text_description for inv in invariants}
+    assert "torch.nn.Module.__call__: result dtype is always 'torch.bfloat16'" in texts
+    assert _check(invariants, LoopSpec(seed=3, forward_dtype="torch.bfloat16")) == []
+    violations = _check(invariants, LoopSpec(seed=3, forward_dtype="torch.float32"))
+    assert violations and violations[0].step == 0
+    assert "torch.float32" in violations[0].observed
+
+
+@pytest.mark.parametrize("relation", ["ConsistentInputRelation", "ConsistentOutputRelation"])
+def test_value_relations_never_learn_numbers(relation: str) -> None:
+    """Shapes and numeric arguments are run configuration: no invariant may name them."""
+    for inv in _infer(relation, eval_every=4):
+        assert inv.params[1].prop != "shape"
+        assert not isinstance(inv.params[1].value, (int, float)) or isinstance(
+            inv.params[1].value, bool
+        )
