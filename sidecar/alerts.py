@@ -4,7 +4,36 @@ from __future__ import annotations
 
 from traincheck.sidecar.violations import Violation
 
+from traincheck.events import ApiCall
+
 INDENT = "    "
+
+
+def headline(v: Violation) -> str:
+    """One line that is enough to act on: what broke, step, rank, the API or variable."""
+    return f"VIOLATION at step {v.step} (rank {v.rank}): {v.what}"
+
+
+def evidence_lines(v: Violation) -> list[str]:
+    """Expected vs observed, where, which invariant and how much it is worth."""
+    where = f"pid {v.pid}, thread {v.thread}, stage {v.stage}"
+    if v.detection_step is not None and v.detection_step != v.step:
+        where += f", detected at step {v.detection_step}"
+    if v.occurrence > 1:
+        where += f", occurrence {v.occurrence}"
+    lines = [
+        f"expected: {v.expected}",
+        f"observed: {v.observed}",
+        f"where:    {where}",
+    ]
+    source = source_line(v)
+    if source:
+        lines.append(f"at:       {source}")
+    lines += [
+        f"invariant {v.invariant_id} ({v.relation}): {v.text_description}",
+        f"evidence: {_evidence(v)}",
+    ]
+    return lines
 
 
 def format_alert(v: Violation) -> str:
@@ -14,18 +43,15 @@ def format_alert(v: Violation) -> str:
     and the step); the evidence says what healthy runs did, what this run did,
     and how much the invariant is worth (how often it held when it was learnt).
     """
-    where = f"pid {v.pid}, thread {v.thread}, stage {v.stage}"
-    if v.occurrence > 1:
-        where += f", occurrence {v.occurrence}"
-    lines = [
-        f"VIOLATION at step {v.step} (rank {v.rank}): {v.what}",
-        f"{INDENT}expected: {v.expected}",
-        f"{INDENT}observed: {v.observed}",
-        f"{INDENT}where:    {where}",
-        f"{INDENT}invariant {v.invariant_id} ({v.relation}): {v.text_description}",
-        f"{INDENT}evidence: {_evidence(v)}",
-    ]
-    return "\n".join(lines)
+    return "\n".join([headline(v), *(INDENT + line for line in evidence_lines(v))])
+
+
+def source_line(v: Violation) -> str | None:
+    """The user's source line of the offending call, when the tracer recorded one."""
+    for event in reversed(v.events):
+        if isinstance(event, ApiCall) and event.source:
+            return event.source
+    return None
 
 
 def _evidence(v: Violation) -> str:

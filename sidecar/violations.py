@@ -19,6 +19,12 @@ class Violation:
     ``events`` are the offending events. ``occurrence`` counts violations of the
     same invariant so far (1 = first), so a live display can show the first one
     in full and summarise the repeats.
+
+    The checker fills in the last three: ``detection_step`` (the step the stream
+    had reached when the violation was found, which is later than ``step`` for
+    violations only the end of the run can settle), ``seq`` (detection order, the
+    same live and offline) and ``passing_example`` (the most recent point where
+    the same invariant held, to contrast with the offending one).
     """
 
     invariant_id: str
@@ -38,6 +44,25 @@ class Violation:
     num_positive_examples: int = 0
     num_negative_examples: int = 0
     occurrence: int = 1
+    detection_step: int | None = None
+    seq: int = 0
+    passing_example: dict[str, Any] | None = None
+
+    @property
+    def state_based(self) -> bool:
+        """Whether it is about a variable's state rather than about which APIs ran."""
+        return bool(self.variables)
+
+    def root_cause_key(self) -> tuple[int, int, int]:
+        """Sort key that puts the most likely root cause first.
+
+        Earlier steps first (a cause precedes its effects). Within a step, a
+        violation about the program's control flow (an API missing, misordered or
+        called with other arguments) comes before one about variable state,
+        because a wrong call sequence is what makes states go wrong, not the other
+        way round. Ties keep detection order, which is stream order.
+        """
+        return (self.step, 1 if self.state_based else 0, self.seq)
 
     def numbered(self, occurrence: int) -> Violation:
         return replace(self, occurrence=occurrence)
@@ -59,6 +84,9 @@ class Violation:
             "expected": self.expected,
             "observed": self.observed,
             "occurrence": self.occurrence,
+            "detection_step": self.detection_step,
+            "seq": self.seq,
+            "passing_example": self.passing_example,
             "events": [event_to_json(e) for e in self.events],
         }
 

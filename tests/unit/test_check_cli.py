@@ -21,22 +21,35 @@ def invariants_file(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return out
 
 
-def test_healthy_run_exits_0_and_writes_nothing(invariants_file, tmp_path, capsys) -> None:
+def test_healthy_run_exits_0_with_results_beside_the_trace(
+    invariants_file, tmp_path, capsys, monkeypatch
+) -> None:
     trace = write_trace(tmp_path / "t", LoopSpec(steps=40, seed=9))
-    before = set(tmp_path.rglob("*"))
+    trace_files = set(trace.rglob("*"))
+    cwd = tmp_path / "cwd"
+    cwd.mkdir()
+    monkeypatch.chdir(cwd)
     assert check_main(["-f", str(trace), "-i", str(invariants_file)]) == 0
     assert "0 violations" in capsys.readouterr().out
-    assert set(tmp_path.rglob("*")) == before
+    assert set(trace.rglob("*")) == trace_files  # the trace is left as it was
+    assert not any(cwd.iterdir())  # never the current directory
+    (outdir,) = tmp_path.glob("t_check_*")
+    assert json.loads((outdir / "violations_summary.json").read_text())["total_violations"] == 0
 
 
 def test_missing_zero_grad_exits_1_with_alert(invariants_file, tmp_path, capsys) -> None:
     trace = write_trace(tmp_path / "t", LoopSpec(steps=8, seed=3, zero_grad=False))
     assert check_main(["-f", str(trace), "-i", str(invariants_file)]) == 1
     out = capsys.readouterr().out
-    first = out.splitlines()[0]
+    first = next(line for line in out.splitlines() if line.startswith("VIOLATION"))
     assert first.startswith("VIOLATION at step 0 (rank 0): ") and "zero_grad" in first
-    assert "repeated: 8 violations in all, steps 0..7" in out
-    assert "(first at step 0)" in out.splitlines()[-1]
+    assert "8 violations in all, steps 0..7" in out
+    assert "(first at step 0)" in out.splitlines()[-2]
+    assert out.count("VIOLATION at step") == len(set(_invariant_ids(out)))  # each invariant once
+
+
+def _invariant_ids(out: str) -> list[str]:
+    return [line.split()[1] for line in out.splitlines() if line.startswith("    invariant ")]
 
 
 def test_output_dir_reports(invariants_file, tmp_path) -> None:
@@ -46,6 +59,7 @@ def test_output_dir_reports(invariants_file, tmp_path) -> None:
     failed = [json.loads(x) for x in (outdir / "failed.log").read_text().splitlines()]
     passed = [json.loads(x) for x in (outdir / "passed.log").read_text().splitlines()]
     not_triggered = (outdir / "not_triggered.log").read_text().splitlines()
+    assert (outdir / "uncheckable.log").is_file() and (outdir / "report.html").is_file()
     assert failed and passed
     assert all(not r["check_passed"] and r["violations"] for r in failed)
     assert all(r["check_passed"] and r["triggered"] for r in passed)
@@ -57,6 +71,10 @@ def test_output_dir_reports(invariants_file, tmp_path) -> None:
     assert summary["violations"][0]["occurrences"] >= 1
     event = failed[0]["violations"][0]["events"][0]
     assert event["type"] == "call" and "api" in event
+    record = failed[0]["violations"][0]
+    assert {"detection_step", "rank", "thread", "passing_example"} <= set(record)
+    ranks = [v["root_cause_rank"] for v in summary["violations"]]
+    assert ranks == list(range(1, len(failed) + 1))
 
 
 @pytest.mark.parametrize(

@@ -1,0 +1,59 @@
+"""Law: feeding a stored trace event by event to the sidecar's live checker yields
+exactly the violations (and result files) of ``traincheck-check`` on that trace."""
+
+from __future__ import annotations
+
+import functools
+import tempfile
+from pathlib import Path
+
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from tracegen import MODEL_PARAMS, LoopSpec, write_trace
+from traincheck.sidecar.check_cli import main as check_main
+from traincheck.sidecar.infer_cli import main as infer_main
+from traincheck.sidecar.runtime import LiveCheck
+from traincheck.sidecar.store import read_trace
+
+COMPARED = ("failed.log", "passed.log", "not_triggered.log", "uncheckable.log")
+
+
+@functools.cache
+def invariants_file() -> Path:
+    root = Path(tempfile.mkdtemp(prefix="tc-prop-"))
+    a = write_trace(root / "a", LoopSpec(steps=20, seed=1, eval_every=5))
+    b = write_trace(root / "b", LoopSpec(steps=12, seed=2, eval_every=4))
+    out = root / "invariants.json"
+    assert infer_main(["-f", str(a), str(b), "-o", str(out)]) == 0
+    return out
+
+
+specs = st.builds(
+    LoopSpec,
+    steps=st.integers(1, 12),
+    seed=st.integers(0, 10_000),
+    zero_grad=st.booleans(),
+    set_to_none=st.booleans(),
+    stale_optimizer=st.booleans(),
+    eval_every=st.sampled_from([0, 3, 5]),
+    frozen=st.sampled_from([(), MODEL_PARAMS[:1]]),
+    eval_left_on=st.booleans(),
+)
+
+
+@settings(max_examples=20, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(spec=specs)
+def test_live_equals_offline(spec: LoopSpec) -> None:
+    with tempfile.TemporaryDirectory() as tmp:
+        root = Path(tmp)
+        trace = write_trace(root / "trace", spec)
+        live_dir, offline_dir = root / "live", root / "offline"
+        live = LiveCheck(invariants_file(), live_dir)
+        for stored in read_trace(trace).events():
+            live.feed(stored)
+        live.finish()
+        code = check_main(["-f", str(trace), "-i", str(invariants_file()), "-o", str(offline_dir)])
+        assert live.errors == 0
+        assert code == (1 if live.violations else 0)
+        for name in (*COMPARED, "violations_summary.json"):
+            assert (live_dir / name).read_text() == (offline_dir / name).read_text(), name

@@ -1,0 +1,93 @@
+"""Result files: outcome classes, the summary, and the report built from it."""
+
+from __future__ import annotations
+
+import json
+import re
+from dataclasses import replace
+from pathlib import Path
+
+from test_alert_sink import BASE
+from test_live_offline_property import invariants_file
+from traincheck.sidecar.invariants import load_invariants
+from traincheck.sidecar.relations.base import InvariantResult
+from traincheck.sidecar.report_html import render_report
+from traincheck.sidecar.results import (
+    ViolationLedger,
+    default_output_dir,
+    outcome_of,
+    summarize,
+    write_results,
+)
+from traincheck.sidecar.violations import Violation
+
+
+def results_of_each_kind() -> list[InvariantResult]:
+    invs = list(load_invariants(invariants_file()))[:4]
+    failed, passed, untriggered, uncheckable = (InvariantResult(inv) for inv in invs)
+    passed.record_pass()
+    uncheckable.unchecked = 3
+    return [failed, passed, untriggered, uncheckable]
+
+
+def test_uncheckable_is_apart_from_not_triggered() -> None:
+    results = results_of_each_kind()
+    v = results[0].record_violation(replace(BASE, invariant_id=results[0].invariant.id))
+    assert v.occurrence == 1
+    assert [outcome_of(r) for r in results] == ["failed", "passed", "not_triggered", "uncheckable"]
+
+
+def _ledger(results: list[InvariantResult]) -> ViolationLedger:
+    ledger = ViolationLedger()
+    for step in range(7):
+        inv_id = results[0].invariant.id
+        ledger.add(replace(BASE, invariant_id=inv_id, step=step, seq=step + 1, rank=step % 2))
+    return ledger
+
+
+def test_files_and_summary(tmp_path: Path) -> None:
+    results = results_of_each_kind()
+    results[0].violated = 7
+    ledger = _ledger(results)
+    summary = write_results(tmp_path, results, ledger)
+    for name in ("failed", "passed", "not_triggered", "uncheckable"):
+        lines = (tmp_path / f"{name}.log").read_text().splitlines()
+        assert len(lines) == 1 and json.loads(lines[0])["outcome"] == name
+    (row,) = summary["violations"]
+    assert (row["first_step"], row["last_step"], row["occurrences"]) == (0, 6, 7)
+    assert row["ranks"] == [0, 1] and row["root_cause_rank"] == 1
+    failed = json.loads((tmp_path / "failed.log").read_text())
+    assert len(failed["violations"]) == 5  # bounded examples, full count in the summary
+    assert json.loads((tmp_path / "violations_summary.json").read_text()) == summary
+
+
+def test_report_counts_equal_the_summary(tmp_path: Path) -> None:
+    results = results_of_each_kind()
+    summary = write_results(tmp_path, results, _ledger(results))
+    page = (tmp_path / "report.html").read_text()
+    counts = dict(re.findall(r"data-key='([\w-]+)' data-count='(\d+)'", page))
+    assert int(counts["total_violations"]) == summary["total_violations"] == 7
+    assert int(counts["distinct_invariants_violated"]) == summary["distinct_invariants_violated"]
+    assert int(counts["invariants_checked"]) == summary["invariants_checked"]
+    for outcome, n in summary["outcomes"].items():
+        assert int(counts[f"outcome-{outcome}"]) == n
+    assert "<script" not in page and "http" not in page  # self-contained
+
+
+def test_report_escapes_trace_data() -> None:
+    summary = summarize([], ViolationLedger())
+    bad: Violation = replace(BASE, what="<img src=x onerror=alert(1)>", seq=1)
+    ledger = ViolationLedger()
+    ledger.add(bad)
+    page = render_report(summarize([], ledger))
+    assert "<img" not in page and "&lt;img" in page
+    assert "No invariant was violated." in render_report(summary)
+
+
+def test_default_output_dir_is_beside_the_trace(tmp_path: Path) -> None:
+    trace = tmp_path / "run1"
+    trace.mkdir()
+    first = default_output_dir(trace)
+    assert first.parent == tmp_path and first.name.startswith("run1_check_")
+    first.mkdir()
+    assert default_output_dir(trace) != first
