@@ -90,6 +90,18 @@ def lost_sidecar_lines(reason: str, counters: TracerCounters, trace_dir: Path) -
     return lines
 
 
+def detached_lines(counters: TracerCounters, trace_dir: Path) -> list[str]:
+    """The end of a ``--detached`` run: what reached attached sidecars, what did not."""
+    lines = [
+        f"detached run over; tracer counters from {counters.processes} process(es): "
+        f"{counters.events_sent} events sent to attached sidecars, "
+        f"{counters.events_dropped} events dropped"
+    ]
+    if (trace_dir / MANIFEST_NAME).is_file():
+        lines.append(f"trace: {trace_dir}")
+    return lines
+
+
 def record_lost_sidecar(trace_dir: Path, reason: str, counters: TracerCounters) -> None:
     """Mark run.json so offline tools know the trace stops early and why; the
     sidecar that would have finalised it is gone. Best effort: the summary on
@@ -99,8 +111,8 @@ def record_lost_sidecar(trace_dir: Path, reason: str, counters: TracerCounters) 
         manifest = json.loads(path.read_text())
     except (OSError, ValueError):
         return
-    if not isinstance(manifest, dict):
-        return
+    if not isinstance(manifest, dict) or manifest.get("attached"):
+        return  # not ours to mark: traincheck-attach took over the trace
     manifest.update(
         status="sidecar_lost",
         sidecar_lost=reason,

@@ -14,6 +14,7 @@ Nothing here raises on bad input: a malformed message is counted and dropped.
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import socket as socketlib
 import stat
@@ -34,6 +35,11 @@ with NOBLOCK, so back-pressure becomes counted drops on their side, never a stal
 
 MAX_REJECT_REASONS = 5
 """How many distinct rejection reasons are kept verbatim for the summary."""
+
+SIDECAR_MARKER = "sidecar.json"
+"""Written next to an ipc socket by the sidecar bound to it: ``{"pid": ...}``. It is
+how ``traincheck-ps`` tells attached jobs from detached ones, and how
+``traincheck-attach`` refuses to steal a socket a live sidecar still serves."""
 
 
 class Receiver:
@@ -92,6 +98,48 @@ class Receiver:
                 os.unlink(ipc_path)
 
 
+def marker_path(endpoint: str) -> str | None:
+    """Where the sidecar serving ``endpoint`` says who it is (ipc endpoints only)."""
+    ipc_path = ipc_socket_path(endpoint)
+    return os.path.join(os.path.dirname(ipc_path), SIDECAR_MARKER) if ipc_path else None
+
+
+def write_marker(endpoint: str) -> None:
+    """Claim the endpoint for this process (0600, atomic); best effort."""
+    path = marker_path(endpoint)
+    if path is None:
+        return
+    tmp = f"{path}.{os.getpid()}.tmp"
+    with contextlib.suppress(OSError):
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW, 0o600)
+        with os.fdopen(fd, "w") as handle:
+            json.dump({"pid": os.getpid()}, handle)
+        os.replace(tmp, path)
+
+
+def read_marker_pid(endpoint: str) -> int | None:
+    """The pid in the endpoint's marker, or None (no marker, unreadable, not ours)."""
+    path = marker_path(endpoint)
+    if path is None:
+        return None
+    try:
+        if os.lstat(path).st_uid != os.getuid():
+            return None
+        with open(path) as handle:
+            pid = json.loads(handle.read(4096)).get("pid")
+    except (OSError, ValueError, AttributeError):
+        return None
+    return pid if isinstance(pid, int) and pid > 0 else None
+
+
+def remove_marker(endpoint: str) -> None:
+    """Remove the marker if it is still ours (a later sidecar may have replaced it)."""
+    path = marker_path(endpoint)
+    if path is not None and read_marker_pid(endpoint) == os.getpid():
+        with contextlib.suppress(OSError):
+            os.unlink(path)
+
+
 def ipc_socket_path(endpoint: str) -> str | None:
     """The filesystem path of an ``ipc://`` endpoint, None for other transports."""
     prefix = "ipc://"
@@ -112,6 +160,8 @@ class ProducerLedger:
     batches_missing: int = 0
     batches_out_of_order: int = 0
     last_seq: int = -1
+    first_seq: int | None = None
+    resumed_after: int | None = None
     run_start: bool = False
     run_end: bool = False
     end_reason: str | None = None
@@ -127,6 +177,9 @@ class ProducerLedger:
             "batches_dropped": self.batches_dropped,
             "batches_missing": self.batches_missing,
             "batches_out_of_order": self.batches_out_of_order,
+            "first_seq": self.first_seq,
+            "resumed_after": self.resumed_after,
+            "last_seq": self.last_seq,
             "run_start": self.run_start,
             "run_end": self.run_end,
             "end_reason": self.end_reason,
@@ -140,6 +193,24 @@ class IntakeLedger:
     producers: dict[int, ProducerLedger] = field(default_factory=dict)
     rejected: int = 0
     reject_reasons: list[str] = field(default_factory=list)
+    joined_mid_run: bool = False
+    """Attached to a running job: a producer's first batch here need not be seq 0,
+    and the batches before it are not counted missing unless ``resume`` said
+    which batch the trace last stored."""
+
+    def expect(self, pid: int, rank: int, host: str) -> None:
+        """A process known to be running (from the run registry), whether or not its
+        ``RunStart`` is still in its backlog: wait for its ``RunEnd`` or its death."""
+        producer = self.producers.setdefault(pid, ProducerLedger(pid, rank))
+        producer.run_start = True
+        producer.host = producer.host or host
+
+    def resume(self, pid: int, rank: int, last_seq: int) -> None:
+        """The trace being continued already holds this producer's batches up to
+        ``last_seq``: a later first batch shows the gap as ``batches_missing``."""
+        producer = self.producers.setdefault(pid, ProducerLedger(pid, rank))
+        producer.last_seq = max(producer.last_seq, last_seq)
+        producer.resumed_after = producer.last_seq
 
     def record_rejected(self, reason: str) -> None:
         self.rejected += 1
@@ -151,6 +222,10 @@ class IntakeLedger:
         producer = self.producers.get(batch.pid)
         if producer is None:
             producer = self.producers[batch.pid] = ProducerLedger(batch.pid, batch.rank)
+        if producer.first_seq is None:
+            producer.first_seq = batch.seq
+            if self.joined_mid_run and producer.resumed_after is None:
+                producer.last_seq = batch.seq - 1
         producer.batches += 1
         producer.events += len(batch.events)
         producer.events_dropped = max(producer.events_dropped, batch.dropped_events)

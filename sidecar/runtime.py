@@ -26,7 +26,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from traincheck.sidecar.receiver import IntakeLedger, Receiver
+from traincheck.sidecar.receiver import IntakeLedger, Receiver, remove_marker, write_marker
 from traincheck.sidecar.store import StoredEvent, TraceWriter, write_manifest
 
 from traincheck.errors import InvariantsFileError
@@ -53,6 +53,8 @@ class SidecarOptions:
     run_id: str
     invariants: Path | None = None
     command: list[str] = field(default_factory=list)
+    attach: bool = False
+    """Started by ``traincheck-attach`` for a job already running (see attach_cli)."""
 
 
 class LiveCheck:
@@ -63,25 +65,34 @@ class LiveCheck:
     store-only sidecar works before (or without) them.
     """
 
-    def __init__(self, invariants: Path | None) -> None:
+    def __init__(self, invariants: Path | None, results_dir: Path | None = None) -> None:
         self.violations = 0
         self.errors = 0
         self._checker: Any = None
-        self._format_alert: Any = None
+        self._reporter: Any = None
         if invariants is None:
             return
         if not invariants.is_file():
             raise InvariantsFileError(f"invariants file not found: {invariants}")
         try:
-            from traincheck.sidecar.alerts import format_alert
+            from traincheck.sidecar.alert_sink import LiveReporter
             from traincheck.sidecar.checker import Checker
             from traincheck.sidecar.invariants import load_invariants
         except ImportError as exc:
             # Degrade to a store-only sidecar: the trace can still be checked offline.
             emit_alert(f"traincheck sidecar: warning: live checking unavailable ({exc})")
             return
-        self._checker = Checker(load_invariants(invariants))
-        self._format_alert = format_alert
+        from traincheck.sidecar.plan import plan_of_trace, uncheckable_invariants
+
+        invariant_set = load_invariants(invariants)
+        # The launcher records the run's plan in the trace before starting us.
+        plan = plan_of_trace(results_dir.parent) if results_dir is not None else None
+        self._checker = Checker(
+            invariant_set,
+            uncheckable=uncheckable_invariants(invariant_set, plan) if plan else None,
+        )
+        # Grouped, de-duplicated, root-cause-ordered alerts; result files at the end.
+        self._reporter = LiveReporter(self._checker, emit_alert, results_dir)
 
     def feed(self, stored: StoredEvent) -> None:
         if self._checker is not None:
@@ -90,13 +101,13 @@ class LiveCheck:
     def finish(self) -> None:
         if self._checker is not None:
             self._report(self._checker.finish)
+            self._report(lambda: self._reporter.close())
 
     def _report(self, produce: Any) -> None:
         try:
             violations = produce() or []
-            for violation in violations:
-                self.violations += 1
-                emit_alert(self._format_alert(violation))
+            self.violations += len(violations)
+            self._reporter.report(violations)
         except Exception as exc:
             # A checker bug must not cost the user their trace: count it, say it
             # a few times, keep receiving and storing.
@@ -142,10 +153,12 @@ class Sidecar:
 
     def __init__(self, options: SidecarOptions) -> None:
         self.options = options
-        self.check = LiveCheck(options.invariants)
-        self.ledger = IntakeLedger()
+        self.check = LiveCheck(options.invariants, options.trace_dir / "live_check")
+        self.ledger = IntakeLedger(joined_mid_run=options.attach)
         self.writer = TraceWriter(options.trace_dir)
+        self.previous_sessions = previous_sessions(options.trace_dir) if options.attach else []
         self.receiver = Receiver(options.endpoint)
+        write_marker(options.endpoint)
         self.started_wall_ns = time.time_ns()
 
     def handle(self, message: bytes) -> None:
@@ -155,7 +168,12 @@ class Sidecar:
         except WireError as exc:
             self.ledger.record_rejected(str(exc))
             return
-        self.writer.append(message)
+        if not self.writer.append(message) and self.writer.batches_lost == 1:
+            emit_alert(
+                "traincheck sidecar: cannot save the trace: "
+                f"{self.writer.write_errors[-1] if self.writer.write_errors else 'write failed'}; "
+                "events are still received and checked live, lost batches are counted"
+            )
         self.ledger.record_batch(batch)
         for event in batch.events:
             self.check.feed(StoredEvent(batch.pid, batch.rank, event))
@@ -194,6 +212,10 @@ class Sidecar:
             "endpoint": self.options.endpoint,
             "invariants": str(self.options.invariants) if self.options.invariants else None,
         }
+        if self.options.attach:
+            manifest["attached"] = True
+        if self.previous_sessions:
+            manifest["sessions"] = self.previous_sessions
         if status != "running":
             manifest["ended_wall_ns"] = time.time_ns()
             manifest["counters"] = self.summary(status)
@@ -217,12 +239,19 @@ class Sidecar:
             "write_errors": self.writer.write_errors,
         }
 
-    def finish(self) -> dict[str, Any]:
-        """Final checks, close the store, finalise run.json; return the summary."""
+    def finish(self, *, detached: bool = False) -> dict[str, Any]:
+        """Final checks, close the store, finalise run.json; return the summary.
+
+        ``detached``: the user stopped an attached sidecar while the job runs on;
+        the run is ``detached`` (re-attachable), not killed."""
         self.check.finish()
         self.writer.close()
         self.receiver.close()
-        status = "killed" if any(self.ledger.unfinished()) else "finished"
+        remove_marker(self.options.endpoint)
+        if detached and self.ledger.unfinished_alive():
+            status = "detached"
+        else:
+            status = "killed" if any(self.ledger.unfinished()) else "finished"
         self._write_manifest(status)
         return {"event": "summary", **self.summary(status)}
 
@@ -231,6 +260,38 @@ class Sidecar:
             write_manifest(self.options.trace_dir, self.manifest(status))
         except OSError as exc:
             self.writer.write_errors.append(f"run.json: {exc.strerror or exc}")
+
+
+def ignore_file_size_limit() -> None:
+    """Past RLIMIT_FSIZE a write raises SIGXFSZ, which would kill us; ignored, the
+    write fails with EFBIG instead and the store records what it could not save."""
+    if hasattr(signal, "SIGXFSZ"):
+        signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
+
+
+def make_trace_dir(trace_dir: Path) -> None:
+    """Create the trace directory; if that fails the sidecar still runs (live checks,
+    counters) and every write error says what was not saved."""
+    try:
+        trace_dir.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        emit_alert(f"traincheck sidecar: cannot create trace directory {trace_dir}: {exc}")
+
+
+def previous_sessions(trace_dir: Path) -> list[dict[str, Any]]:
+    """The sidecar sessions that wrote this trace before us (from its run.json), so an
+    attached sidecar keeps the history of who recorded what."""
+    try:
+        manifest = json.loads((trace_dir / "run.json").read_text())
+    except (OSError, ValueError):
+        return []
+    if not isinstance(manifest, dict):
+        return []
+    sessions = manifest.get("sessions")
+    history = [s for s in sessions if isinstance(s, dict)] if isinstance(sessions, list) else []
+    keys = ("sidecar_pid", "started_wall_ns", "ended_wall_ns", "status", "counters")
+    history.append({key: manifest.get(key) for key in keys})
+    return history
 
 
 def print_line(payload: dict[str, Any]) -> None:
@@ -246,7 +307,8 @@ def run(options: SidecarOptions) -> int:
     # here; when run by hand, Ctrl-C and SIGTERM both mean "drain and stop".
     signal.signal(signal.SIGTERM, drain.on_signal)
     signal.signal(signal.SIGINT, drain.on_signal)
-    options.trace_dir.mkdir(parents=True, exist_ok=True)
+    ignore_file_size_limit()
+    make_trace_dir(options.trace_dir)
     sidecar = Sidecar(options)
     sidecar._write_manifest("running")
     print_line({"event": "ready", "endpoint": options.endpoint, "pid": os.getpid()})

@@ -30,6 +30,10 @@ TRAINCHECK_DISABLE = "TRAINCHECK_DISABLE"
 TRAINCHECK_DEBUG = "TRAINCHECK_DEBUG"
 """Set to ``1`` to let tracer start-up errors propagate instead of being logged."""
 
+TRAINCHECK_BACKLOG_BYTES = "TRAINCHECK_BACKLOG_BYTES"
+"""Optional bound, in bytes, on the encoded batches a tracer holds while no sidecar
+takes them (detached runs, a dead or stalled sidecar); default 16 MiB."""
+
 ALL = (
     TRAINCHECK_ENDPOINT,
     TRAINCHECK_RUN_ID,
@@ -38,4 +42,5 @@ ALL = (
     TRAINCHECK_PLAN,
     TRAINCHECK_DISABLE,
     TRAINCHECK_DEBUG,
+    TRAINCHECK_BACKLOG_BYTES,
 )

@@ -41,7 +41,7 @@ def decode_batch(data: bytes | memoryview, *, expected_run_id: str | None = None
         raise WireError(f"message of {len(data)} bytes exceeds the {MAX_MESSAGE_BYTES} limit")
     try:
         header = _header_decoder.decode(data)
-    except (msgspec.DecodeError, msgspec.ValidationError) as exc:
+    except (msgspec.DecodeError, msgspec.ValidationError, UnicodeDecodeError) as exc:
         raise WireError(f"not a traincheck batch: {exc}") from None
     if header.schema_version != SCHEMA_VERSION:
         raise WireError(
@@ -51,5 +51,5 @@ def decode_batch(data: bytes | memoryview, *, expected_run_id: str | None = None
         raise WireError(f"batch from run {header.run_id!r}, expected {expected_run_id!r}")
     try:
         return _batch_decoder.decode(data)
-    except (msgspec.DecodeError, msgspec.ValidationError) as exc:
+    except (msgspec.DecodeError, msgspec.ValidationError, UnicodeDecodeError) as exc:
         raise WireError(f"malformed batch: {exc}") from None

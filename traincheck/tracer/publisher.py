@@ -8,8 +8,17 @@ them to the flusher thread was measured slower (GIL hand-offs cost more than the
 ~20 us encode and the non-blocking send), and they never wait for a flush
 already in progress. Sends are ``NOBLOCK`` on a ZeroMQ PUSH socket with
 ``IMMEDIATE`` set, so a missing or dead sidecar makes a send fail at once
-instead of queueing without bound: the batch is dropped and counted, and the
-count travels in the next batch and in the exit counters file.
+instead of queueing without bound.
+
+A batch that cannot be sent goes into a bounded ring of recent batches (the
+*backlog*) instead of being dropped at once: a job started with
+``traincheck-run --detached``, or whose sidecar died, keeps its latest history
+so that ``traincheck-attach`` can take it over. The ring is sent, oldest first,
+as soon as a sidecar (re)binds the endpoint -- ZeroMQ reconnects the PUSH
+socket by itself. Batches pushed out of the ring are dropped and counted; the
+count travels in the next batch and in the exit counters file, and whatever is
+still in the ring at exit counts as dropped too. Memory is bounded by
+``BACKLOG_MAX_BYTES`` plus ZeroMQ's ``SEND_HWM`` batches.
 
 The socket is created lazily by :meth:`Publisher.open`, so a process that is
 never opened (a DataLoader worker, a multiprocessing helper) creates no ZeroMQ
@@ -20,16 +29,27 @@ from __future__ import annotations
 
 import collections
 import dataclasses
+import os
 import threading
 import time
+from collections.abc import Callable
 
 import zmq
 
+from traincheck.environment import TRAINCHECK_BACKLOG_BYTES
 from traincheck.events import SCHEMA_VERSION, Batch, Event
+from traincheck.tracer.registry import RunRegistration
 from traincheck.wire import encode_batch
 
-SEND_HWM = 1000
+SEND_HWM = 256
 """Batches ZeroMQ may queue for a connected but slow sidecar before sends fail."""
+
+BACKLOG_MAX_BYTES = 16 * 1024 * 1024
+"""Encoded batches kept for a sidecar that is absent or stalled; older ones are
+dropped (and counted) past this. A few thousand steps of a small model."""
+
+REGISTRY_INTERVAL_S = 1.0
+"""How often the timer thread refreshes this process's run-registry entry."""
 
 LINGER_MS = 500
 """How long closing the socket may wait for queued batches at exit."""
@@ -52,6 +72,15 @@ class PublisherCounters:
     batches_dropped: int = 0
 
 
+def backlog_bound_from_environ() -> int:
+    """``TRAINCHECK_BACKLOG_BYTES`` if set to a non-negative integer, else the default."""
+    try:
+        value = int(os.environ.get(TRAINCHECK_BACKLOG_BYTES, BACKLOG_MAX_BYTES))
+    except ValueError:
+        return BACKLOG_MAX_BYTES
+    return value if value >= 0 else BACKLOG_MAX_BYTES
+
+
 class Publisher:
     """Buffers events and PUSHes them in batches; drops (and counts) instead of blocking."""
 
@@ -64,6 +93,10 @@ class Publisher:
         rank: int,
         max_events: int = 512,
         interval_s: float = 0.2,
+        backlog_max_bytes: int | None = None,
+        trace_dir: str | None = None,
+        steps: Callable[[], int] | None = None,
+        world_size: int = 1,
     ) -> None:
         self.endpoint = endpoint
         self.run_id = run_id
@@ -72,6 +105,20 @@ class Publisher:
         self.max_events = max_events
         self.interval_s = interval_s
         self.counters = PublisherCounters()
+        self.backlog_max_bytes = (
+            backlog_max_bytes if backlog_max_bytes is not None else backlog_bound_from_environ()
+        )
+        self._backlog: collections.deque[tuple[bytes, int]] = collections.deque()
+        self._backlog_bytes = 0
+        self._registration = RunRegistration(
+            run_id=run_id,
+            pid=pid,
+            rank=rank,
+            world_size=world_size,
+            endpoint=endpoint,
+            trace_dir=trace_dir,
+        )
+        self._steps = steps
         self._events: collections.deque[Event] = collections.deque()
         self._lock = threading.Lock()
         self._seq = 0
@@ -98,6 +145,7 @@ class Publisher:
         sock.setsockopt(zmq.IMMEDIATE, 1)
         sock.connect(self.endpoint)
         self._context, self._socket = context, sock
+        self._registration.register(self._current_step())
         self._timer = threading.Thread(
             target=self._run_timer, name="traincheck-publisher", daemon=True
         )
@@ -120,6 +168,8 @@ class Publisher:
             while self._events:
                 count = min(len(self._events), 4 * self.max_events)
                 self._send(sock, [self._events.popleft() for _ in range(count)])
+            if self._backlog:
+                self._send_backlog(sock)
         finally:
             self._lock.release()
 
@@ -135,6 +185,8 @@ class Publisher:
         self.flush()
         with self._lock:
             self.closed = True
+            self._drop_backlog()
+            self._registration.unregister()
             if self._socket is not None:
                 self._socket.close(linger=LINGER_MS)
                 self._socket = None
@@ -143,12 +195,28 @@ class Publisher:
                 self._context = None
         return self.counters
 
+    @property
+    def backlog_batches(self) -> int:
+        """Batches held for a sidecar that is not (yet) taking them."""
+        return len(self._backlog)
+
     def _run_timer(self) -> None:
+        next_refresh = time.monotonic() + REGISTRY_INTERVAL_S
         while not self._stop.wait(self.interval_s):
             self.flush()
+            if time.monotonic() >= next_refresh:
+                next_refresh = time.monotonic() + REGISTRY_INTERVAL_S
+                self._registration.refresh(self._current_step(), len(self._backlog))
+
+    def _current_step(self) -> int:
+        try:
+            return self._steps() if self._steps is not None else 0
+        except Exception:
+            return 0
 
     def _send(self, sock: zmq.Socket[bytes], events: list[Event]) -> None:
-        """Encode and send one batch; any failure to send is a counted drop."""
+        """Encode one batch and send it after the backlog; what cannot go now waits
+        in the bounded backlog (oldest batches dropped and counted past the bound)."""
         batch = Batch(
             schema_version=SCHEMA_VERSION,
             run_id=self.run_id,
@@ -162,15 +230,49 @@ class Publisher:
         data = encode_batch(batch)
         if not self._connected and self._grace_left_s > 0:
             self._wait_for_connection(sock)
+        if self._backlog and not self._send_backlog(sock):
+            self._keep(data, len(events))
+            return
+        if not self._try_send(sock, data, len(events)):
+            self._keep(data, len(events))
+
+    def _try_send(self, sock: zmq.Socket[bytes], data: bytes, count: int) -> bool:
         try:
             sock.send(data, zmq.NOBLOCK)
         except zmq.ZMQError:
-            self.counters.events_dropped += len(events)
-            self.counters.batches_dropped += 1
-            return
+            return False
         self._connected = True
-        self.counters.events_sent += len(events)
+        self.counters.events_sent += count
         self.counters.batches_sent += 1
+        return True
+
+    def _send_backlog(self, sock: zmq.Socket[bytes]) -> bool:
+        """Send held batches oldest first; True once the backlog is empty."""
+        while self._backlog:
+            data, count = self._backlog[0]
+            if not self._try_send(sock, data, count):
+                return False
+            self._backlog.popleft()
+            self._backlog_bytes -= len(data)
+        return True
+
+    def _keep(self, data: bytes, count: int) -> None:
+        """Hold a batch for later; evict the oldest past the bound (a counted drop)."""
+        self._backlog.append((data, count))
+        self._backlog_bytes += len(data)
+        while self._backlog_bytes > self.backlog_max_bytes and self._backlog:
+            old, old_count = self._backlog.popleft()
+            self._backlog_bytes -= len(old)
+            self.counters.events_dropped += old_count
+            self.counters.batches_dropped += 1
+
+    def _drop_backlog(self) -> None:
+        """At close: what no sidecar took is lost; count it."""
+        for _, count in self._backlog:
+            self.counters.events_dropped += count
+            self.counters.batches_dropped += 1
+        self._backlog.clear()
+        self._backlog_bytes = 0
 
     def _wait_for_connection(self, sock: zmq.Socket[bytes]) -> None:
         started = time.monotonic()

@@ -1,0 +1,416 @@
+"""Rerun every fault and bad input of issue 6 against real processes; print the table.
+
+Each scenario runs the real ``traincheck-run`` / ``traincheck-attach`` / sidecar on a
+small CPU training loop (``tests/integration/scripts/e2e_slow_train.py``), injects one
+fault, and reports what happened to the training job (exit code, its own wall time
+for the loop) and what the trace kept. The markdown table on stdout is what
+``RELIABILITY.md`` holds; rerun it with::
+
+    .venv/bin/python scripts/reliability.py > /tmp/table.md
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import resource
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import psutil
+
+REPO = Path(__file__).resolve().parents[1]
+BIN = Path(sys.executable).parent
+SLOW_TRAIN = REPO / "tests" / "integration" / "scripts" / "e2e_slow_train.py"
+STEPS, SLEEP_S = 300, 0.01
+
+
+@dataclass
+class Row:
+    fault: str
+    exit_code: str
+    job_time: str
+    kept: str
+
+
+def environment(runtime_dir: str, **extra: str) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("TRAINCHECK_")}
+    return {**env, "XDG_RUNTIME_DIR": runtime_dir, **extra}
+
+
+def job(steps: int = STEPS, sleep_s: float = SLEEP_S) -> list[str]:
+    return [sys.executable, str(SLOW_TRAIN), "--steps", str(steps), "--sleep-s", str(sleep_s)]
+
+
+def cli(name: str) -> str:
+    return str(BIN / name)
+
+
+def start(args: list[str], env: dict[str, str], **kwargs) -> subprocess.Popen[str]:
+    return subprocess.Popen(
+        args, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env, **kwargs
+    )
+
+
+def wait_for_line(process: subprocess.Popen[str], needle: str, timeout_s: float = 60) -> None:
+    deadline = time.monotonic() + timeout_s
+    assert process.stdout is not None
+    while time.monotonic() < deadline:
+        line = process.stdout.readline()
+        if needle in line or not line:
+            return
+
+
+def sidecar_of(launcher_pid: int) -> psutil.Process:
+    for child in psutil.Process(launcher_pid).children(recursive=True):
+        if "traincheck.sidecar" in " ".join(child.cmdline()):
+            return child
+    raise RuntimeError("no sidecar found")
+
+
+def job_time(stdout: str) -> str:
+    match = re.search(r"done in ([\d.]+) s", stdout)
+    return f"{float(match.group(1)):.2f} s" if match else "-"
+
+
+def kept(trace: Path) -> str:
+    """What the trace holds, from run.json and a full read."""
+    from traincheck.sidecar.store import read_trace
+
+    try:
+        manifest = json.loads((trace / "run.json").read_text())
+    except (OSError, ValueError):
+        manifest = {}
+    counters = manifest.get("counters", {})
+    try:
+        stored = read_trace(trace)
+    except Exception as exc:  # a reader failure is itself a finding for the table
+        return f"unreadable: {type(exc).__name__}: {exc}"
+    steps = [e.event.step for e in stored.events() if hasattr(e.event, "step")]
+    parts = [
+        f"status `{manifest.get('status', '?')}`",
+        f"{len(stored.batches)} batches readable, steps {min(steps, default='-')}"
+        f"..{max(steps, default='-')}",
+        f"dropped {counters.get('events_dropped', '?')} events",
+        f"missing {counters.get('batches_missing', '?')} batches",
+    ]
+    if counters.get("batches_lost"):
+        parts.append(f"{counters['batches_lost']} batches not saved")
+    if stored.warnings:
+        parts.append(f"{len(stored.warnings)} reader warning(s)")
+    if manifest.get("sessions"):
+        parts.append(f"{len(manifest['sessions']) + 1} sidecar sessions")
+    return "; ".join(parts)
+
+
+def untraced(tmp: Path, env: dict[str, str]) -> Row:
+    result = subprocess.run(job(), capture_output=True, text=True, env=env, timeout=120)
+    return Row(
+        "none (untraced, for step time)", str(result.returncode), job_time(result.stdout), "-"
+    )
+
+
+def baseline(tmp: Path, env: dict[str, str]) -> Row:
+    trace = tmp / "t"
+    result = subprocess.run(
+        [cli("traincheck-run"), "-o", str(trace), "--", *job()],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=120,
+    )
+    return Row(
+        "none (baseline, traced)", str(result.returncode), job_time(result.stdout), kept(trace)
+    )
+
+
+def sidecar_killed_then_attached(tmp: Path, env: dict[str, str]) -> Row:
+    trace = tmp / "t"
+    with start([cli("traincheck-run"), "-o", str(trace), "--", *job()], env) as launcher:
+        wait_for_line(launcher, "step 30 ")
+        sidecar_of(launcher.pid).kill()
+        time.sleep(0.5)
+        attach = start([cli("traincheck-attach"), str(launcher.pid)], env)
+        stdout, _ = launcher.communicate(timeout=120)
+        attach.communicate(timeout=30)
+    return Row(
+        "sidecar SIGKILLed at step 30, `traincheck-attach` 0.5 s later",
+        str(launcher.returncode),
+        job_time(stdout),
+        kept(trace),
+    )
+
+
+def steps_took(process: subprocess.Popen[str], steps: int) -> float:
+    assert process.stdout is not None
+    started = time.monotonic()
+    for _ in range(steps):
+        process.stdout.readline()
+    return time.monotonic() - started
+
+
+def sidecar_stalled(tmp: Path, env: dict[str, str]) -> Row:
+    trace = tmp / "t"
+    env = {**env, "TRAINCHECK_BACKLOG_BYTES": "20000"}
+    command = job(1000, 0.002)
+    with start([cli("traincheck-run"), "-o", str(trace), "--", *command], env) as launcher:
+        wait_for_line(launcher, "step 20 ")
+        before = steps_took(launcher, 150) / 150
+        sidecar = sidecar_of(launcher.pid)
+        sidecar.suspend()
+        try:  # stalled for 600 steps: more batches than ZeroMQ's queue and the backlog hold
+            during = steps_took(launcher, 600) / 600
+        finally:
+            sidecar.resume()
+        stdout, _ = launcher.communicate(timeout=120)
+    return Row(
+        "sidecar SIGSTOPped for 600 of 1000 steps (2 ms sleep; backlog bound 20 kB)",
+        str(launcher.returncode),
+        f"{job_time(stdout)}; step {before * 1000:.1f} ms before, {during * 1000:.1f} ms stalled",
+        kept(trace),
+    )
+
+
+def job_killed(tmp: Path, env: dict[str, str]) -> Row:
+    trace = tmp / "t"
+    with start([cli("traincheck-run"), "-o", str(trace), "--", *job()], env) as launcher:
+        wait_for_line(launcher, "step 50 ")
+        for child in psutil.Process(launcher.pid).children(recursive=True):
+            if str(SLOW_TRAIN) in " ".join(child.cmdline()):
+                child.kill()
+        launcher.communicate(timeout=120)
+    return Row(
+        "training job SIGKILLed at step 50", str(launcher.returncode), "- (killed)", kept(trace)
+    )
+
+
+def disk_full(tmp: Path, env: dict[str, str]) -> Row:
+    trace = tmp / "t"
+
+    def limit() -> None:
+        resource.setrlimit(resource.RLIMIT_FSIZE, (64 * 1024, 64 * 1024))
+
+    result = subprocess.run(
+        [cli("traincheck-run"), "-o", str(trace), "--", *job()],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=120,
+        preexec_fn=limit,
+    )
+    said = "said `cannot save the trace`" if "cannot save the trace" in result.stderr else "SILENT"
+    return Row(
+        "disk full (RLIMIT_FSIZE 64 KiB on launcher, sidecar, job)",
+        str(result.returncode),
+        job_time(result.stdout),
+        f"{kept(trace)}; {said}",
+    )
+
+
+def interrupted(times: int) -> Callable[[Path, dict[str, str]], Row]:
+    def scenario(tmp: Path, env: dict[str, str]) -> Row:
+        trace = tmp / "t"
+        # A loop that ignores the first Ctrl-C only when asked twice: the script's own
+        # KeyboardInterrupt ends it on the first.
+        with start([cli("traincheck-run"), "-o", str(trace), "--", *job()], env) as launcher:
+            wait_for_line(launcher, "step 30 ")
+            for _ in range(times):
+                launcher.send_signal(signal.SIGINT)
+                time.sleep(0.05)
+            launcher.communicate(timeout=120)
+        return Row(
+            f"SIGINT x{times} on `traincheck-run`", str(launcher.returncode), "-", kept(trace)
+        )
+
+    return scenario
+
+
+def detached_detach_reattach(tmp: Path, env: dict[str, str]) -> Row:
+    trace = tmp / "t"
+    command = job(600)  # long enough to still run when the second attach connects
+    with start([cli("traincheck-run"), "--detached", "-o", str(trace), "--", *command], env) as run:
+        wait_for_line(run, "step 30 ")
+        first = start([cli("traincheck-attach"), str(run.pid)], env)
+        time.sleep(2)
+        first.send_signal(signal.SIGINT)
+        first.communicate(timeout=30)
+        time.sleep(0.5)
+        subprocess.run(
+            [cli("traincheck-attach"), str(run.pid)], capture_output=True, env=env, timeout=120
+        )
+        stdout, _ = run.communicate(timeout=120)
+    return Row(
+        "`--detached` (600 steps), attach at step 30, Ctrl-C after 2 s (detach), attach again",
+        str(run.returncode),
+        job_time(stdout),
+        kept(trace),
+    )
+
+
+def damaged_segment(how: str) -> Callable[[Path, dict[str, str]], Row]:
+    def scenario(tmp: Path, env: dict[str, str]) -> Row:
+        trace = tmp / "t"
+        subprocess.run(
+            [cli("traincheck-run"), "-o", str(trace), "--", *job(60, 0)],
+            capture_output=True,
+            env=env,
+            timeout=120,
+        )
+        (segment,) = trace.glob("segment-*.tcs")
+        data = bytearray(segment.read_bytes())
+        if how == "truncated":
+            data = data[: len(data) * 2 // 3]
+        else:
+            data[len(data) // 2] ^= 0xFF
+        segment.write_bytes(bytes(data))
+        return Row(f"trace segment {how} after the run (reader)", "-", "-", kept(trace))
+
+    return scenario
+
+
+def hostile_messages(tmp: Path, env: dict[str, str]) -> Row:
+    """Garbage, another schema version and another run id sent to a live sidecar."""
+    import zmq
+
+    from traincheck.events import SCHEMA_VERSION, Batch
+    from traincheck.wire import encode_batch
+
+    trace = tmp / "t"
+    with start([cli("traincheck-run"), "-o", str(trace), "--", *job()], env) as launcher:
+        wait_for_line(launcher, "step 10 ")
+        endpoint = json.loads((trace / "run.json").read_text())["endpoint"]
+        context = zmq.Context()
+        sock = context.socket(zmq.PUSH)
+        sock.connect(endpoint)
+        for message in (
+            b"\x00garbage",
+            b"\x95\xa3abc",
+            encode_batch(Batch(SCHEMA_VERSION + 1, "x", 1, 0, 0, 0, [])),
+            encode_batch(Batch(SCHEMA_VERSION, "another-run", 1, 0, 0, 0, [])),
+        ):
+            sock.send(message)
+        sock.close(linger=1000)
+        context.term()
+        stdout, stderr = launcher.communicate(timeout=120)
+    rejected = re.search(r"(\d+) rejected messages", stderr)
+    return Row(
+        "4 hostile messages (garbage, bad utf-8, schema v2, other run id) to a live sidecar",
+        str(launcher.returncode),
+        job_time(stdout),
+        f"{kept(trace)}; {rejected.group(1) if rejected else '?'} rejected and counted",
+    )
+
+
+def bad_invariants(kind: str) -> Callable[[Path, dict[str, str]], Row]:
+    def scenario(tmp: Path, env: dict[str, str]) -> Row:
+        path = tmp / "inv.json"
+        marker = tmp / "pwned"
+        code = f"__import__('pathlib').Path({str(marker)!r}).write_text('x')"
+        if kind == "code in every field":
+            path.write_text(
+                json.dumps(
+                    {
+                        "format": "traincheck-invariants",
+                        "format_version": 1,
+                        "invariants": [
+                            {
+                                "relation": code,
+                                "params": [{"param_type": code}],
+                                "precondition": code,
+                                "text_description": code,
+                            }
+                        ],
+                    }
+                )
+            )
+        else:
+            path.write_text("[" * 200_000 + "]" * 200_000)
+        result = subprocess.run(
+            [cli("traincheck-run"), "-i", str(path), "-o", str(tmp / "t"), "--", *job(5, 0)],
+            capture_output=True,
+            text=True,
+            env=env,
+            timeout=120,
+        )
+        lines = result.stderr.strip().splitlines()
+        said = lines[0][:90] if len(lines) == 1 else f"{len(lines)} lines"
+        ran = "CODE RAN" if marker.exists() else "no code ran"
+        return Row(
+            f"invariants file: {kind}",
+            str(result.returncode),
+            "- (refused before start)",
+            f"{ran}; one line: `{said}`",
+        )
+
+    return scenario
+
+
+def foreign_process(tmp: Path, env: dict[str, str]) -> Row:
+    if os.geteuid() != 0:
+        return Row("attach to another user's process", "-", "-", "skipped (needs root)")
+    with subprocess.Popen(["sleep", "30"], user=65534) as other:
+        result = subprocess.run(
+            [cli("traincheck-attach"), str(other.pid)],
+            capture_output=True,
+            text=True,
+            env=env,
+            timeout=30,
+        )
+        other.kill()
+    return Row(
+        "`traincheck-attach` to another user's process",
+        f"attach: {result.returncode}",
+        "-",
+        result.stderr.strip()[:100],
+    )
+
+
+SCENARIOS = [
+    untraced,
+    baseline,
+    sidecar_killed_then_attached,
+    sidecar_stalled,
+    job_killed,
+    disk_full,
+    interrupted(1),
+    interrupted(2),
+    detached_detach_reattach,
+    damaged_segment("truncated"),
+    damaged_segment("with one flipped byte"),
+    hostile_messages,
+    bad_invariants("code in every field"),
+    bad_invariants("nested 200k deep"),
+    foreign_process,
+]
+
+
+def main() -> int:
+    print("| fault or bad input | job exit code | job loop time | what was kept / said |")
+    print("|---|---|---|---|")
+    for scenario in SCENARIOS:
+        tmp = Path(tempfile.mkdtemp(prefix="tc-rel-"))
+        os.chmod(tmp, 0o700)
+        try:
+            row = scenario(tmp, environment(str(tmp)))
+        except Exception as exc:
+            row = Row(scenario.__name__, "-", "-", f"SCENARIO FAILED: {type(exc).__name__}: {exc}")
+        finally:
+            shutil.rmtree(tmp, ignore_errors=True)
+        print(f"| {row.fault} | {row.exit_code} | {row.job_time} | {row.kept} |", flush=True)
+    print(
+        f"\nTraining loop: {STEPS} steps, {SLEEP_S} s sleep per step "
+        f"(`{SLOW_TRAIN.relative_to(REPO)}`)."
+    )
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
