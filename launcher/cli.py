@@ -10,8 +10,10 @@ from __future__ import annotations
 
 import contextlib
 import os
+import signal
 import subprocess
 import sys
+from pathlib import Path
 from typing import Any
 
 from traincheck.launcher.job import (
@@ -22,6 +24,7 @@ from traincheck.launcher.job import (
     spawn_job,
 )
 from traincheck.launcher.report import (
+    detached_lines,
     lost_sidecar_lines,
     read_tracer_counters,
     record_lost_sidecar,
@@ -30,12 +33,17 @@ from traincheck.launcher.report import (
 from traincheck.launcher.rundir import RunDirectory, create_run_directory, new_run_id
 from traincheck.launcher.settings import PROG, RunSettings, parse_settings
 from traincheck.launcher.sidecar_process import SidecarProcess, describe_exit
+from traincheck.launcher.tracing_options import record_plan, write_plan
 
 from traincheck.environment import TRAINCHECK_DEBUG
 from traincheck.errors import UserError
+from traincheck.tracer.plan import TRACE_PLAN_FILE
 
 JOB_POLL_S = 0.5
 """How often the launcher looks up from waiting on the job to check the sidecar."""
+
+STOP_POLL_S = 0.1
+"""With --on-violation stop, how often it looks for the sidecar's first-violation file."""
 
 
 def say(message: str) -> None:
@@ -64,9 +72,12 @@ def run(settings: RunSettings) -> int:
     """One traced run, start to finish; returns the exit code."""
     created_output = not settings.output_dir.exists()
     settings.output_dir.mkdir(parents=True, exist_ok=True)
+    record_plan(settings.tracing_plan, settings.output_dir)
     run_dir = create_run_directory(new_run_id())
     sidecar: SidecarProcess | None = None
     try:
+        if settings.detached:
+            return finish_detached(settings, run_job(settings, run_dir, None))
         sidecar = SidecarProcess.start(
             trace_dir=settings.output_dir,
             endpoint=run_dir.endpoint,
@@ -83,10 +94,11 @@ def run(settings: RunSettings) -> int:
         run_dir.remove()
         if created_output and settings.output_dir.is_dir() and sidecar is None:
             with contextlib.suppress(OSError):
+                (settings.output_dir / TRACE_PLAN_FILE).unlink(missing_ok=True)
                 settings.output_dir.rmdir()
 
 
-def run_job(settings: RunSettings, run_dir: RunDirectory, sidecar: SidecarProcess) -> int:
+def run_job(settings: RunSettings, run_dir: RunDirectory, sidecar: SidecarProcess | None) -> int:
     """Spawn the job, forward signals to it, wait; return its raw return code."""
     forwarder = SignalForwarder(notify=say)
     forwarder.install()
@@ -97,28 +109,60 @@ def run_job(settings: RunSettings, run_dir: RunDirectory, sidecar: SidecarProces
             run_id=run_dir.run_id,
             trace_dir=settings.output_dir,
         )
+        if settings.tracing_plan is not None:
+            write_plan(settings.tracing_plan, run_dir.path, env)
         flush_std_streams()
         job = spawn_job(settings.command, env)
         forwarder.attach(job.pid)
-        return wait_for_job(job, sidecar)
+        stop_marker = violation_marker(settings) if settings.on_violation == "stop" else None
+        return wait_for_job(job, sidecar, stop_marker)
     finally:
         forwarder.uninstall()
 
 
-def wait_for_job(job: subprocess.Popen[bytes], sidecar: SidecarProcess) -> int:
-    """Wait for the job; say so at once if the sidecar dies meanwhile (the job goes on)."""
+def violation_marker(settings: RunSettings) -> Path:
+    """The file the sidecar writes at the first live violation (for --on-violation stop)."""
+    from traincheck.sidecar.alert_sink import FIRST_VIOLATION_FILE
+    from traincheck.sidecar.results import LIVE_RESULTS_DIR
+
+    return settings.output_dir / LIVE_RESULTS_DIR / FIRST_VIOLATION_FILE
+
+
+def wait_for_job(
+    job: subprocess.Popen[bytes],
+    sidecar: SidecarProcess | None,
+    stop_marker: Path | None = None,
+) -> int:
+    """Wait for the job; say so at once if the sidecar dies meanwhile (the job goes on).
+
+    With ``stop_marker``, interrupt the job (SIGINT to its process group, like
+    Ctrl-C) once the sidecar has written that file, i.e. at the first violation.
+    """
     warned = False
+    stopped = False
     while True:
         try:
-            return job.wait(timeout=JOB_POLL_S)
+            return job.wait(timeout=STOP_POLL_S if stop_marker else JOB_POLL_S)
         except subprocess.TimeoutExpired:
-            code = sidecar.exit_code()
+            if stop_marker is not None and not stopped and stop_marker.exists():
+                stopped = True
+                say("invariant violated; stopping the job (--on-violation stop)")
+                with contextlib.suppress(ProcessLookupError):
+                    os.killpg(job.pid, signal.SIGINT)
+            code = sidecar.exit_code() if sidecar is not None else None
             if code is not None and not warned:
                 warned = True
                 say(
                     f"warning: sidecar exited unexpectedly ({describe_exit(code)}); "
                     "the job continues, its events are no longer recorded"
                 )
+
+
+def finish_detached(settings: RunSettings, returncode: int) -> int:
+    """A detached run: no summary of our own; say what the tracers counted."""
+    for line in detached_lines(read_tracer_counters(settings.output_dir), settings.output_dir):
+        say(line)
+    return exit_status(returncode)
 
 
 def finish(settings: RunSettings, sidecar: SidecarProcess, returncode: int) -> int:

@@ -16,7 +16,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import NoReturn
 
+from traincheck.launcher.tracing_options import add_tracing_arguments, tracing_plan
+
 from traincheck.errors import InvariantsFileError, UserError
+from traincheck.tracer.plan import TracingPlan
 
 PROG = "traincheck-run"
 DEFAULT_SIDECAR_TIMEOUT_S = 30.0
@@ -33,6 +36,12 @@ class RunSettings:
     invariants: Path | None
     sidecar_timeout_s: float
     fail_on_violation: bool
+    on_violation: str = "continue"
+    """``stop``: interrupt the job (SIGINT) at the first live violation."""
+    tracing_plan: TracingPlan | None = None
+    """What the tracer traces (None: everything, the tracer's defaults)."""
+    detached: bool = False
+    """Start no sidecar: the tracer keeps a bounded backlog for ``traincheck-attach``."""
 
 
 class _Parser(argparse.ArgumentParser):
@@ -83,6 +92,20 @@ def build_parser() -> argparse.ArgumentParser:
         help="exit 1 when the command exits 0 but invariant violations were reported",
     )
     parser.add_argument(
+        "--on-violation",
+        choices=("continue", "stop"),
+        default="continue",
+        help="what to do at the first live violation: keep training (default) or stop the "
+        "command with SIGINT, as Ctrl-C would (needs --invariants)",
+    )
+    parser.add_argument(
+        "--detached",
+        action="store_true",
+        help="start no sidecar: the job's tracer keeps a bounded ring of recent events "
+        "until `traincheck-attach PID` connects (see traincheck-ps)",
+    )
+    add_tracing_arguments(parser, selective_flag=True)
+    parser.add_argument(
         "command", nargs=argparse.REMAINDER, help="the training command and its arguments"
     )
     return parser
@@ -100,6 +123,10 @@ def parse_settings(argv: list[str]) -> RunSettings:
     if not args.sidecar_timeout_s > 0:
         raise UserError("--sidecar-timeout-s must be a positive number of seconds")
     invariants = args.invariants
+    if args.detached and (invariants is not None or args.on_violation == "stop"):
+        raise UserError("--detached checks nothing itself; pass --invariants to traincheck-attach")
+    if args.on_violation == "stop" and invariants is None:
+        raise UserError("--on-violation stop needs --invariants (nothing is checked without them)")
     if invariants is not None:
         validate_invariants(invariants)
         invariants = invariants.resolve()
@@ -111,6 +138,9 @@ def parse_settings(argv: list[str]) -> RunSettings:
         invariants=invariants,
         sidecar_timeout_s=args.sidecar_timeout_s,
         fail_on_violation=args.fail_on_violation,
+        on_violation=args.on_violation,
+        tracing_plan=tracing_plan(args, invariants, selective=args.selective),
+        detached=args.detached,
     )
 
 

@@ -88,6 +88,16 @@ def main() -> None:
             "--",
             *python,
         ],
+        "traincheck-run --invariants --selective": lambda r: [
+            str(BIN / "traincheck-run"),
+            "--invariants",
+            str(invariants),
+            "--selective",
+            "--output-dir",
+            str(work / f"selective{r}"),
+            "--",
+            *python,
+        ],
     }
     if args.peer:
         if not (PEER_BIN / "traincheck-collect").exists():
@@ -114,6 +124,7 @@ def main() -> None:
     sizes = {
         "traincheck-run (full tracing)": dir_bytes(work / "full0"),
         "traincheck-run --invariants (live check)": dir_bytes(work / "check0"),
+        "traincheck-run --invariants --selective": dir_bytes(work / "selective0"),
     }
     if args.peer:
         sizes["published TrainCheck 0.2.0 (full)"] = dir_bytes(work / "peer0")

@@ -33,6 +33,8 @@ TRACED_APIS = {
     "torch.Tensor.backward",
     "torch.autograd.backward",
     "torch.nn.Module.__call__",
+    "torch.nn.Module.eval",
+    "torch.utils.data.DataLoader.__iter__",
 }
 
 

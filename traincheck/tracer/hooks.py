@@ -22,16 +22,17 @@ from torch.utils.hooks import RemovableHandle
 
 from traincheck.events import ArgValue
 from traincheck.tracer import activation
+from traincheck.tracer.catalogue import (
+    AUTOGRAD_BACKWARD,
+    MODULE_CALL,
+    MODULE_ZERO_GRAD,
+    OPTIMIZER_STEP,
+    OPTIMIZER_ZERO_GRAD,
+    TENSOR_BACKWARD,
+)
 from traincheck.tracer.models import ModelRegistry
 from traincheck.tracer.runtime import Tracer, log
-from traincheck.tracer.summaries import module_call_args, summarize
-
-OPTIMIZER_STEP = "torch.optim.Optimizer.step"
-OPTIMIZER_ZERO_GRAD = "torch.optim.Optimizer.zero_grad"
-MODULE_ZERO_GRAD = "torch.nn.Module.zero_grad"
-TENSOR_BACKWARD = "torch.Tensor.backward"
-AUTOGRAD_BACKWARD = "torch.autograd.backward"
-MODULE_CALL = "torch.nn.Module.__call__"
+from traincheck.tracer.summaries import module_call_args, optimizer_args, summarize
 
 NamedParams = list[tuple[str, torch.Tensor]]
 
@@ -70,12 +71,25 @@ class TorchHooks:
         self.tracer.attach_torch(torch)
         self.tracer.hooks = self
         self.tracer.registry = self.registry
+        plan = self.tracer.plan
         self._register_global_hooks()
-        self._patch(torch.optim.Optimizer, "zero_grad", self._wrap_zero_grad(OPTIMIZER_ZERO_GRAD))
-        self._patch(torch.nn.Module, "zero_grad", self._wrap_zero_grad(MODULE_ZERO_GRAD))
-        self._patch(torch.Tensor, "backward", self._wrap_backward(TENSOR_BACKWARD))
-        self._patch(torch.autograd, "backward", self._wrap_backward(AUTOGRAD_BACKWARD))
+        for owner, name, api in (
+            (torch.optim.Optimizer, "zero_grad", OPTIMIZER_ZERO_GRAD),
+            (torch.nn.Module, "zero_grad", MODULE_ZERO_GRAD),
+        ):
+            if plan.traces(api):
+                self._patch(owner, name, self._wrap_zero_grad(api))
+        for owner, name, api in (
+            (torch.Tensor, "backward", TENSOR_BACKWARD),
+            (torch.autograd, "backward", AUTOGRAD_BACKWARD),
+        ):
+            if plan.traces(api):
+                self._patch(owner, name, self._wrap_backward(api))
         self._patch_worker_loop()
+        from traincheck.tracer import apis, extra_modules
+
+        apis.install(self)
+        extra_modules.install(self, plan.modules_to_instr)
 
     def uninstall(self) -> None:
         """Remove every hook and restore every wrapped function still ours."""
@@ -112,14 +126,20 @@ class TorchHooks:
             ),
             (optim_mod.register_optimizer_step_pre_hook, self._step_pre),
             (optim_mod.register_optimizer_step_post_hook, self._step_post),
-            (module_mod.register_module_forward_pre_hook, self._forward_pre),
         ]
+        if self.tracer.plan.traces(MODULE_CALL):
+            registrations.append((module_mod.register_module_forward_pre_hook, self._forward_pre))
         for register, hook in registrations:
             if register is not None:
                 self._handles.append(register(hook))
-        self._handles.append(
-            module_mod.register_module_forward_hook(self._forward_post, always_call=True)
-        )
+        if self.tracer.plan.traces(MODULE_CALL):
+            self._handles.append(
+                module_mod.register_module_forward_hook(self._forward_post, always_call=True)
+            )
+
+    def patch(self, owner: object, name: str, replacement: object) -> None:
+        """Replace ``owner.name`` until :meth:`uninstall` (for the other wrapper modules)."""
+        self._patch(owner, name, replacement)
 
     def _patch(self, owner: object, name: str, replacement: object) -> None:
         original = getattr(owner, name)
@@ -138,7 +158,7 @@ class TorchHooks:
 
     # -- optimizer step (global pre/post hooks) --------------------------------------------
 
-    def _step_calls(self) -> list[tuple[torch.optim.Optimizer, _CallToken]]:
+    def _step_calls(self) -> list[tuple[torch.optim.Optimizer, _CallToken | None]]:
         try:
             return self._local.steps  # type: ignore[no-any-return]
         except AttributeError:
@@ -152,11 +172,14 @@ class TorchHooks:
         try:
             steps = self._step_calls()
             self._close_stale_step(steps, optimizer)
-            call_id = tracer.begin_call(
-                OPTIMIZER_STEP, (ArgValue("optimizer", "optimizer", type(optimizer).__name__),)
-            )
-            params = self.registry.optimizer_params(optimizer)
-            tracer.record_params(call_id, "pre", params, with_digest=True)
+            if not tracer.recording or not tracer.plan.traces(OPTIMIZER_STEP):
+                steps.append((optimizer, None))
+                return
+            call_id = tracer.begin_call(OPTIMIZER_STEP, optimizer_args(optimizer))
+            params = None
+            if tracer.plan.records_state:
+                params = self.registry.optimizer_params(optimizer)
+                tracer.record_params(call_id, "pre", params, with_digest=tracer.plan.param_digests)
             steps.append((optimizer, _CallToken(OPTIMIZER_STEP, call_id, params)))
         except Exception as exc:
             tracer.report_error("optimizer step pre-hook", exc)
@@ -170,8 +193,12 @@ class TorchHooks:
             if not steps or steps[-1][0] is not optimizer:
                 return
             token = steps.pop()[1]
-            tracer.record_params(token.call_id, "post", token.params or [], with_digest=True)
-            tracer.end_call(token.call_id, OPTIMIZER_STEP)
+            if token is not None:
+                if token.params is not None:
+                    tracer.record_params(
+                        token.call_id, "post", token.params, with_digest=tracer.plan.param_digests
+                    )
+                tracer.end_call(token.call_id, OPTIMIZER_STEP)
             tracer.meta.complete_optimizer_step(self.registry.observe_optimizer(optimizer))
             tracer.flush()
         except Exception as exc:
@@ -179,13 +206,14 @@ class TorchHooks:
 
     def _close_stale_step(
         self,
-        steps: list[tuple[torch.optim.Optimizer, _CallToken]],
+        steps: list[tuple[torch.optim.Optimizer, _CallToken | None]],
         optimizer: torch.optim.Optimizer,
     ) -> None:
         """A step of this optimizer still open means the previous one raised: close it."""
         while any(opt is optimizer for opt, _ in steps):
             _, token = steps.pop()
-            self.tracer.end_call(token.call_id, token.api, exception=_UnknownError())
+            if token is not None:
+                self.tracer.end_call(token.call_id, token.api, exception=_UnknownError())
 
     # -- module forward (global pre/post hooks, outermost call only) -----------------------
 
@@ -193,11 +221,19 @@ class TorchHooks:
         local = self._local
         depth = getattr(local, "depth", 0)
         local.depth = depth + 1
-        if depth or not self.tracer.armed:
+        tracer = self.tracer
+        if depth:
+            return
+        if not tracer.armed or not tracer.recording:
+            local.forward = None
             return
         try:
             self.registry.observe_root_call(module)
-            local.forward = (module, self.tracer.begin_call(MODULE_CALL, module_call_args(module)))
+            call_id = tracer.begin_call(MODULE_CALL, module_call_args(module))
+            buffers = self._module_buffers(module)
+            if buffers:
+                tracer.record_params(call_id, "pre", buffers, with_digest=True)
+            local.forward = (module, call_id, buffers)
         except Exception as exc:
             local.forward = None
             self.tracer.report_error("module forward pre-hook", exc)
@@ -214,12 +250,20 @@ class TorchHooks:
             return
         try:
             exc = sys.exc_info()[1]
+            if call[2]:
+                self.tracer.record_params(call[1], "post", call[2], with_digest=True)
             if output is None and exc is not None:
                 self.tracer.end_call(call[1], MODULE_CALL, exception=exc)
             else:
                 self.tracer.end_call(call[1], MODULE_CALL, result=summarize("output", output))
         except Exception as error:
             self.tracer.report_error("module forward hook", error)
+
+    def _module_buffers(self, module: torch.nn.Module) -> NamedParams:
+        """The module's buffers (BatchNorm running stats), when state is recorded at all."""
+        if not self.tracer.plan.param_digests:
+            return []
+        return self.registry.module_buffers(module)
 
     # -- zero_grad (wrappers on the base classes) ------------------------------------------
 
@@ -242,7 +286,7 @@ class TorchHooks:
         self, api: str, obj: Any, args: tuple[Any, ...], kwargs: dict[str, Any]
     ) -> _CallToken | None:
         tracer = self.tracer
-        if not tracer.armed:
+        if not tracer.armed or not tracer.recording:
             return None
         try:
             set_to_none = args[0] if args else kwargs.get("set_to_none", True)
@@ -256,12 +300,14 @@ class TorchHooks:
                 summarize("set_to_none", set_to_none),
             )
             call_id = tracer.begin_call(api, call_args)
-            params = (
-                self.registry.module_params(obj)
-                if is_module
-                else self.registry.optimizer_params(obj)
-            )
-            tracer.record_params(call_id, "pre", params, with_digest=False)
+            params = None
+            if tracer.plan.grad_states:
+                params = (
+                    self.registry.module_params(obj)
+                    if is_module
+                    else self.registry.optimizer_params(obj)
+                )
+                tracer.record_params(call_id, "pre", params, with_digest=False)
             return _CallToken(api, call_id, params)
         except Exception as exc:
             tracer.report_error(f"{api} wrapper", exc)
@@ -286,13 +332,13 @@ class TorchHooks:
 
     def _begin_backward(self, api: str) -> _CallToken | None:
         tracer = self.tracer
-        if not tracer.armed:
+        if not tracer.armed or not tracer.recording:
             return None
         outermost = tracer.enter_backward()
         try:
             call_id = tracer.begin_call(api)
             params = None
-            if outermost:
+            if outermost and tracer.plan.grad_states:
                 params = self.registry.tracked_params()
                 tracer.record_params(call_id, "pre", params, with_digest=False)
             token = _CallToken(api, call_id, params)

@@ -34,6 +34,8 @@ class ModelRegistry:
         self._optimizer_index: dict[int, int] = {}
         self._names: dict[int, tuple[weakref.ref[torch.Tensor], str]] = {}
         self._tracked: list[tuple[str, weakref.ref[torch.Tensor]]] = []
+        self._root_prefix: dict[int, str] = {}
+        self._buffers: dict[int, list[tuple[str, torch.Tensor]]] = {}
         self._dirty = True
 
     # -- fed by torch's global hooks -------------------------------------------------
@@ -108,6 +110,21 @@ class ModelRegistry:
             for path, param in module.named_parameters()
         ]
 
+    def module_buffers(self, module: torch.nn.Module) -> list[tuple[str, torch.Tensor]]:
+        """The module's buffers (e.g. BatchNorm running stats), named like its parameters.
+
+        Cached until the model structure changes: most models have none, and
+        asking costs one dict lookup per forward call then.
+        """
+        if self._dirty:
+            self._rebuild()
+        cached = self._buffers.get(id(module))
+        if cached is None:
+            prefix = self._root_prefix.get(id(module), type(module).__name__)
+            cached = [(f"{prefix}.{path}", buf) for path, buf in module.named_buffers()]
+            self._buffers[id(module)] = cached
+        return cached
+
     def tracked_params(self) -> list[tuple[str, torch.Tensor]]:
         """All live parameters of known models and optimizers, named."""
         if self._dirty:
@@ -158,10 +175,13 @@ class ModelRegistry:
         names: dict[int, tuple[weakref.ref[torch.Tensor], str]] = {}
         tracked: list[tuple[str, weakref.ref[torch.Tensor]]] = []
         per_class: Counter[str] = Counter()
+        self._root_prefix = {}
+        self._buffers = {}
         for root in self._live_roots():
             cls = type(root).__name__
             prefix = cls if per_class[cls] == 0 else f"{cls}[{per_class[cls]}]"
             per_class[cls] += 1
+            self._root_prefix[id(root)] = prefix
             for path, param in root.named_parameters():
                 if id(param) not in names:
                     ref = weakref.ref(param)

@@ -40,6 +40,7 @@ from traincheck.events import (
     Scalar,
 )
 from traincheck.tracer.meta import MetaState
+from traincheck.tracer.plan import TracingPlan, load_plan
 from traincheck.tracer.publisher import Publisher
 
 if TYPE_CHECKING:
@@ -47,6 +48,7 @@ if TYPE_CHECKING:
 
     from traincheck.tracer.hooks import TorchHooks
     from traincheck.tracer.models import ModelRegistry
+    from traincheck.tracer.varstate import StateCache
 
 _current: Tracer | None = None
 """The process's tracer once armed; None in untraced and disarmed processes."""
@@ -87,6 +89,7 @@ class TracerConfig:
     local_rank: int
     world_size: int
     debug: bool
+    plan_path: str | None = None
 
     @classmethod
     def from_environ(cls, environ: Mapping[str, str]) -> TracerConfig:
@@ -98,6 +101,7 @@ class TracerConfig:
             local_rank=_int_env(environ, "LOCAL_RANK", 0),
             world_size=_int_env(environ, "WORLD_SIZE", 1),
             debug=environ.get(env.TRAINCHECK_DEBUG) == "1",
+            plan_path=environ.get(env.TRAINCHECK_PLAN) or None,
         )
 
 
@@ -113,6 +117,9 @@ class Tracer:
         self._grad_enabled: Callable[[], bool] = _true
         self._inference_mode: Callable[[], bool] = _false
         self._reported: set[str] = set()
+        self.plan = self._load_plan()
+        self.recording = True
+        self.state_cache: StateCache | None = None
         self._reset_process_state(gated=gated)
 
     # -- lifecycle ---------------------------------------------------------------
@@ -128,8 +135,11 @@ class Tracer:
 
     def attach_torch(self, torch_module: types.ModuleType) -> None:
         """Read grad mode through torch once it is imported (never imported here)."""
+        from traincheck.tracer.varstate import StateCache
+
         self._grad_enabled = torch_module.is_grad_enabled
         self._inference_mode = torch_module.is_inference_mode_enabled
+        self.state_cache = StateCache()
 
     def open_gate(self) -> None:
         """A gated process just ran a training API: it is a training process after all."""
@@ -180,8 +190,15 @@ class Tracer:
             run_id=self.config.run_id,
             pid=self.pid,
             rank=self.config.rank,
+            trace_dir=self.config.trace_dir,
+            steps=self._steps_so_far,
+            world_size=self.config.world_size,
         )
         self.publisher.append(self._run_start())
+
+    def _steps_so_far(self) -> int:
+        """Completed optimizer steps, for the run registry (read from the timer thread)."""
+        return self.meta.step
 
     def _after_fork(self) -> None:
         _abandoned.append(self.publisher)
@@ -189,11 +206,20 @@ class Tracer:
 
     # -- events --------------------------------------------------------------------
 
-    def begin_call(self, api: str, args: tuple[ArgValue, ...] = ()) -> int:
-        """Emit ``ApiCall`` for a training API entered on this thread; return its call id."""
+    def begin_call(
+        self, api: str, args: tuple[ArgValue, ...] = (), *, training_api: bool = True
+    ) -> int:
+        """Emit ``ApiCall`` for an API entered on this thread; return its call id.
+
+        Only training APIs (forward, backward, zero_grad, step) move the stage;
+        others (a scheduler built before training, ``model.to``) take it as it is.
+        """
         if self.gated:
             self.open_gate()
-        stage = self.meta.enter_training_api(self._grad_enabled(), self._inference_mode())
+        if training_api:
+            stage = self.meta.enter_training_api(self._grad_enabled(), self._inference_mode())
+        else:
+            stage = self.meta.stage
         call_id = next(self._call_ids)
         stack = self._stack()
         parent = stack[-1] if stack else 0
@@ -253,7 +279,12 @@ class Tracer:
         """Emit one ``VarState`` per parameter (grad state, and data digest if asked)."""
         from traincheck.tracer.varstate import param_states
 
-        for state in param_states(self, call_id, phase, params, with_digest=with_digest):
+        if self.plan.models_to_track is not None:
+            params = [(name, p) for name, p in params if self.plan.tracks(name)]
+        states = param_states(
+            self, call_id, phase, params, with_digest=with_digest, cache=self.state_cache
+        )
+        for state in states:
             self.publisher.append(state)
 
     def emit(self, event: Event) -> None:
@@ -267,6 +298,8 @@ class Tracer:
     def _on_meta_change(self, key: str, value: Scalar) -> None:
         if not self.armed:
             return
+        if key == "step" and isinstance(value, int):
+            self.recording = self.plan.records_step(value)
         self.publisher.append(
             MetaChange(
                 time.monotonic_ns(),
@@ -308,6 +341,17 @@ class Tracer:
             log(f"internal error in {where} ignored ({type(exc).__name__}: {exc})")
 
     # -- helpers -----------------------------------------------------------------------
+
+    def _load_plan(self) -> TracingPlan:
+        """The launcher's plan, or full tracing when there is none or it is unreadable."""
+        path = self.config.plan_path
+        if path is None:
+            return TracingPlan()
+        try:
+            return load_plan(path)
+        except (OSError, ValueError) as exc:
+            log(f"instrumentation plan {path} unreadable ({exc}); tracing everything")
+            return TracingPlan()
 
     def _run_start(self) -> RunStart:
         return RunStart(

@@ -33,6 +33,8 @@ def summarize(name: str, value: object) -> ArgValue:
             device=str(value.device),
             requires_grad=value.requires_grad,
         )
+    if isinstance(value, (torch.device, torch.dtype)):
+        return ArgValue(name, type(value).__name__, str(value))
     if isinstance(value, torch.nn.Module):
         return ArgValue(name, "module", type(value).__name__)
     if isinstance(value, torch.optim.Optimizer):
@@ -55,3 +57,27 @@ def module_call_args(module: torch.nn.Module) -> tuple[ArgValue, ...]:
             ArgValue("training", "bool", key[1]),
         )
     return args
+
+
+_GROUP_HYPERPARAMETERS = ("lr", "momentum")
+"""Optimizer settings recorded per param group: what schedulers and bugs change."""
+
+MAX_GROUPS_SUMMARIZED = 8
+"""Param groups beyond this many are not summarized (events stay small)."""
+
+
+def optimizer_args(optimizer: torch.optim.Optimizer) -> tuple[ArgValue, ...]:
+    """``optimizer`` (class name) plus ``lr``/``momentum`` of each param group.
+
+    Group 0's values are ``lr`` and ``momentum``; group ``i`` adds ``lr[i]``...
+    Settings held as tensors (``capturable`` optimizers on a device) are left
+    out rather than read, which would cost a device sync.
+    """
+    args = [ArgValue("optimizer", "optimizer", type(optimizer).__name__)]
+    for index, group in enumerate(optimizer.param_groups[:MAX_GROUPS_SUMMARIZED]):
+        suffix = f"[{index}]" if index else ""
+        for key in _GROUP_HYPERPARAMETERS:
+            value = group.get(key)
+            if isinstance(value, (int, float)) and not isinstance(value, bool):
+                args.append(ArgValue(f"{key}{suffix}", "float", float(value)))
+    return tuple(args)

@@ -1,21 +1,35 @@
-"""Build ``VarState`` events for a set of named parameters at one point of a call.
+"""Build ``VarState`` events for a set of named tensors at one point of a call.
 
-All parameters of one point share a timestamp, and their gradient states are
+All tensors of one point share a timestamp, and their gradient states are
 computed together (one device sync at most). A tensor whose contents cannot be
 read (meta, sparse, exotic subclasses) gets no digest; the failure is counted by
 the tracer, never raised.
+
+Why a cache: one training iteration looks at every parameter six times
+(zero_grad, backward and step, each pre and post) and most "pre" looks see
+exactly what the previous "post" saw -- the data digest taken after step ``k``
+is the one wanted before step ``k+1``, the gradient state after ``zero_grad``
+the one wanted before ``backward``. :class:`StateCache` remembers, per tensor,
+the last digest and gradient state with torch's in-place version counter
+(``Tensor._version``) and storage pointer, and a *pre* reading reuses them while
+both are unchanged. *Post* readings are always computed afresh, because some
+kernels write without bumping the counter (fused optimizers, BatchNorm's
+running statistics): the change a traced call makes is therefore always seen.
+What a reused pre reading can miss is a write between two traced calls that
+bumps no counter -- in practice only a write through ``param.data`` in user code.
 """
 
 from __future__ import annotations
 
 import threading
 import time
+import weakref
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Literal
 
 import torch
 
-from traincheck.events import VarState
+from traincheck.events import GradState, VarState
 from traincheck.tracer.digest import digest_in_no_grad, grad_states_in_no_grad
 
 if TYPE_CHECKING:
@@ -24,6 +38,90 @@ if TYPE_CHECKING:
 Phase = Literal["pre", "post", "init"]
 
 _DTYPE_NAMES: dict[torch.dtype, str] = {}
+_DEVICE_NAMES: dict[torch.device, str] = {}
+
+
+class _Entry:
+    """What is known about one tensor: its static description and cached readings."""
+
+    __slots__ = (
+        "data_ptr",
+        "digest",
+        "digest_version",
+        "grad_ref",
+        "grad_state",
+        "grad_version",
+        "ref",
+        "static",
+    )
+
+    def __init__(self, tensor: torch.Tensor) -> None:
+        self.ref = weakref.ref(tensor)
+        self.static = _static(tensor)
+        self.digest: int | None = None
+        self.digest_version = -1
+        self.data_ptr = -1
+        self.grad_ref: weakref.ref[torch.Tensor] | None = None
+        self.grad_version = -1
+        self.grad_state: GradState = "none"
+
+
+class StateCache:
+    """Digests and gradient states per tensor, valid while the tensor is unchanged."""
+
+    def __init__(self) -> None:
+        self._entries: dict[int, _Entry] = {}
+        self.digests_computed = 0
+        self.digests_reused = 0
+
+    def entry(self, tensor: torch.Tensor) -> _Entry:
+        entry = self._entries.get(id(tensor))
+        if entry is None or entry.ref() is not tensor:
+            if len(self._entries) > 4096:
+                self._prune()
+            entry = self._entries[id(tensor)] = _Entry(tensor)
+        elif entry.static[0] != tensor.shape or entry.static[1] is not tensor.dtype:
+            entry.static = _static(tensor)
+        return entry
+
+    def digest(
+        self, tracer: Tracer, tensor: torch.Tensor, entry: _Entry, *, reuse: bool
+    ) -> int | None:
+        version, pointer = tensor._version, tensor.data_ptr()
+        if reuse and entry.digest_version == version and entry.data_ptr == pointer:
+            self.digests_reused += 1
+            return entry.digest
+        entry.digest = _digest(tracer, tensor)
+        entry.digest_version, entry.data_ptr = version, pointer
+        self.digests_computed += 1
+        return entry.digest
+
+    def grad_states(
+        self, params: Sequence[torch.Tensor], entries: list[_Entry], *, reuse: bool
+    ) -> list[GradState]:
+        """Gradient states; with ``reuse``, recomputed (in one batch) only where changed."""
+        states: list[GradState] = ["none"] * len(params)
+        stale: list[int] = []
+        for i, (param, entry) in enumerate(zip(params, entries, strict=True)):
+            grad = param.grad
+            if grad is None:
+                continue
+            ref = entry.grad_ref
+            if reuse and ref is not None and ref() is grad and entry.grad_version == grad._version:
+                states[i] = entry.grad_state
+            else:
+                stale.append(i)
+        if stale:
+            grads = [params[i].grad for i in stale]
+            for i, grad, state in zip(stale, grads, grad_states_in_no_grad(grads), strict=True):
+                entry = entries[i]
+                entry.grad_ref = weakref.ref(grad)  # type: ignore[arg-type]
+                entry.grad_version = grad._version  # type: ignore[union-attr]
+                entry.grad_state = states[i] = state
+        return states
+
+    def _prune(self) -> None:
+        self._entries = {key: e for key, e in self._entries.items() if e.ref() is not None}
 
 
 def param_states(
@@ -33,17 +131,23 @@ def param_states(
     params: Sequence[tuple[str, torch.Tensor]],
     *,
     with_digest: bool,
+    cache: StateCache | None = None,
 ) -> list[VarState]:
     """One ``VarState`` per ``(name, tensor)``, in order."""
     if not params:
         return []
+    cache = cache if cache is not None else StateCache()
     ts_ns = time.monotonic_ns()
     thread = threading.get_ident()
     step, stage = tracer.meta.step, tracer.meta.stage
+    tensors = [p for _, p in params]
     states = []
     with torch.no_grad():
-        grads = grad_states_in_no_grad([p.grad for _, p in params])
-        for (name, param), grad in zip(params, grads, strict=True):
+        entries = [cache.entry(t) for t in tensors]
+        reuse = phase == "pre"
+        grads = cache.grad_states(tensors, entries, reuse=reuse)
+        for (name, param), entry, grad in zip(params, entries, grads, strict=True):
+            shape, _, var_type, dtype, device = entry.static
             states.append(
                 VarState(
                     ts_ns,
@@ -53,16 +157,28 @@ def param_states(
                     step,
                     stage,
                     name,
-                    _var_type(param),
-                    tuple(param.shape),
-                    _dtype_name(param.dtype),
-                    str(param.device),
+                    var_type,
+                    shape,
+                    dtype,
+                    device,
                     param.requires_grad,
                     grad,
-                    _digest(tracer, param) if with_digest else None,
+                    cache.digest(tracer, param, entry, reuse=reuse) if with_digest else None,
                 )
             )
     return states
+
+
+def _static(tensor: torch.Tensor) -> tuple[tuple[int, ...], torch.dtype, str, str, str]:
+    """Shape, dtype, var type and names: they change only when the tensor is resized or
+    replaced (``requires_grad`` is not here: users flip it to freeze layers)."""
+    return (
+        tuple(tensor.shape),
+        tensor.dtype,
+        _var_type(tensor),
+        _dtype_name(tensor.dtype),
+        _device_name(tensor.device),
+    )
 
 
 def _var_type(param: torch.Tensor) -> str:
@@ -84,4 +200,11 @@ def _dtype_name(dtype: torch.dtype) -> str:
     name = _DTYPE_NAMES.get(dtype)
     if name is None:
         name = _DTYPE_NAMES[dtype] = str(dtype)
+    return name
+
+
+def _device_name(device: torch.device) -> str:
+    name = _DEVICE_NAMES.get(device)
+    if name is None:
+        name = _DEVICE_NAMES[device] = str(device)
     return name

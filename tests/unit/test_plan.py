@@ -1,0 +1,116 @@
+"""The instrumentation plan: derived from invariants, parsed by the tracer, applied per step."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from traincheck.sidecar.invariants import (
+    APIParam,
+    InvariantSet,
+    VarTypeParam,
+    dump_invariants,
+    make_invariant,
+)
+from traincheck.sidecar.plan import instrumentation_for, tracing_plan, untraceable_apis
+from traincheck.sidecar.preconditions import Clause, Precondition
+
+from traincheck.tracer.plan import TracingPlan, plan_from_json
+
+
+def _invariants() -> InvariantSet:
+    lead = make_invariant(
+        "FunctionLeadRelation",
+        (APIParam("torch.optim.Optimizer.zero_grad"), APIParam("torch.optim.Optimizer.step")),
+        Precondition(((Clause("constant", "args.set_to_none", "bool", (True,)),),)),
+        group="first",
+        text_description="zero_grad leads step",
+        num_positive_examples=3,
+        num_negative_examples=0,
+    )
+    contain = make_invariant(
+        "APIContainRelation",
+        (
+            APIParam("torch.optim.Optimizer.step"),
+            VarTypeParam("torch.nn.Parameter", "data", "anything", "changed"),
+        ),
+        Precondition(((Clause("constant", "meta_vars.stage", "str", ("train",)),),)),
+        group="parent",
+        text_description="step changes data",
+        num_positive_examples=3,
+        num_negative_examples=0,
+    )
+    return InvariantSet((lead, contain))
+
+
+def test_instrumentation_lists_apis_variables_args_and_meta_vars() -> None:
+    section = instrumentation_for(_invariants())
+    assert section["apis"] == ["torch.optim.Optimizer.step", "torch.optim.Optimizer.zero_grad"]
+    assert section["variables"] == [{"var_type": "torch.nn.Parameter", "attr_name": "data"}]
+    assert section["args"] == ["set_to_none"]
+    assert section["meta_vars"] == ["stage"]
+
+
+def test_tracing_plan_traces_only_what_the_invariants_need() -> None:
+    plan = tracing_plan(_invariants())
+    assert plan.traces("torch.optim.Optimizer.step")
+    assert not plan.traces("torch.nn.Module.__call__")
+    assert plan.param_digests and not plan.grad_states
+
+
+def test_invariants_file_carries_the_instrumentation(tmp_path) -> None:
+    path = tmp_path / "inv.json"
+    dump_invariants(_invariants(), path)
+    document = json.loads(path.read_text())
+    assert document["instrumentation"] == instrumentation_for(_invariants())
+
+
+def test_apis_no_hook_produces_are_reported_untraceable() -> None:
+    invariants = InvariantSet(
+        (
+            make_invariant(
+                "FunctionCoverRelation",
+                (APIParam("mylib.train_step"), APIParam("torch.optim.Optimizer.step")),
+                None,
+                group="first",
+                text_description="",
+                num_positive_examples=1,
+                num_negative_examples=0,
+            ),
+        )
+    )
+    assert untraceable_apis(invariants) == ["mylib.train_step"]
+    assert untraceable_apis(invariants, ("mylib",)) == []
+
+
+def test_plan_round_trips_through_json() -> None:
+    plan = TracingPlan(
+        apis=frozenset({"torch.optim.Optimizer.step"}),
+        grad_states=False,
+        modules_to_instr=("torch.nn.functional",),
+        models_to_track=("Net",),
+        sampling_interval=3,
+        warm_up_steps=2,
+    )
+    assert plan_from_json(json.loads(json.dumps(plan.to_json()))) == plan
+    assert plan_from_json(TracingPlan().to_json()) == TracingPlan()
+
+
+@pytest.mark.parametrize(
+    "field, value",
+    [("apis", "torch"), ("sampling_interval", 0), ("param_digests", 1), ("format_version", 9)],
+)
+def test_malformed_plan_is_rejected(field: str, value: object) -> None:
+    with pytest.raises(ValueError):
+        plan_from_json({**TracingPlan().to_json(), field: value})
+
+
+def test_sampling_records_warm_up_then_every_nth_step() -> None:
+    plan = TracingPlan(sampling_interval=3, warm_up_steps=2)
+    assert [s for s in range(10) if plan.records_step(s)] == [0, 1, 2, 5, 8]
+
+
+def test_models_to_track_matches_name_prefixes() -> None:
+    plan = TracingPlan(models_to_track=("Net",))
+    assert plan.tracks("Net.fc1.weight") and plan.tracks("Net[1].fc1.weight")
+    assert not plan.tracks("Network.fc1.weight")

@@ -1,0 +1,83 @@
+"""Invariants whose inputs a run could not trace are uncheckable: never passed, never violated."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+
+from tracegen import ZERO_GRAD, LoopSpec, stored_events
+from traincheck.sidecar.checker import Checker
+from traincheck.sidecar.infer_engine import infer_from_streams
+from traincheck.sidecar.invariants import InvariantSet
+from traincheck.sidecar.plan import plan_of_trace, uncheckable_invariants
+from traincheck.sidecar.results import outcome_of, result_row
+
+from traincheck.tracer.catalogue import DEFAULT_APIS
+from traincheck.tracer.plan import TRACE_PLAN_FILE, TracingPlan
+
+
+def _inferred() -> InvariantSet:
+    runs = [LoopSpec(steps=20, seed=1), LoopSpec(steps=12, seed=2, pid=5151)]
+    return infer_from_streams([stored_events(s) for s in runs]).invariant_set
+
+
+def _mentions(invariant, api: str) -> bool:
+    return any(getattr(p, "api_full_name", None) == api for p in invariant.params)
+
+
+def test_invariants_on_an_api_the_plan_left_out_are_uncheckable_not_violated() -> None:
+    invariants = _inferred()
+    assert any(_mentions(inv, ZERO_GRAD) for inv in invariants)
+    plan = TracingPlan(apis=DEFAULT_APIS - {ZERO_GRAD})
+    uncheckable = uncheckable_invariants(invariants, plan)
+    assert set(uncheckable) == {inv.id for inv in invariants if _mentions(inv, ZERO_GRAD)}
+
+    # A run where zero_grad was not traced looks, to the checker, exactly like the
+    # missing-zero_grad bug: without the plan it would be reported as violated.
+    events = list(stored_events(LoopSpec(steps=10, seed=3, zero_grad=False)))
+    unaware = Checker(invariants)
+    assert [v for e in events for v in unaware.feed(e)] + unaware.finish()
+
+    checker = Checker(invariants, uncheckable=uncheckable)
+    violations = [v for e in events for v in checker.feed(e)] + checker.finish()
+    assert all(v.invariant_id not in uncheckable for v in violations)
+    for result in checker.results():
+        if result.invariant.id in uncheckable:
+            assert outcome_of(result) == "uncheckable"
+            row = result_row(result, ledger=_EmptyLedger())
+            assert "was not traced" in row["uncheckable_reason"]
+
+
+def test_apis_no_hook_produces_and_untracked_models_are_uncheckable() -> None:
+    invariants = _inferred()
+    renamed = InvariantSet(
+        tuple(
+            dataclasses.replace(
+                inv, params=tuple(_rename(p, ZERO_GRAD, "mylib.reset") for p in inv.params)
+            )
+            for inv in invariants
+        )
+    )
+    reasons = uncheckable_invariants(renamed, TracingPlan())
+    assert reasons and all("no tracer hook produces mylib.reset" in r for r in reasons.values())
+    assert uncheckable_invariants(renamed, TracingPlan(modules_to_instr=("mylib",))) == {}
+
+
+def test_a_trace_without_a_recorded_plan_counts_as_fully_traced(tmp_path) -> None:
+    assert plan_of_trace(tmp_path) == TracingPlan()
+    (tmp_path / TRACE_PLAN_FILE).write_text("{not json")
+    assert plan_of_trace(tmp_path) == TracingPlan()
+    plan = TracingPlan(grad_states=False, sampling_interval=3)
+    (tmp_path / TRACE_PLAN_FILE).write_text(json.dumps(plan.to_json()))
+    assert plan_of_trace(tmp_path) == plan
+
+
+def _rename(param, old: str, new: str):
+    if getattr(param, "api_full_name", None) == old:
+        return dataclasses.replace(param, api_full_name=new)
+    return param
+
+
+class _EmptyLedger:
+    def examples(self, invariant_id: str) -> list:
+        return []

@@ -1,0 +1,368 @@
+"""Targeted wrappers for the training APIs torch offers no global hook for.
+
+Each wrapped API is called a handful of times per epoch or step, so a plain
+Python wrapper (``ApiCall`` before, ``ApiReturn`` after, small typed summaries of
+the arguments and the result) is the cheapest hook that sees it:
+
+- ``torch.nn.utils.clip_grad_norm_`` / ``clip_grad_value_`` (ordering against
+  backward and step is what clipping bugs break);
+- ``torch.optim.lr_scheduler.LRScheduler.step``, one canonical name for every
+  scheduler class (the class is the ``scheduler`` argument, the new lr the result);
+- ``torch.utils.data.DataLoader.__iter__``, once per epoch (batches are not
+  traced); it also counts the ``epoch`` meta-variable;
+- ``torch.nn.Module.train`` / ``eval`` / ``to`` / ``load_state_dict`` (outermost
+  call only: ``eval`` calls ``train`` on every submodule);
+- ``torch.distributed`` collectives (they run only once a process group exists);
+- ``torch.autocast``: not an event but the ``autocast`` meta-variable (the fast
+  dtype while a context is active, None otherwise), sent as ``MetaChange``.
+
+The plan (``TracingPlan.apis``) decides which are installed at all. Every
+wrapper calls the original exactly once with the user's arguments, and lets its
+result and exceptions through unchanged.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable, Sequence
+from typing import TYPE_CHECKING, Any
+
+import torch
+
+from traincheck.events import ArgValue
+from traincheck.tracer.catalogue import (
+    CLIP_GRAD_NORM,
+    CLIP_GRAD_VALUE,
+    COLLECTIVES,
+    DATALOADER_ITER,
+    MODULE_EVAL,
+    MODULE_LOAD_STATE_DICT,
+    MODULE_TO,
+    MODULE_TRAIN,
+    SCHEDULER_STEP,
+)
+from traincheck.tracer.runtime import Tracer
+from traincheck.tracer.summaries import summarize
+
+if TYPE_CHECKING:
+    from traincheck.tracer.hooks import TorchHooks
+
+ArgSummarizer = Callable[[tuple[Any, ...], dict[str, Any]], tuple[ArgValue, ...]]
+ResultSummarizer = Callable[[tuple[Any, ...], Any], ArgValue | None]
+
+AUTOCAST_META = "autocast"
+
+
+def install(hooks: TorchHooks) -> None:
+    """Wrap every API of this module the plan asks for."""
+    tracer = hooks.tracer
+    plan = tracer.plan
+    wrap = _Wrapping(hooks)
+    for api, attr in ((CLIP_GRAD_NORM, "clip_grad_norm_"), (CLIP_GRAD_VALUE, "clip_grad_value_")):
+        if plan.traces(api):
+            wrap.functions(
+                (torch.nn.utils, torch.nn.utils.clip_grad), attr, api, _clip_args, _tensor_result
+            )
+    if plan.traces(SCHEDULER_STEP):
+        _wrap_schedulers(wrap)
+    if plan.traces(DATALOADER_ITER):
+        wrap.method(
+            torch.utils.data.DataLoader, "__iter__", DATALOADER_ITER, _loader_args, before=_epoch
+        )
+    module_calls = threading.local()
+    for api, attr, args in (
+        (MODULE_TRAIN, "train", _train_args),
+        (MODULE_EVAL, "eval", _module_args),
+        (MODULE_TO, "to", _to_args),
+        (MODULE_LOAD_STATE_DICT, "load_state_dict", _load_state_dict_args),
+    ):
+        if plan.traces(api):
+            wrap.method(torch.nn.Module, attr, api, args, outermost=module_calls)
+    _wrap_collectives(wrap)
+    _wrap_autocast(hooks)
+
+
+class _Wrapping:
+    """Builds the wrappers of one tracer and registers them with its hooks (for uninstall)."""
+
+    def __init__(self, hooks: TorchHooks) -> None:
+        self.hooks = hooks
+        self.tracer = hooks.tracer
+
+    def functions(
+        self,
+        owners: Sequence[object],
+        attr: str,
+        api: str,
+        args: ArgSummarizer,
+        result: ResultSummarizer | None = None,
+    ) -> None:
+        """Wrap a function everywhere it is published (``torch.nn.utils`` and its module)."""
+        wrappers: dict[int, Callable[..., Any]] = {}
+        for owner in owners:
+            original = getattr(owner, attr, None)
+            if original is None:
+                continue
+            wrapper = wrappers.get(id(original))
+            if wrapper is None:
+                wrapper = wrappers[id(original)] = traced(self.tracer, api, original, args, result)
+            self.hooks.patch(owner, attr, wrapper)
+
+    def method(
+        self,
+        owner: type,
+        attr: str,
+        api: str,
+        args: ArgSummarizer,
+        result: ResultSummarizer | None = None,
+        *,
+        outermost: threading.local | None = None,
+        before: Callable[[Tracer, tuple[Any, ...]], None] | None = None,
+    ) -> None:
+        original = owner.__dict__.get(attr)
+        if original is None:
+            return
+        wrapper = traced(
+            self.tracer, api, original, args, result, outermost=outermost, before=before
+        )
+        self.hooks.patch(owner, attr, wrapper)
+
+
+def traced(
+    tracer: Tracer,
+    api: str,
+    original: Callable[..., Any],
+    summarize_args: ArgSummarizer,
+    summarize_result: ResultSummarizer | None = None,
+    *,
+    outermost: threading.local | None = None,
+    before: Callable[[Tracer, tuple[Any, ...]], None] | None = None,
+) -> Callable[..., Any]:
+    """A wrapper emitting ``ApiCall``/``ApiReturn`` around ``original``.
+
+    With ``outermost`` (a thread-local shared by related APIs), calls made while
+    another of them is running are passed straight through.
+    """
+
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        if not tracer.armed or not tracer.recording:
+            return original(*args, **kwargs)
+        if outermost is not None and getattr(outermost, "active", False):
+            return original(*args, **kwargs)
+        try:
+            if before is not None:
+                before(tracer, args)
+            call_id = tracer.begin_call(api, summarize_args(args, kwargs), training_api=False)
+        except Exception as exc:
+            tracer.report_error(f"{api} wrapper", exc)
+            return original(*args, **kwargs)
+        if outermost is not None:
+            outermost.active = True
+        try:
+            value = original(*args, **kwargs)
+        except BaseException as exc:
+            _end(tracer, call_id, api, None, exc)
+            raise
+        finally:
+            if outermost is not None:
+                outermost.active = False
+        result = None
+        if summarize_result is not None:
+            try:
+                result = summarize_result(args, value)
+            except Exception as exc:
+                tracer.report_error(f"{api} result", exc)
+        _end(tracer, call_id, api, result, None)
+        return value
+
+    wrapper.__wrapped__ = original  # type: ignore[attr-defined]
+    return wrapper
+
+
+def _end(
+    tracer: Tracer, call_id: int, api: str, result: ArgValue | None, exc: BaseException | None
+) -> None:
+    try:
+        if tracer.armed:
+            tracer.end_call(call_id, api, result=result, exception=exc)
+    except Exception as error:
+        tracer.report_error(f"{api} wrapper", error)
+
+
+# -- argument summaries ------------------------------------------------------------------
+
+
+def _arg(args: tuple[Any, ...], kwargs: dict[str, Any], index: int, name: str) -> Any:
+    if len(args) > index:
+        return args[index]
+    return kwargs.get(name)
+
+
+def _clip_args(args: tuple[Any, ...], kwargs: dict[str, Any]) -> tuple[ArgValue, ...]:
+    first = "clip_value" if "clip_value" in kwargs else "max_norm"
+    out = [summarize(first, _arg(args, kwargs, 1, first))]
+    if first == "max_norm":
+        out.append(summarize("norm_type", _arg(args, kwargs, 2, "norm_type") or 2.0))
+    return tuple(out)
+
+
+def _tensor_result(args: tuple[Any, ...], value: Any) -> ArgValue | None:
+    return summarize("result", value)
+
+
+def _module_args(args: tuple[Any, ...], kwargs: dict[str, Any]) -> tuple[ArgValue, ...]:
+    return (ArgValue("module", "module", type(args[0]).__name__),)
+
+
+def _train_args(args: tuple[Any, ...], kwargs: dict[str, Any]) -> tuple[ArgValue, ...]:
+    mode = _arg(args, kwargs, 1, "mode")
+    return (*_module_args(args, kwargs), summarize("mode", True if mode is None else mode))
+
+
+def _to_args(args: tuple[Any, ...], kwargs: dict[str, Any]) -> tuple[ArgValue, ...]:
+    out = list(_module_args(args, kwargs))
+    out.extend(summarize(f"arg{i}", value) for i, value in enumerate(args[1:3]))
+    out.extend(summarize(k, kwargs[k]) for k in ("device", "dtype") if k in kwargs)
+    return tuple(out)
+
+
+def _load_state_dict_args(args: tuple[Any, ...], kwargs: dict[str, Any]) -> tuple[ArgValue, ...]:
+    strict = _arg(args, kwargs, 2, "strict")
+    return (*_module_args(args, kwargs), summarize("strict", True if strict is None else strict))
+
+
+def _loader_args(args: tuple[Any, ...], kwargs: dict[str, Any]) -> tuple[ArgValue, ...]:
+    loader = args[0]
+    return (
+        ArgValue("dataset", "other", type(loader.dataset).__name__),
+        summarize("batch_size", loader.batch_size),
+        summarize("num_workers", loader.num_workers),
+        summarize("drop_last", loader.drop_last),
+        ArgValue("sampler", "other", type(loader.sampler).__name__),
+    )
+
+
+# -- epoch ------------------------------------------------------------------------------
+
+
+class _EpochCounter:
+    """``epoch`` = completed passes over the first DataLoader the process iterates.
+
+    Later loaders (validation, test) do not count. Once the user sets ``epoch``
+    with ``traincheck.annotate``, counting stops: the user knows better.
+    """
+
+    def __init__(self) -> None:
+        self.loader_id: int | None = None
+        self.count = -1
+
+
+_epochs = _EpochCounter()
+
+
+def _epoch(tracer: Tracer, args: tuple[Any, ...]) -> None:
+    loader = args[0]
+    if _epochs.loader_id is None:
+        _epochs.loader_id = id(loader)
+    if id(loader) != _epochs.loader_id:
+        return
+    current = tracer.meta.annotations.get("epoch")
+    if _epochs.count >= 0 and current != _epochs.count:
+        return
+    _epochs.count += 1
+    tracer.meta.set_annotation("epoch", _epochs.count)
+
+
+# -- schedulers, collectives, autocast ---------------------------------------------------
+
+
+def _wrap_schedulers(wrap: _Wrapping) -> None:
+    """One canonical API for every scheduler class that defines its own ``step``."""
+    schedulers = torch.optim.lr_scheduler
+    base = getattr(schedulers, "LRScheduler", None) or schedulers._LRScheduler
+    outermost = threading.local()
+    for cls in {base, *(c for c in vars(schedulers).values() if _is_scheduler(c, base))}:
+        if "step" in cls.__dict__:
+            wrap.method(
+                cls, "step", SCHEDULER_STEP, _scheduler_args, _scheduler_result, outermost=outermost
+            )
+
+
+def _is_scheduler(candidate: object, base: type) -> bool:
+    return isinstance(candidate, type) and (
+        issubclass(candidate, base) or candidate.__name__ == "ReduceLROnPlateau"
+    )
+
+
+def _scheduler_args(args: tuple[Any, ...], kwargs: dict[str, Any]) -> tuple[ArgValue, ...]:
+    return (ArgValue("scheduler", "scheduler", type(args[0]).__name__),)
+
+
+def _scheduler_result(args: tuple[Any, ...], value: Any) -> ArgValue | None:
+    """The learning rate of the first param group after the step."""
+    optimizer = getattr(args[0], "optimizer", None)
+    groups = getattr(optimizer, "param_groups", None)
+    if not groups:
+        return None
+    lr = groups[0].get("lr")
+    return summarize("lr", lr) if isinstance(lr, (int, float)) else None
+
+
+def _wrap_collectives(wrap: _Wrapping) -> None:
+    import torch.distributed as dist
+
+    if not dist.is_available():
+        return
+    from torch.distributed import distributed_c10d
+
+    for name in COLLECTIVES:
+        api = f"torch.distributed.{name}"
+        if wrap.tracer.plan.traces(api):
+            wrap.functions((dist, distributed_c10d), name, api, _collective_args)
+
+
+def _collective_args(args: tuple[Any, ...], kwargs: dict[str, Any]) -> tuple[ArgValue, ...]:
+    out = []
+    first = args[0] if args else kwargs.get("tensor")
+    if first is not None:
+        out.append(summarize("tensor", first))
+    op = kwargs.get("op")
+    if op is None and len(args) > 1 and not isinstance(args[1], (torch.Tensor, int, list)):
+        op = args[1]
+    if op is not None:
+        out.append(ArgValue("op", "str", str(op)))
+    out.append(summarize("async_op", bool(kwargs.get("async_op", False))))
+    return tuple(out)
+
+
+def _wrap_autocast(hooks: TorchHooks) -> None:
+    """``autocast`` meta-variable: set on entering a context, restored on leaving it."""
+    cls = torch.amp.autocast_mode.autocast
+    tracer = hooks.tracer
+    local = threading.local()
+    enter, exit_ = cls.__dict__["__enter__"], cls.__dict__["__exit__"]
+
+    def __enter__(self: Any) -> Any:
+        value = enter(self)
+        try:
+            if tracer.armed:
+                dtype = str(self.fast_dtype) if getattr(self, "_enabled", True) else None
+                stack = local.__dict__.setdefault("stack", [])
+                stack.append(tracer.meta.annotations.get(AUTOCAST_META))
+                tracer.meta.set_annotation(AUTOCAST_META, dtype)
+        except Exception as exc:
+            tracer.report_error("autocast enter", exc)
+        return value
+
+    def __exit__(self: Any, *exc_info: Any) -> Any:
+        value = exit_(self, *exc_info)
+        try:
+            stack = local.__dict__.get("stack")
+            if tracer.armed and stack:
+                tracer.meta.set_annotation(AUTOCAST_META, stack.pop())
+        except Exception as exc:
+            tracer.report_error("autocast exit", exc)
+        return value
+
+    hooks.patch(cls, "__enter__", __enter__)
+    hooks.patch(cls, "__exit__", __exit__)
