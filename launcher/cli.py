@@ -115,7 +115,10 @@ def run_job(settings: RunSettings, run_dir: RunDirectory, sidecar: SidecarProces
         job = spawn_job(settings.command, env)
         forwarder.attach(job.pid)
         stop_marker = violation_marker(settings) if settings.on_violation == "stop" else None
-        return wait_for_job(job, sidecar, stop_marker)
+        returncode = wait_for_job(job, sidecar, stop_marker)
+        # A job we SIGKILLed on the user's second Ctrl-C was interrupted, not crashed:
+        # report it like Ctrl-C (130), as a shell would.
+        return -signal.SIGINT if forwarder.killed_on_interrupt else returncode
     finally:
         forwarder.uninstall()
 

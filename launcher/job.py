@@ -64,6 +64,11 @@ class SignalForwarder:
         self._interrupts = 0
         self._previous: dict[int, object] = {}
 
+    @property
+    def killed_on_interrupt(self) -> bool:
+        """True once a second Ctrl-C made us SIGKILL the job: the run ends as interrupted."""
+        return self._interrupts >= 2
+
     def install(self) -> None:
         for signum in FORWARDED_SIGNALS:
             self._previous[signum] = signal.signal(signum, self._handle)
