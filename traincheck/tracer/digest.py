@@ -9,6 +9,14 @@ host. The two schemes give different numbers for the same content: digests are
 comparable between tensors on the same kind of device, which is what the
 checks compare (pre/post of one step, one parameter across ranks).
 
+Digests are computed here, in the training process, at every tensor size. The
+alternative -- copy the tensor into a shared-memory segment and let the sidecar
+hash it outside our GIL -- was measured (``scripts/bench/digest_paths.py``,
+BENCHMARKS.md "Shared-memory digests"): the copy alone costs the training thread
+as much as the xxh3 pass below 1 MiB and 1.6-2.5x more above it, because xxh3
+reads memory at close to copy speed and a copy also has to write it. So no
+segment is ever created and there is nothing to clean up after a crash.
+
 Nothing here draws random numbers, records autograd history or writes to a
 tensor: tracing must never change what the training computes.
 """
