@@ -139,9 +139,11 @@ class CallTracker:
             record = proc.open_calls.get(event.call_id)
             if record is not None and event.phase in ("pre", "post"):
                 getattr(record, event.phase)[event.var_name] = event
-        elif isinstance(event, MetaChange):
-            if event.key not in ("step", "stage") and dtype_of(event.value) is not None:
+        elif isinstance(event, MetaChange) and event.key not in ("step", "stage"):
+            if dtype_of(event.value) is not None:
                 proc.meta[event.key] = event.value
+            else:  # unset (an autocast context left): the meta-variable no longer exists
+                proc.meta.pop(event.key, None)
         elif isinstance(event, (RunStart, RunEnd)):
             self._processes[stored.pid] = _Process(stored.rank)
         return None

@@ -20,6 +20,7 @@ from traincheck.sidecar.invariants import dump_invariants
 from traincheck.sidecar.preconditions import TOO_SPECIFIC, UNSEPARABLE
 from traincheck.sidecar.relations.base import (
     DEFAULT_PRECOND_SAMPLING_THRESHOLD,
+    IMPLIED,
     MIN_POSITIVE_EXAMPLES,
     TOO_FEW_POSITIVES,
     InferSettings,
@@ -169,6 +170,7 @@ SHORT_REASONS = {
     TOO_FEW_POSITIVES: "too few positives",
     UNSEPARABLE: "counter-examples",
     TOO_SPECIFIC: "too specific",
+    IMPLIED: "implied",
 }
 """Column words for the rejection reasons (``--debug`` writes the full text)."""
 
@@ -193,6 +195,7 @@ def _print_summary(result: InferResult, traces: list[Trace], output: Path) -> No
             "  (too few positives: under "
             f"{MIN_POSITIVE_EXAMPLES} examples; counter-examples: no precondition explains "
             "the negative examples; too specific: the precondition would rest on too few; "
+            "implied: a stronger invariant says it already; "
             "--debug lists each)"
         )
 

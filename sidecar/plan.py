@@ -66,6 +66,7 @@ def tracing_plan(
     """The tracer's plan for checking ``invariants``: their APIs and variables only."""
     section = instrumentation_for(invariants)
     attrs = {v["attr_name"] for v in section["variables"]}
+    digests = any(_needs_input_digest(param) for inv in invariants for param in inv.params)
     return TracingPlan(
         apis=frozenset(section["apis"]),
         param_digests="data" in attrs,
@@ -74,7 +75,13 @@ def tracing_plan(
         models_to_track=models_to_track,
         sampling_interval=sampling_interval,
         warm_up_steps=warm_up_steps,
+        input_digests=digests,
     )
+
+
+def _needs_input_digest(param: object) -> bool:
+    """DistinctArgument invariants compare content digests of a call's input."""
+    return isinstance(param, ValueParam) and param.role == "input" and param.prop == "digest"
 
 
 def untraceable_apis(invariants: InvariantSet, modules_to_instr: tuple[str, ...] = ()) -> list[str]:
@@ -126,6 +133,8 @@ def _missing_input(invariant: Invariant, plan: TracingPlan) -> str | None:
                 return "gradient states were not traced (selective plan)"
             if isinstance(param, VarNameParam) and not plan.tracks(param.var_name):
                 return f"{param.var_name} is outside --models-to-track"
+        elif _needs_input_digest(param) and not plan.input_digests:
+            return "input digests were not traced (selective plan)"
     return None
 
 

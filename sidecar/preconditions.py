@@ -16,6 +16,11 @@ Run-specific identities (pid, thread, timestamps, call ids, digests) are never
 properties: a clause on them could not transfer to another run, which is the flaw
 the published tool has (it can emit clauses on pid and tid).
 
+Examples made of two records (two ranks' n-th calls, a call and the previous
+one) also carry *pair* properties, ``~<prop>`` = ``consistent`` or ``unequal``,
+saying whether the two records agree on ``<prop>``: these give the seed's
+``consistent`` and ``unequal`` clauses (built by :func:`pair_props`).
+
 A precondition is a DNF (an OR of ANDs of clauses), optionally ``inverted`` (NOT
 of the whole OR, e.g. ``NOT(step == 0 OR stage == init)``). ``None`` stands for
 "Unconditional".
@@ -53,6 +58,9 @@ PROP_PREFIXES: tuple[str, ...] = ("meta_vars.", "args.")
 ARG_CLAUSE_DTYPES: frozenset[str] = frozenset({"bool", "str"})
 ALWAYS_PRESENT: frozenset[str] = frozenset({"meta_vars.step", "meta_vars.stage"})
 MIN_DISJUNCT_SUPPORT = 2
+PAIR_PREFIX = "~"
+"""Marks a pair property: ``~meta_vars.stage`` = ``consistent:str`` or ``unequal:str``."""
+PAIR_KINDS = ("consistent", "unequal")
 MAX_CONJUNCT_CLAUSES = 2
 
 _COUNTER_NONZERO = "<nonzero>"
@@ -83,6 +91,22 @@ def example_props(
     for arg in args:
         if dtype_of(arg.value) in ARG_CLAUSE_DTYPES:
             props[f"args.{arg.name}"] = arg.value
+    return props
+
+
+def pair_props(current: Props, other: Props) -> dict[str, Scalar]:
+    """The properties of a two-record example: ``current``'s, plus one pair property for
+    every property both records have with the same dtype (equal: ``consistent``,
+    else ``unequal``). Integer counters compare by value (same step or not)."""
+    props: dict[str, Scalar] = dict(current)
+    for prop, value in current.items():
+        if prop.startswith(PAIR_PREFIX) or prop not in other:
+            continue
+        dtype = dtype_of(value)
+        if dtype is None or dtype != dtype_of(other[prop]):
+            continue
+        kind = "consistent" if value == other[prop] else "unequal"
+        props[PAIR_PREFIX + prop] = f"{kind}:{dtype}"
     return props
 
 
@@ -121,9 +145,9 @@ def _item_sort_key(item: tuple[str, str, Scalar]) -> tuple[str, str, str]:
 class Clause:
     """One condition on one property. ``values`` is only used by ``constant``.
 
-    On a single record ``consistent`` and ``unequal`` reduce to "present": they
-    compare values across the records of a multi-record example, and every example
-    of the current relations is one record.
+    ``consistent`` and ``unequal`` compare the records of a two-record example (its
+    pair property, see :func:`pair_props`); on a single record they reduce to
+    "present" (one record agrees with itself and is distinct from no other).
     """
 
     type: ClauseType
@@ -136,6 +160,9 @@ class Clause:
         dtype = dtype_of(value)
         if dtype is None:
             return False
+        if self.type in PAIR_KINDS:
+            pair = props.get(PAIR_PREFIX + self.prop_name)
+            return pair is None or str(pair).partition(":")[0] == self.type
         if self.type != "constant":
             return True
         if dtype == self.prop_dtype:
@@ -146,6 +173,10 @@ class Clause:
 
     def describe(self) -> str:
         name = self.prop_name.removeprefix("meta_vars.")
+        if self.type == "consistent":
+            return f"{name} is the same in both records"
+        if self.type == "unequal":
+            return f"{name} differs between the records"
         if self.type != "constant":
             return f"{name} is set"
         if len(self.values) == 1:
@@ -195,7 +226,8 @@ def holds(precondition: Precondition | None, props: Props) -> bool:
 # --------------------------------------------------------------------------- deduction
 
 Atom = tuple[str, str, str, Scalar]
-"""(kind, prop, dtype, value): kind ``constant`` or ``exist`` (dtype/value unused)."""
+"""(kind, prop, dtype, value): kind ``constant``, ``exist`` (dtype/value unused),
+``consistent`` or ``unequal`` (value unused)."""
 
 
 @dataclass(frozen=True)
@@ -252,6 +284,11 @@ def _views(examples: Mapping[FeatureKey, int]) -> list[tuple[frozenset[Atom], in
 
 def _atoms(key: FeatureKey) -> Iterable[Atom]:
     for prop, dtype, value in key:
+        if prop.startswith(PAIR_PREFIX):
+            kind, _, value_dtype = str(value).partition(":")
+            if kind in PAIR_KINDS and value_dtype in CLAUSE_DTYPES:
+                yield (kind, prop.removeprefix(PAIR_PREFIX), value_dtype, "")
+            continue
         if value != _COUNTER_NONZERO:
             yield ("constant", prop, dtype, value)
         if prop not in ALWAYS_PRESENT:
@@ -345,6 +382,8 @@ def _clause(atom: Atom) -> Clause:
     kind, prop, dtype, value = atom
     if kind == "constant":
         return Clause("constant", prop, dtype, (value,))
+    if kind in PAIR_KINDS:
+        return Clause(kind, prop, dtype, ())  # type: ignore[arg-type]
     return Clause("exist", prop, "any", ())
 
 

@@ -28,6 +28,9 @@ MIN_POSITIVE_EXAMPLES = 3
 
 TOO_FEW_POSITIVES = f"fewer than {MIN_POSITIVE_EXAMPLES} positive examples"
 
+IMPLIED = "implied by a stronger invariant that was kept"
+"""A hypothesis that held but says less than another invariant of its relation."""
+
 
 @dataclass
 class Examples:

@@ -6,8 +6,10 @@ from traincheck.sidecar.relations.api_contain import APIContainRelation
 from traincheck.sidecar.relations.base import Relation
 from traincheck.sidecar.relations.consistency import ConsistencyRelation
 from traincheck.sidecar.relations.consistent_input import ConsistentInputRelation
+from traincheck.sidecar.relations.consistent_input_output import ConsistentInputOutputRelation
 from traincheck.sidecar.relations.consistent_output import ConsistentOutputRelation
 from traincheck.sidecar.relations.cover import FunctionCoverRelation
+from traincheck.sidecar.relations.distinct_argument import DistinctArgumentRelation
 from traincheck.sidecar.relations.lead import FunctionLeadRelation
 from traincheck.sidecar.relations.single_update import SingleUpdateRelation
 from traincheck.sidecar.relations.state_at_call import StateAtCallRelation
@@ -19,7 +21,9 @@ _RELATIONS: dict[str, Relation] = {
         APIContainRelation(),
         ConsistencyRelation(),
         ConsistentInputRelation(),
+        ConsistentInputOutputRelation(),
         ConsistentOutputRelation(),
+        DistinctArgumentRelation(),
         FunctionCoverRelation(),
         FunctionLeadRelation(),
         SingleUpdateRelation(),

@@ -17,20 +17,23 @@ changes ``data`` of some type, against every outermost R called often enough.
 
 from __future__ import annotations
 
+import json
 from collections import Counter, defaultdict
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 from traincheck.sidecar.calls import DATA_POST, DATA_PRE, CallRecord, CallStart, Signal
-from traincheck.sidecar.invariants import APIParam, Param, VarTypeParam
+from traincheck.sidecar.invariants import APIParam, Invariant, Param, VarTypeParam
 from traincheck.sidecar.preconditions import FeatureKey, feature_key, holds
 from traincheck.sidecar.relations.base import (
     DEFAULT_SETTINGS,
+    IMPLIED,
     Collector,
     Examples,
     InferOutcome,
     InferSettings,
     InvariantResult,
+    Rejection,
     Relation,
     RelationChecker,
     decide,
@@ -143,6 +146,7 @@ class SingleUpdateRelation(Relation):
                     APIParam(reset),
                 )
                 decide(self, params, examples, outcome)
+        _keep_strongest(self, outcome, collector.calls)
         return outcome
 
     def new_checker(self, results: Sequence[InvariantResult]) -> RelationChecker:
@@ -165,6 +169,42 @@ class SingleUpdateRelation(Relation):
             f"each {var.var_type}.{var.attr_name} is changed by at most one "
             f"{api.api_full_name} between two {reset.api_full_name} calls"
         )
+
+
+def _keep_strongest(relation: Relation, outcome: InferOutcome, calls: Counter[str]) -> None:
+    """Of the invariants on one (U, type, precondition), keep the one with the rarest R.
+
+    With one backward, one forward and one zero_grad per iteration the three
+    invariants "at most one U between two R" say the same thing three times, and
+    a double update would fire all three. The rarest R makes the widest windows,
+    so its invariant is the strongest (under gradient accumulation, zero_grad
+    rather than backward); ties go to the API name, so the choice is deterministic.
+    The others are recorded as rejections, implied by the one kept.
+    """
+    best: dict[tuple[str, str], Invariant] = {}
+    for inv in outcome.invariants:
+        group = (json.dumps([p.to_json() for p in inv.params[:2]]), repr(inv.precondition))
+        if group not in best or _strength(inv, calls) < _strength(best[group], calls):
+            best[group] = inv
+    kept = set(map(id, best.values()))
+    for inv in outcome.invariants:
+        if id(inv) not in kept:
+            outcome.rejections.append(
+                Rejection(
+                    relation.name,
+                    inv.text_description,
+                    IMPLIED,
+                    inv.num_positive_examples,
+                    inv.num_negative_examples,
+                )
+            )
+    outcome.invariants = [inv for inv in outcome.invariants if id(inv) in kept]
+
+
+def _strength(inv: Invariant, calls: Counter[str]) -> tuple[int, str]:
+    reset = inv.params[2]
+    assert isinstance(reset, APIParam)
+    return (calls[reset.api_full_name], reset.api_full_name)
 
 
 class _SingleUpdateChecker(RelationChecker):

@@ -21,6 +21,7 @@ CASES = {
     "eval_mode_left_on": "ConsistentInputRelation",
     "autocast_not_applied": "ConsistentOutputRelation",
     "ddp_replicas_drift": "ConsistencyRelation",
+    "ddp_same_batches": "DistinctArgumentRelation",
 }
 TRIGGER_STEPS = {
     pair["name"]: pair["trigger_step"]

@@ -67,6 +67,13 @@ class LoopSpec:
     """After the first eval phase, training forwards run with ``training=False``."""
     forward_dtype: str = "torch.float32"
     """dtype of the forward result (``torch.bfloat16`` under autocast)."""
+    batches: str | None = None
+    """The forward's ``input`` argument with a content digest: None (no input recorded),
+    ``sharded`` (each rank and step its own batch), ``same_on_all_ranks`` (no
+    DistributedSampler) or ``repeated`` (one batch fed at every step)."""
+    data_seed: int = 7
+    autocast_every: int = 0
+    """Every this many steps, the forward runs under autocast (bfloat16 result)."""
 
 
 @dataclass
@@ -186,11 +193,30 @@ def _zero_grad(st: _State, names: list[str]) -> Iterator[Event]:
 
 
 def _forward(st: _State, training: bool) -> Iterator[Event]:
-    args = (ArgValue("module", "module", "Net"), ArgValue("training", "bool", training))
+    spec = st.spec
+    args: tuple[ArgValue, ...] = (
+        ArgValue("module", "module", "Net"),
+        ArgValue("training", "bool", training),
+    )
+    if spec.batches is not None:
+        args += (ArgValue("input", "tensor", _batch_digest(st), (32, 784), "torch.float32", "cpu"),)
+    autocast = bool(spec.autocast_every) and st.step % spec.autocast_every == 0
+    if autocast:
+        yield MetaChange(st.tick(), spec.thread, "autocast", "torch.bfloat16", st.step, st.stage)  # type: ignore[arg-type]
     call = _call(st, FORWARD, args)
     yield call
-    dtype = st.spec.forward_dtype
+    dtype = "torch.bfloat16" if autocast else spec.forward_dtype
     yield _ret(st, call, ArgValue("return", "tensor", None, (32, 10), dtype, "cpu", True))
+    if autocast:
+        yield MetaChange(st.tick(), spec.thread, "autocast", None, st.step, st.stage)  # type: ignore[arg-type]
+
+
+def _batch_digest(st: _State) -> int:
+    """A content digest of the batch: equal exactly when two calls saw the same data."""
+    spec = st.spec
+    rank = spec.rank if spec.batches == "sharded" else 0
+    step = 0 if spec.batches == "repeated" else st.step
+    return random.Random(f"{spec.data_seed}/{rank}/{step}/{st.stage}").getrandbits(63)
 
 
 def _backward(st: _State, names: list[str]) -> Iterator[Event]:

@@ -32,7 +32,12 @@ from traincheck.tracer.catalogue import (
 )
 from traincheck.tracer.models import ModelRegistry
 from traincheck.tracer.runtime import Tracer, log
-from traincheck.tracer.summaries import module_call_args, optimizer_args, summarize
+from traincheck.tracer.summaries import (
+    module_call_args,
+    module_input_arg,
+    optimizer_args,
+    summarize,
+)
 
 NamedParams = list[tuple[str, torch.Tensor]]
 
@@ -229,7 +234,10 @@ class TorchHooks:
             return
         try:
             self.registry.observe_root_call(module)
-            call_id = tracer.begin_call(MODULE_CALL, module_call_args(module))
+            call_args = module_call_args(module) + module_input_arg(
+                args, with_digest=tracer.plan.input_digests
+            )
+            call_id = tracer.begin_call(MODULE_CALL, call_args)
             buffers = self._module_buffers(module)
             if buffers:
                 tracer.record_params(call_id, "pre", buffers, with_digest=True)

@@ -37,6 +37,9 @@ class TracingPlan:
     (``Net`` or ``Net.fc1``) to record state for (None: every model found).
     ``sampling_interval`` / ``warm_up_steps``: record every step until
     ``warm_up_steps``, then every ``sampling_interval``-th step.
+    ``input_digests``: whether the batch fed to an outermost module call carries a
+    content digest (about 12 us per forward pass on a 64x784 batch; only
+    DistinctArgument invariants need it, so a selective plan turns it off otherwise).
     """
 
     apis: frozenset[str] | None = None
@@ -46,6 +49,7 @@ class TracingPlan:
     models_to_track: tuple[str, ...] | None = None
     sampling_interval: int = 1
     warm_up_steps: int = 0
+    input_digests: bool = True
 
     def traces(self, api: str) -> bool:
         """Whether events of ``api`` are wanted."""
@@ -80,6 +84,7 @@ class TracingPlan:
             ),
             "sampling_interval": self.sampling_interval,
             "warm_up_steps": self.warm_up_steps,
+            "input_digests": self.input_digests,
         }
 
 
@@ -99,6 +104,7 @@ def plan_from_json(data: Any) -> TracingPlan:
         models_to_track=tuple(models) if models is not None else None,
         sampling_interval=_positive_int(data, "sampling_interval", 1),
         warm_up_steps=_positive_int(data, "warm_up_steps", 0, minimum=0),
+        input_digests=_bool(data, "input_digests", True),
     )
 
 
