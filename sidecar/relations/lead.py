@@ -1,8 +1,11 @@
 """FunctionLeadRelation: after each A, a B is called before the next A.
 
-An A whose window is still open when the stream ends is judged by
-``finish()`` ("the run ended first"). Examples are A's outermost calls (their
-after-windows); the precondition is evaluated on that A call.
+Examples are A's outermost calls (their after-windows); the precondition is
+evaluated on that A call. The window after the *last* A of a run is censored: a
+run can stop anywhere (a shorter run, a killed job, validation at other steps),
+so when the stream ends before a B that window counts neither as a violation
+when checking nor as a counter-example when inferring; with a B in it, it is a
+positive example like any other.
 """
 
 from __future__ import annotations
@@ -49,6 +52,9 @@ class FunctionLeadRelation(Relation):
             for (api, key, window), count in collector.after.items():
                 if api == a:
                     (examples.positives if b in window else examples.negatives)[key] += count
+            for (api, key, window), count in collector.after_final.items():
+                if api == a and b in window:
+                    examples.positives[key] += count
             decide(self, (APIParam(a), APIParam(b)), examples, outcome)
         return outcome
 
@@ -82,14 +88,18 @@ class _LeadChecker(RelationChecker):
         return violations
 
     def finish(self) -> list[Violation]:
-        violations = []
+        """Credit the censored last windows that saw their B; never blame the others."""
         for _, order in sorted(self._threads.items()):
             for a in sorted(order.last_start):
-                violations += self._judge(order, a, next_call=None)
-        return violations
+                self._judge(order, a, next_call=None)
+        return []
 
     def _judge(self, order: ThreadOrder, a: str, next_call: CallStart | None) -> list[Violation]:
-        """Judge the window after the last ``a`` call, which ``next_call`` (or the end) closes."""
+        """Judge the window after the last ``a`` call, which ``next_call`` (or the end) closes.
+
+        At the end of the stream (``next_call`` None) a window without B is censored:
+        neither passed nor violated.
+        """
         previous = order.last_start.get(a)
         if previous is None:
             return []
@@ -99,7 +109,7 @@ class _LeadChecker(RelationChecker):
                 continue
             if order.called_since(a, b):
                 result.record_pass()
-            else:
+            elif next_call is not None:
                 violations.append(
                     result.record_violation(_violation(result, b, previous, next_call))
                 )
@@ -107,14 +117,11 @@ class _LeadChecker(RelationChecker):
 
 
 def _violation(
-    result: InvariantResult, b: str, previous: CallStart, next_call: CallStart | None
+    result: InvariantResult, b: str, previous: CallStart, next_call: CallStart
 ) -> Violation:
     inv, a, ev = result.invariant, previous.api, previous.event
-    if next_call is None:
-        until, events = "before the run ended", (ev,)
-    else:
-        until = f"before the next {a} (step {next_call.event.step})"
-        events = (ev, next_call.event)
+    until = f"before the next {a} (step {next_call.event.step})"
+    events = (ev, next_call.event)
     return Violation(
         invariant_id=inv.id,
         relation=inv.relation,

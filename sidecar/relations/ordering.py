@@ -75,6 +75,9 @@ class WindowCollector:
 
     before: Counter[tuple[str, FeatureKey, frozenset[str]]] = field(default_factory=Counter)
     after: Counter[tuple[str, FeatureKey, frozenset[str]]] = field(default_factory=Counter)
+    after_final: Counter[tuple[str, FeatureKey, frozenset[str]]] = field(default_factory=Counter)
+    """After-windows still open when a trace ended: censored, so they can confirm a
+    lead (B was called) but never refute one (the run may simply have stopped)."""
     calls: Counter[str] = field(default_factory=Counter)
     _threads: dict[tuple[int, int], ThreadOrder] = field(default_factory=dict)
     _keys: dict[tuple[tuple[int, int], str], FeatureKey] = field(default_factory=dict)
@@ -102,7 +105,7 @@ class WindowCollector:
         for thread_key, order in sorted(self._threads.items()):
             for api in sorted(order.last_index):
                 key = self._keys[(thread_key, api)]
-                self.after[(api, key, order.window_since(api))] += 1
+                self.after_final[(api, key, order.window_since(api))] += 1
         self._threads.clear()
         self._keys.clear()
 

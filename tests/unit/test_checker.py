@@ -80,7 +80,9 @@ def test_occurrences_are_numbered(invariants) -> None:
     assert result.violated == len(by_inv[violations[0].invariant_id])
 
 
-def test_lead_unresolved_at_finish_is_a_violation(invariants) -> None:
+def test_lead_window_left_open_by_the_end_of_the_run_is_censored(invariants) -> None:
+    """A run may stop anywhere: an A whose B never came because the stream ended is
+    neither a violation nor a pass (healthy runs stopped at other points must not alarm)."""
     events = stored_events(LoopSpec(steps=5, seed=8))
     # Cut the stream right after the last zero_grad returned: its step never came.
     last_zero_ret = max(
@@ -89,9 +91,9 @@ def test_lead_unresolved_at_finish_is_a_violation(invariants) -> None:
     checker = Checker(invariants)
     live = [v for e in events[: last_zero_ret + 1] for v in checker.feed(e)]
     assert live == []
-    at_end = checker.finish()
-    assert any(v.relation == "FunctionLeadRelation" and v.step == 4 for v in at_end)
     assert checker.finish() == []
+    leads = [r for r in checker.results() if r.invariant.relation == "FunctionLeadRelation"]
+    assert leads and all(r.violated == 0 for r in leads)
 
 
 def test_live_feed_equals_offline_replay_with_interleaved_ranks(invariants, tmp_path) -> None:

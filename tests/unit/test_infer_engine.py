@@ -40,8 +40,9 @@ def test_ordering_invariants_of_a_healthy_loop(healthy_result) -> None:
     assert cover.relation == "FunctionCoverRelation" and cover.precondition is None
     lead = texts[f"every {ZERO_GRAD} is followed by {STEP} before the next {ZERO_GRAD}"]
     assert lead.relation == "FunctionLeadRelation"
-    # The last step of a run is never followed by anything: no Lead(step, ...).
-    assert not [t for t in texts if t.startswith(f"every {STEP} is followed")]
+    # The last step of a run is followed by nothing, but that window is censored (the
+    # run just stopped), so it does not refute "every step is followed by zero_grad".
+    assert f"every {STEP} is followed by {ZERO_GRAD} before the next {STEP}" in texts
     # Nested calls take no part in ordering invariants.
     assert not [t for t in texts if "torch.autograd.backward is called" in t]
 
