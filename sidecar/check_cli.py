@@ -5,7 +5,8 @@ It replays the stored events, in stored order, through the same
 and live results cannot differ; alerts go through the same
 :class:`~traincheck.sidecar.alert_sink.AlertSink` (grouped, root cause first,
 each invariant once with its count). ``--follow`` checks a trace that a sidecar
-is still writing and ends when the run ends.
+is still writing and ends when the run ends; ``traincheck-onlinecheck`` is the
+same command with ``--follow`` implied.
 
 Result files (``failed.log`` ... ``report.html``) go to ``-o``, by default a
 timestamped folder beside the trace. Exit code: 1 when violations were found, 0
@@ -71,6 +72,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         print(f"{PROG}: interrupted", file=sys.stderr)
         return 130
+
+
+def online_main(argv: Sequence[str] | None = None) -> int:
+    """``traincheck-onlinecheck``: the seeds' name for the semi-online mode, i.e.
+    ``traincheck-check --follow`` (one code path, so the two cannot drift apart)."""
+    args = list(sys.argv[1:] if argv is None else argv)
+    if "--follow" not in args:
+        args.append("--follow")
+    return main(args)
 
 
 def _run(args: argparse.Namespace) -> int:

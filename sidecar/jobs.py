@@ -60,8 +60,11 @@ def is_live(entry: RegistryEntry) -> bool:
         process = psutil.Process(entry.pid)
         started = process.create_time()
         zombie = process.status() == psutil.STATUS_ZOMBIE
+        cmdline = process.cmdline() if entry.cmdline and not zombie else None
     except (psutil.NoSuchProcess, psutil.AccessDenied):
         return False
+    if cmdline is not None and cmdline[1:] != entry.cmdline[1:]:
+        return False  # same pid, another program: the process exec'd (e.g. into torchrun)
     return not zombie and started <= entry.started_wall_s + PID_START_SLACK_S
 
 

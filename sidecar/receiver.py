@@ -20,6 +20,7 @@ import socket as socketlib
 import stat
 from collections.abc import Iterator
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import zmq
@@ -32,6 +33,14 @@ RECEIVE_HWM = 10_000
 
 Large enough to absorb a burst while a slow checker catches up; producers send
 with NOBLOCK, so back-pressure becomes counted drops on their side, never a stall."""
+
+MAX_GAPS_KEPT = 4096
+"""Sequence gaps remembered per producer (to match against the tracer's evictions)."""
+
+EXIT_COUNTERS_GLOB = "tracer-*.json"
+"""The counters file each traced process writes in its trace directory at exit."""
+
+MAX_COUNTERS_FILE_BYTES = 1 << 20
 
 MAX_REJECT_REASONS = 5
 """How many distinct rejection reasons are kept verbatim for the summary."""
@@ -165,6 +174,8 @@ class ProducerLedger:
     run_start: bool = False
     run_end: bool = False
     end_reason: str | None = None
+    gaps: list[tuple[int, int]] = field(default_factory=list)
+    """``(first, last)`` batch numbers never received, oldest first (bounded)."""
 
     def as_dict(self) -> dict[str, Any]:
         return {
@@ -230,7 +241,10 @@ class IntakeLedger:
         producer.events += len(batch.events)
         producer.events_dropped = max(producer.events_dropped, batch.dropped_events)
         if batch.seq > producer.last_seq:
-            producer.batches_missing += batch.seq - producer.last_seq - 1
+            if batch.seq > producer.last_seq + 1:
+                producer.batches_missing += batch.seq - producer.last_seq - 1
+                if len(producer.gaps) < MAX_GAPS_KEPT:
+                    producer.gaps.append((producer.last_seq + 1, batch.seq - 1))
             producer.last_seq = batch.seq
         else:
             producer.batches_out_of_order += 1
@@ -243,6 +257,28 @@ class IntakeLedger:
                 producer.end_reason = event.reason
                 producer.events_dropped = max(producer.events_dropped, event.events_dropped)
                 producer.batches_dropped = max(producer.batches_dropped, event.batches_dropped)
+
+    def adopt_exit_counters(self, counters: dict[int, dict[str, Any]]) -> None:
+        """Take in the counters files the traced processes wrote at exit.
+
+        * A process that wrote one ended normally, even if its ``RunEnd`` never
+          reached us (a job that finished before ``traincheck-attach`` connected):
+          it is finished, not killed.
+        * Batches the tracer evicted from its backlog are counted there as dropped;
+          the sequence gaps they left are not counted again as missing, so every
+          lost batch is counted once.
+        """
+        for pid, values in counters.items():
+            producer = self.producers.get(pid)
+            if producer is None:
+                continue
+            if not producer.run_end:
+                producer.run_end = True
+                producer.end_reason = "exit (counters file; RunEnd not received)"
+            producer.events_dropped = max(producer.events_dropped, values["events_dropped"])
+            producer.batches_dropped = max(producer.batches_dropped, values["batches_dropped"])
+            explained = _overlap(producer.gaps, values["evicted_seq_ranges"])
+            producer.batches_missing = max(0, producer.batches_missing - explained)
 
     def unfinished(self) -> Iterator[ProducerLedger]:
         """Producers that sent RunStart but not (yet) RunEnd."""
@@ -268,6 +304,57 @@ class IntakeLedger:
     @property
     def batches_missing(self) -> int:
         return sum(p.batches_missing for p in self.producers.values())
+
+
+def read_exit_counters(trace_dir: Path) -> dict[int, dict[str, Any]]:
+    """``tracer-<pid>.json`` files of ``trace_dir`` by pid, validated (JSON only, bounded
+    size, integer counters); unreadable or malformed files are skipped."""
+    counters: dict[int, dict[str, Any]] = {}
+    try:
+        paths = sorted(trace_dir.glob(EXIT_COUNTERS_GLOB))
+    except OSError:
+        return counters
+    for path in paths:
+        try:
+            with open(path, "rb") as handle:
+                raw = handle.read(MAX_COUNTERS_FILE_BYTES + 1)
+            if len(raw) > MAX_COUNTERS_FILE_BYTES:
+                continue
+            values = _valid_counters(json.loads(raw))
+        except (OSError, ValueError, RecursionError):
+            continue
+        if values is not None:
+            counters[values["pid"]] = values
+    return counters
+
+
+def _valid_counters(data: Any) -> dict[str, Any] | None:
+    if not isinstance(data, dict):
+        return None
+    values: dict[str, Any] = {}
+    for key in ("pid", "events_dropped", "batches_dropped"):
+        value = data.get(key, 0)
+        if not isinstance(value, int) or isinstance(value, bool) or value < 0:
+            return None
+        values[key] = value
+    ranges = data.get("evicted_seq_ranges", [])
+    if not isinstance(ranges, list):
+        return None
+    values["evicted_seq_ranges"] = [
+        (r[0], r[1])
+        for r in ranges
+        if isinstance(r, list) and len(r) == 2 and all(type(x) is int for x in r) and r[0] <= r[1]
+    ]
+    return values if values["pid"] > 0 else None
+
+
+def _overlap(gaps: list[tuple[int, int]], ranges: list[tuple[int, int]]) -> int:
+    """How many batch numbers lie both in a gap and in an evicted range."""
+    total = 0
+    for gap_first, gap_last in gaps:
+        for first, last in ranges:
+            total += max(0, min(gap_last, last) - max(gap_first, first) + 1)
+    return total
 
 
 def _pid_alive(pid: int) -> bool:

@@ -26,7 +26,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from traincheck.sidecar.receiver import IntakeLedger, Receiver, remove_marker, write_marker
+from traincheck.sidecar.receiver import (
+    IntakeLedger,
+    Receiver,
+    read_exit_counters,
+    remove_marker,
+    write_marker,
+)
 from traincheck.sidecar.store import StoredEvent, TraceWriter, write_manifest
 
 from traincheck.errors import InvariantsFileError
@@ -97,6 +103,12 @@ class LiveCheck:
     def feed(self, stored: StoredEvent) -> None:
         if self._checker is not None:
             self._report(lambda: self._checker.feed(stored))
+
+    def pump(self) -> None:
+        """Print alerts held past ``FLUSH_AFTER_S`` although no event arrived since:
+        a job that stalls or hangs right after a violation must still show it."""
+        if self._reporter is not None:
+            self._report(lambda: [])
 
     def finish(self) -> None:
         if self._checker is not None:
@@ -186,7 +198,8 @@ class Sidecar:
 
     def serve(self, drain: DrainRequest) -> None:
         while not drain.is_set():
-            self.receive_once(POLL_INTERVAL_S)
+            if not self.receive_once(POLL_INTERVAL_S):
+                self.check.pump()  # the job went quiet: held alerts are due anyway
 
     def drain(self) -> None:
         """Take in what is still in flight: stop when every live producer has
@@ -248,6 +261,9 @@ class Sidecar:
         self.writer.close()
         self.receiver.close()
         remove_marker(self.options.endpoint)
+        # Processes that exited normally left their counters: finished (not killed)
+        # even if their RunEnd never reached us, and evictions counted only once.
+        self.ledger.adopt_exit_counters(read_exit_counters(self.options.trace_dir))
         if detached and self.ledger.unfinished_alive():
             status = "detached"
         else:

@@ -4,8 +4,11 @@ from __future__ import annotations
 
 import json
 import re
+import subprocess
+import threading
+import time
 
-from conftest import EXAMPLES, cli, python_cmd, run_cli
+from conftest import EXAMPLES, SCRIPTS, cli, python_cmd, run_cli
 
 BUGGY = EXAMPLES / "missing_zero_grad" / "buggy.py"
 STOP_STEPS = 5000
@@ -62,3 +65,45 @@ def test_on_violation_stop_interrupts_the_job(zero_grad_invariants, tmp_path):
     assert "stopping the job (--on-violation stop)" in result.stderr
     assert result.returncode == 130, result.stderr
     assert steps_run < STOP_STEPS  # stopped long before the end
+
+
+def test_held_alert_is_printed_while_the_job_is_silent(zero_grad_invariants, tmp_path):
+    """A violation at the step where the job then stalls is printed during the stall
+    (the sidecar's poll loop flushes held alerts), with the user's source line."""
+    script = SCRIPTS / "violate_then_stall.py"
+    stall_s = 8.0
+    process = subprocess.Popen(
+        [
+            cli("traincheck-run"),
+            "--invariants",
+            str(zero_grad_invariants.invariants),
+            "--output-dir",
+            str(tmp_path / "trace"),
+            "--",
+            *python_cmd(script, "--stall-s", str(stall_s)),
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    stderr_lines: list[tuple[float, str]] = []
+    reader = threading.Thread(
+        target=lambda: stderr_lines.extend((time.monotonic(), line) for line in process.stderr),
+        daemon=True,
+    )
+    reader.start()
+    try:
+        stdout, _ = process.communicate(timeout=90)
+    finally:
+        process.kill()
+    reader.join(timeout=10)
+    stalled_at = float(re.search(r"stalling at (\d+\.\d+)", stdout).group(1))
+    alerts = [(t, line) for t, line in stderr_lines if line.startswith("VIOLATION")]
+    assert alerts, "".join(line for _, line in stderr_lines)
+    # Printed during the stall (flush after ~1 s of silence), not at the end of the run.
+    assert alerts[0][0] - stalled_at < stall_s - 3, (alerts[0][0] - stalled_at, stderr_lines)
+    text = "".join(line for _, line in stderr_lines)
+    violating_line = next(
+        n for n, line in enumerate(script.read_text().splitlines(), 1) if "VIOLATING-LINE" in line
+    )
+    assert f"at:       {script}:{violating_line}" in text, text

@@ -62,13 +62,13 @@ def test_follow_reports_as_it_goes_and_matches_offline(zero_grad_invariants, tmp
         assert (follow_out / name).read_text() == (offline_out / name).read_text(), name
 
 
-def test_follow_on_a_finished_trace_ends_at_once(zero_grad_invariants):
+def test_onlinecheck_on_a_finished_trace_ends_at_once(zero_grad_invariants):
+    """``traincheck-onlinecheck`` (the seeds' name) is ``traincheck-check --follow``."""
     trace = zero_grad_invariants.traces[0]
     started = time.monotonic()
     result = run_cli(
         [
-            cli("traincheck-check"),
-            "--follow",
+            cli("traincheck-onlinecheck"),
             "-f",
             str(trace),
             "-i",

@@ -6,8 +6,11 @@ import os
 import stat
 import subprocess
 import sys
+import time
 from pathlib import Path
 
+import msgspec
+import psutil
 from traincheck.sidecar.jobs import find_jobs, select_job
 
 from traincheck.tracer.registry import MAX_ENTRY_BYTES, RunRegistration, read_entries
@@ -57,6 +60,37 @@ def test_stale_entries_are_ignored_and_pruned(tmp_path: Path) -> None:
     assert list(tmp_path.glob("*.json"))
     assert find_jobs(tmp_path)[0] == []
     assert list(tmp_path.glob("*.json")) == []
+
+
+def test_an_entry_left_by_a_process_that_exec_d_is_stale(tmp_path: Path) -> None:
+    """A script that re-runs itself under torchrun (``os.execv``) keeps its pid but not
+    its command line: its old entry is not a live job (the agent is not traced)."""
+    child = subprocess.Popen(
+        [sys.executable, "-c", "import os, sys; os.execv(sys.executable, "
+         "[sys.executable, '-c', 'import time; time.sleep(30)'])"],
+    )  # fmt: skip
+    try:
+        registration = _registration(tmp_path, child.pid)
+        registration.register()  # as the tracer of the first program image would
+        entry_path = registration.path
+        ((_, entry),), _ = read_entries(tmp_path)
+        stale = msgspec.structs.replace(entry, cmdline=[sys.executable, "-c", "before exec"])
+        entry_path.write_bytes(msgspec.json.encode(stale))
+        deadline = time.monotonic() + 10
+        while psutil.Process(child.pid).cmdline()[-1] != "import time; time.sleep(30)":
+            assert time.monotonic() < deadline, "the child never exec'd"
+            time.sleep(0.02)
+        assert find_jobs(tmp_path)[0] == []
+    finally:
+        child.kill()
+        child.wait()
+
+
+def test_an_entry_of_an_unchanged_process_is_live(tmp_path: Path) -> None:
+    _registration(tmp_path, os.getpid()).register()
+    ((_, entry),), _ = read_entries(tmp_path)
+    assert entry.cmdline == sys.orig_argv
+    assert len(find_jobs(tmp_path)[0]) == 1
 
 
 def test_hostile_entries_are_skipped_with_a_warning(tmp_path: Path) -> None:

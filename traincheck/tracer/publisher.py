@@ -16,8 +16,9 @@ A batch that cannot be sent goes into a bounded ring of recent batches (the
 so that ``traincheck-attach`` can take it over. The ring is sent, oldest first,
 as soon as a sidecar (re)binds the endpoint -- ZeroMQ reconnects the PUSH
 socket by itself. Batches pushed out of the ring are dropped and counted; the
-count travels in the next batch and in the exit counters file, and whatever is
-still in the ring at exit counts as dropped too. Memory is bounded by
+count travels in the next batch and in the exit counters file (with the evicted
+batch numbers, so the sidecar does not count their sequence gaps again as
+missing), and whatever is still in the ring at exit counts as dropped too. Memory is bounded by
 ``BACKLOG_MAX_BYTES`` plus ZeroMQ's ``SEND_HWM`` batches.
 
 The socket is created lazily by :meth:`Publisher.open`, so a process that is
@@ -62,6 +63,11 @@ The socket connects asynchronously; without this a short script could lose its
 successful send, so an absent sidecar costs at most this once."""
 
 
+MAX_EVICTED_RANGES = 1024
+"""Runs of evicted batch numbers remembered for the exit counters file; past this,
+later evictions are only counted (the sidecar then calls their gaps missing)."""
+
+
 @dataclasses.dataclass
 class PublisherCounters:
     """What happened to the events handed to the publisher."""
@@ -70,6 +76,17 @@ class PublisherCounters:
     events_dropped: int = 0
     batches_sent: int = 0
     batches_dropped: int = 0
+    evicted_seq_ranges: list[list[int]] = dataclasses.field(default_factory=list)
+    """``[first, last]`` batch numbers pushed out of the backlog mid-run. They leave
+    sequence gaps in the trace; the sidecar reads them from the exit counters file
+    so each lost batch is counted once (dropped here), not also as missing."""
+
+    def record_eviction(self, seq: int) -> None:
+        ranges = self.evicted_seq_ranges
+        if ranges and ranges[-1][1] + 1 == seq:
+            ranges[-1][1] = seq
+        elif len(ranges) < MAX_EVICTED_RANGES:
+            ranges.append([seq, seq])
 
 
 def backlog_bound_from_environ() -> int:
@@ -108,7 +125,8 @@ class Publisher:
         self.backlog_max_bytes = (
             backlog_max_bytes if backlog_max_bytes is not None else backlog_bound_from_environ()
         )
-        self._backlog: collections.deque[tuple[bytes, int]] = collections.deque()
+        self._backlog: collections.deque[tuple[bytes, int, int]] = collections.deque()
+        """(encoded batch, events in it, its seq), oldest first."""
         self._backlog_bytes = 0
         self._registration = RunRegistration(
             run_id=run_id,
@@ -231,10 +249,10 @@ class Publisher:
         if not self._connected and self._grace_left_s > 0:
             self._wait_for_connection(sock)
         if self._backlog and not self._send_backlog(sock):
-            self._keep(data, len(events))
+            self._keep(data, len(events), batch.seq)
             return
         if not self._try_send(sock, data, len(events)):
-            self._keep(data, len(events))
+            self._keep(data, len(events), batch.seq)
 
     def _try_send(self, sock: zmq.Socket[bytes], data: bytes, count: int) -> bool:
         try:
@@ -249,26 +267,27 @@ class Publisher:
     def _send_backlog(self, sock: zmq.Socket[bytes]) -> bool:
         """Send held batches oldest first; True once the backlog is empty."""
         while self._backlog:
-            data, count = self._backlog[0]
+            data, count, _ = self._backlog[0]
             if not self._try_send(sock, data, count):
                 return False
             self._backlog.popleft()
             self._backlog_bytes -= len(data)
         return True
 
-    def _keep(self, data: bytes, count: int) -> None:
+    def _keep(self, data: bytes, count: int, seq: int) -> None:
         """Hold a batch for later; evict the oldest past the bound (a counted drop)."""
-        self._backlog.append((data, count))
+        self._backlog.append((data, count, seq))
         self._backlog_bytes += len(data)
         while self._backlog_bytes > self.backlog_max_bytes and self._backlog:
-            old, old_count = self._backlog.popleft()
+            old, old_count, old_seq = self._backlog.popleft()
             self._backlog_bytes -= len(old)
             self.counters.events_dropped += old_count
             self.counters.batches_dropped += 1
+            self.counters.record_eviction(old_seq)
 
     def _drop_backlog(self) -> None:
         """At close: what no sidecar took is lost; count it."""
-        for _, count in self._backlog:
+        for _, count, _ in self._backlog:
             self.counters.events_dropped += count
             self.counters.batches_dropped += 1
         self._backlog.clear()

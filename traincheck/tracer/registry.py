@@ -52,6 +52,10 @@ class RegistryEntry(msgspec.Struct, frozen=True, kw_only=True):
     updated_wall_s: float
     steps: int = 0
     backlog_batches: int = 0
+    cmdline: list[str] = msgspec.field(default_factory=list)
+    """The interpreter's whole command line (``sys.orig_argv``). A process that
+    ``exec``s (a script that re-runs itself under torchrun) keeps its pid but not
+    its command line: readers compare the two to tell the entry is stale."""
 
 
 _encoder = msgspec.json.Encoder()
@@ -144,6 +148,7 @@ class RunRegistration:
             endpoint=self.endpoint,
             trace_dir=self.trace_dir,
             argv=list(getattr(sys, "argv", None) or []),
+            cmdline=list(getattr(sys, "orig_argv", None) or []),
             started_wall_s=self._started_wall_s,
             updated_wall_s=time.time(),
             steps=steps,

@@ -42,6 +42,7 @@ from traincheck.events import (
 from traincheck.tracer.meta import MetaState
 from traincheck.tracer.plan import TracingPlan, load_plan
 from traincheck.tracer.publisher import Publisher
+from traincheck.tracer.source import user_source
 
 if TYPE_CHECKING:
     import torch
@@ -234,6 +235,8 @@ class Tracer:
                 self.meta.step,
                 stage,
                 args,
+                # The user's line, for alerts; outermost calls only (nested ones share it).
+                user_source(skip=1) if parent == 0 else None,
             )
         )
         return call_id

@@ -15,6 +15,9 @@ parser = argparse.ArgumentParser()
 parser.add_argument("--steps", type=int, default=200)
 parser.add_argument("--sleep-s", type=float, default=0.02)
 parser.add_argument("--exit-code", type=int, default=0)
+parser.add_argument(
+    "--timestamps", action="store_true", help="end each step line with t=<monotonic s>"
+)
 args = parser.parse_args()
 
 torch.manual_seed(0)
@@ -27,7 +30,8 @@ for step in range(args.steps):
     loss = nn.functional.cross_entropy(model(inputs), targets)
     loss.backward()
     optimizer.step()
-    print(f"step {step} loss {loss.item():.6f}", flush=True)
+    stamp = f" t={time.monotonic():.6f}" if args.timestamps else ""
+    print(f"step {step} loss {loss.item():.6f}{stamp}", flush=True)
     time.sleep(args.sleep_s)
 print(f"done in {time.monotonic() - started:.3f} s", flush=True)
 sys.exit(args.exit_code)
