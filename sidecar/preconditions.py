@@ -218,8 +218,27 @@ class Precondition:
         }
 
 
+INIT_STAGE = "init"
+"""The stage before the first training API runs (model building, data set-up)."""
+
+
+def in_initialisation(props: Props) -> bool:
+    """Whether a record comes from before training started (stage ``init``).
+
+    Such records are no examples for inference and are judged by no invariant:
+    set-up order varies between healthy scripts in ways that say nothing about
+    training (where the model is moved, when the loader is first built), and
+    learning from it breeds false alarms. No relation here is about
+    initialisation; one that is would evaluate ``Precondition.holds`` directly.
+    """
+    return props.get("meta_vars.stage") == INIT_STAGE
+
+
 def holds(precondition: Precondition | None, props: Props) -> bool:
-    """Whether an invariant applies to a record (None = Unconditional = always)."""
+    """Whether an invariant applies to a record: never during initialisation, else
+    when its precondition holds (None = Unconditional)."""
+    if in_initialisation(props):
+        return False
     return precondition is None or precondition.holds(props)
 
 

@@ -20,7 +20,14 @@ from typing import Any, ClassVar
 
 from traincheck.sidecar.calls import Signal
 from traincheck.sidecar.invariants import Invariant, Param, make_invariant
-from traincheck.sidecar.preconditions import TOO_SPECIFIC, FeatureKey, Props, deduce, feature_key
+from traincheck.sidecar.preconditions import (
+    TOO_SPECIFIC,
+    FeatureKey,
+    Props,
+    deduce,
+    feature_key,
+    in_initialisation,
+)
 from traincheck.sidecar.violations import Violation
 
 MIN_POSITIVE_EXAMPLES = 3
@@ -97,6 +104,7 @@ def decide(
 ) -> None:
     """Turn one hypothesis into an invariant, or record why it was rejected."""
     text = relation.describe(params)
+    examples = _without_initialisation(examples)
     n_pos, n_neg = examples.num_positive, examples.num_negative
     reason = ""
     if n_pos < MIN_POSITIVE_EXAMPLES:
@@ -143,6 +151,19 @@ def _enough_under_precondition(precondition: Any, examples: Examples) -> bool:
 
 def _props_of(key: FeatureKey) -> dict[str, Any]:
     return {prop: value for prop, _, value in key}
+
+
+def _without_initialisation(examples: Examples) -> Examples:
+    """The examples taken after training started (see ``preconditions.in_initialisation``)."""
+    kept = Examples()
+    for source, target in (
+        (examples.positives, kept.positives),
+        (examples.negatives, kept.negatives),
+    ):
+        for key, count in source.items():
+            if not in_initialisation(_props_of(key)):
+                target[key] += count
+    return kept
 
 
 @dataclass
