@@ -24,7 +24,13 @@ from traincheck.sidecar.relations.base import (
     RelationChecker,
     decide,
 )
-from traincheck.sidecar.relations.ordering import ThreadOrder, WindowCollector, outermost_call
+from traincheck.sidecar.relations.ordering import (
+    ApiPairParams,
+    ThreadOrder,
+    WindowCollector,
+    api_pair,
+    outermost_call,
+)
 from traincheck.sidecar.violations import Violation
 
 
@@ -32,7 +38,7 @@ class _CoverCollector(WindowCollector, Collector):
     pass
 
 
-class FunctionCoverRelation(Relation):
+class FunctionCoverRelation(ApiPairParams, Relation):
     name = "FunctionCoverRelation"
     group = "func_cover"
 
@@ -55,12 +61,8 @@ class FunctionCoverRelation(Relation):
     def new_checker(self, results: Sequence[InvariantResult]) -> RelationChecker:
         return _CoverChecker(results)
 
-    def validate_params(self, params: tuple[Param, ...]) -> None:
-        if len(params) != 2 or not all(isinstance(p, APIParam) for p in params):
-            raise ValueError(f"{self.name} needs params [APIParam, APIParam]")
-
     def describe(self, params: tuple[Param, ...]) -> str:
-        a, b = (p.api_full_name for p in params)  # type: ignore[union-attr]
+        a, b = api_pair(params)
         return f"{a} is called before every {b} (since the previous {b})"
 
 
@@ -68,7 +70,7 @@ class _CoverChecker(RelationChecker):
     def __init__(self, results: Sequence[InvariantResult]) -> None:
         self._by_b: dict[str, list[tuple[str, InvariantResult]]] = defaultdict(list)
         for result in results:
-            a, b = (p.api_full_name for p in result.invariant.params)  # type: ignore[union-attr]
+            a, b = api_pair(result.invariant.params)
             self._by_b[b].append((a, result))
         self._threads: dict[tuple[int, int], ThreadOrder] = {}
 

@@ -27,7 +27,13 @@ from traincheck.sidecar.relations.base import (
     RelationChecker,
     decide,
 )
-from traincheck.sidecar.relations.ordering import ThreadOrder, WindowCollector, outermost_call
+from traincheck.sidecar.relations.ordering import (
+    ApiPairParams,
+    ThreadOrder,
+    WindowCollector,
+    api_pair,
+    outermost_call,
+)
 from traincheck.sidecar.violations import Violation
 
 
@@ -35,7 +41,7 @@ class _LeadCollector(WindowCollector, Collector):
     pass
 
 
-class FunctionLeadRelation(Relation):
+class FunctionLeadRelation(ApiPairParams, Relation):
     name = "FunctionLeadRelation"
     group = "func_lead"
 
@@ -61,12 +67,8 @@ class FunctionLeadRelation(Relation):
     def new_checker(self, results: Sequence[InvariantResult]) -> RelationChecker:
         return _LeadChecker(results)
 
-    def validate_params(self, params: tuple[Param, ...]) -> None:
-        if len(params) != 2 or not all(isinstance(p, APIParam) for p in params):
-            raise ValueError(f"{self.name} needs params [APIParam, APIParam]")
-
     def describe(self, params: tuple[Param, ...]) -> str:
-        a, b = (p.api_full_name for p in params)  # type: ignore[union-attr]
+        a, b = api_pair(params)
         return f"every {a} is followed by {b} before the next {a}"
 
 
@@ -74,7 +76,7 @@ class _LeadChecker(RelationChecker):
     def __init__(self, results: Sequence[InvariantResult]) -> None:
         self._by_a: dict[str, list[tuple[str, InvariantResult]]] = defaultdict(list)
         for result in results:
-            a, b = (p.api_full_name for p in result.invariant.params)  # type: ignore[union-attr]
+            a, b = api_pair(result.invariant.params)
             self._by_a[a].append((b, result))
         self._threads: dict[tuple[int, int], ThreadOrder] = {}
 

@@ -20,6 +20,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 
 from traincheck.sidecar.calls import CallStart, Signal
+from traincheck.sidecar.invariants import APIParam, Param
 from traincheck.sidecar.preconditions import FeatureKey, feature_key
 
 MIN_API_CALLS = 3
@@ -33,6 +34,22 @@ SKIPPED_API_MARKERS = (
     "device_count",
 )
 """Environment probes: their ordering says nothing about training (published tool's noise)."""
+
+
+class ApiPairParams:
+    """What Cover and Lead share about their params: exactly ``[APIParam(A), APIParam(B)]``."""
+
+    name: str
+
+    def validate_params(self, params: tuple[Param, ...]) -> None:
+        if len(params) != 2 or not all(isinstance(p, APIParam) for p in params):
+            raise ValueError(f"{self.name} needs params [APIParam, APIParam]")
+
+
+def api_pair(params: tuple[Param, ...]) -> tuple[str, str]:
+    """The (A, B) API names of a validated ordering invariant."""
+    a, b = (p.api_full_name for p in params)  # type: ignore[union-attr]
+    return a, b
 
 
 def is_ordering_candidate(api: str) -> bool:
