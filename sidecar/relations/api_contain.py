@@ -34,6 +34,7 @@ from traincheck.sidecar.relations.base import (
     Relation,
     RelationChecker,
     decide,
+    results_by_api,
 )
 from traincheck.sidecar.violations import Violation
 
@@ -147,11 +148,7 @@ def _child_examples(calls: Counter[_CallSummary], child: str) -> Examples:
 
 class _ContainChecker(RelationChecker):
     def __init__(self, results: Sequence[InvariantResult]) -> None:
-        self._by_api: dict[str, list[InvariantResult]] = defaultdict(list)
-        for result in results:
-            parent = result.invariant.params[0]
-            assert isinstance(parent, APIParam)
-            self._by_api[parent.api_full_name].append(result)
+        self._by_api = results_by_api(results)
 
     def on_signal(self, signal: Signal) -> list[Violation]:
         if not isinstance(signal, CallRecord) or signal.api not in self._by_api:

@@ -13,13 +13,13 @@ from __future__ import annotations
 
 import hashlib
 from abc import ABC, abstractmethod
-from collections import Counter
+from collections import Counter, defaultdict
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
 from traincheck.sidecar.calls import Signal
-from traincheck.sidecar.invariants import Invariant, Param, make_invariant
+from traincheck.sidecar.invariants import APIParam, Invariant, Param, make_invariant
 from traincheck.sidecar.preconditions import (
     TOO_SPECIFIC,
     FeatureKey,
@@ -194,6 +194,17 @@ class InvariantResult:
             self.first_violation_step = violation.step
         self.last_violation_step = violation.step
         return violation.numbered(self.violated)
+
+
+def results_by_api(results: Sequence[InvariantResult]) -> dict[str, list[InvariantResult]]:
+    """Index a checker's invariants by the API their first param names: the API whose
+    calls the checker must look at (every call-judging relation starts this way)."""
+    by_api: dict[str, list[InvariantResult]] = defaultdict(list)
+    for result in results:
+        api = result.invariant.params[0]
+        assert isinstance(api, APIParam)
+        by_api[api.api_full_name].append(result)
+    return by_api
 
 
 class Collector(ABC):

@@ -41,6 +41,7 @@ from traincheck.sidecar.relations.base import (
     Relation,
     RelationChecker,
     decide,
+    results_by_api,
 )
 from traincheck.sidecar.relations.report import call_violation
 from traincheck.sidecar.violations import Violation
@@ -172,11 +173,7 @@ class ConsistencyRelation(Relation):
 
 class _ConsistencyChecker(RelationChecker):
     def __init__(self, results: Sequence[InvariantResult]) -> None:
-        self._by_api: dict[str, list[InvariantResult]] = defaultdict(list)
-        for result in results:
-            api = result.invariant.params[0]
-            assert isinstance(api, APIParam)
-            self._by_api[api.api_full_name].append(result)
+        self._by_api = results_by_api(results)
         self._replicas: dict[str, _Replicas] = defaultdict(_Replicas)
 
     def on_signal(self, signal: Signal) -> list[Violation]:

@@ -37,6 +37,7 @@ from traincheck.sidecar.relations.base import (
     Relation,
     RelationChecker,
     decide,
+    results_by_api,
 )
 from traincheck.sidecar.relations.ordering import (
     MIN_API_CALLS,
@@ -209,11 +210,7 @@ def _strength(inv: Invariant, calls: Counter[str]) -> tuple[int, str]:
 
 class _SingleUpdateChecker(RelationChecker):
     def __init__(self, results: Sequence[InvariantResult]) -> None:
-        self._by_api: dict[str, list[InvariantResult]] = defaultdict(list)
-        for result in results:
-            api = result.invariant.params[0]
-            assert isinstance(api, APIParam)
-            self._by_api[api.api_full_name].append(result)
+        self._by_api = results_by_api(results)
         self._procs: dict[int, _ProcessOrder] = {}
 
     def on_signal(self, signal: Signal) -> list[Violation]:

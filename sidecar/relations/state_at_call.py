@@ -46,6 +46,7 @@ from traincheck.sidecar.relations.base import (
     Relation,
     RelationChecker,
     decide,
+    results_by_api,
 )
 from traincheck.sidecar.relations.report import call_violation
 from traincheck.sidecar.violations import Violation
@@ -175,11 +176,7 @@ def _without_repeated_post(invariants: list[Invariant]) -> list[Invariant]:
 
 class _StateChecker(RelationChecker):
     def __init__(self, results: Sequence[InvariantResult]) -> None:
-        self._by_api: dict[str, list[InvariantResult]] = defaultdict(list)
-        for result in results:
-            api = result.invariant.params[0]
-            assert isinstance(api, APIParam)
-            self._by_api[api.api_full_name].append(result)
+        self._by_api = results_by_api(results)
 
     def on_signal(self, signal: Signal) -> list[Violation]:
         if not isinstance(signal, CallRecord) or signal.api not in self._by_api:

@@ -36,6 +36,7 @@ from traincheck.sidecar.relations.base import (
     Relation,
     RelationChecker,
     decide,
+    results_by_api,
 )
 from traincheck.sidecar.relations.ordering import is_ordering_candidate
 from traincheck.sidecar.relations.report import call_violation
@@ -159,11 +160,7 @@ def _slot_text(value: ValueParam) -> str:
 class ValueChecker(RelationChecker):
     def __init__(self, role: str, results: Sequence[InvariantResult]) -> None:
         self.role = role
-        self._by_api: dict[str, list[InvariantResult]] = defaultdict(list)
-        for result in results:
-            api = result.invariant.params[0]
-            assert isinstance(api, APIParam)
-            self._by_api[api.api_full_name].append(result)
+        self._by_api = results_by_api(results)
 
     def on_signal(self, signal: Signal) -> list[Violation]:
         found = _observed(signal, self.role) if self._by_api else None
