@@ -124,7 +124,6 @@ def format_table(jobs: list[TracedJob]) -> str:
     for job in jobs:
         attached = f"yes (pid {job.sidecar_pid})" if job.attached else "no"
         for entry in job.entries:
-            command = " ".join(entry.argv)
             rows.append(
                 (
                     str(entry.pid),
@@ -133,7 +132,7 @@ def format_table(jobs: list[TracedJob]) -> str:
                     describe_age(entry.started_wall_s),
                     str(entry.steps),
                     attached,
-                    command if len(command) <= 60 else command[:57] + "...",
+                    shorten_command(entry.argv),
                 )
             )
     widths = [max(len(row[i]) for row in rows) for i in range(len(header) - 1)]
@@ -144,6 +143,20 @@ def format_table(jobs: list[TracedJob]) -> str:
     if not jobs:
         lines.append("(no traced jobs running)")
     return "\n".join(lines)
+
+
+def shorten_command(argv: list[str], limit: int = 60) -> str:
+    """The command as a person recognises it within ``limit`` characters.
+
+    A deep checkout path would otherwise push the script's name past the cut, so
+    paths are reduced to their file names before anything is truncated.
+    """
+    command = " ".join(argv)
+    if len(command) <= limit:
+        return command
+    command = " ".join(os.path.basename(arg) if os.sep in arg and not arg.startswith("-") else arg
+        for arg in argv)
+    return command if len(command) <= limit else command[: limit - 3] + "..."
 
 
 def validate_invariants(path: Path) -> None:
