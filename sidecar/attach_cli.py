@@ -154,8 +154,9 @@ def shorten_command(argv: list[str], limit: int = 60) -> str:
     command = " ".join(argv)
     if len(command) <= limit:
         return command
-    command = " ".join(os.path.basename(arg) if os.sep in arg and not arg.startswith("-") else arg
-        for arg in argv)
+    command = " ".join(
+        os.path.basename(arg) if os.sep in arg and not arg.startswith("-") else arg for arg in argv
+    )
     return command if len(command) <= limit else command[: limit - 3] + "..."
 
 
