@@ -298,6 +298,10 @@ class Tracer:
         """Send what is queued now, unless a flush is already running (never waits)."""
         self.publisher.flush(wait=False)
 
+    def flush_at_step(self) -> None:
+        """An optimizer step ended: send what is queued, at most every few tens of ms."""
+        self.publisher.flush_at_step()
+
     def _on_meta_change(self, key: str, value: Scalar) -> None:
         if not self.armed:
             return
