@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import pytest
 import torch
+import xxhash
 
 from traincheck.tracer.digest import device_digest, grad_state, grad_states, tensor_digest
 
@@ -70,3 +73,30 @@ def test_grad_state(dtype: torch.dtype) -> None:
 def test_grad_states_keeps_order() -> None:
     grads = [torch.ones(2), None, torch.zeros(2), torch.ones(2, 2).t()]
     assert grad_states(grads) == ["nonzero", "none", "zero", "nonzero"]
+
+
+@pytest.mark.parametrize(
+    "make",
+    [
+        lambda: torch.randn(7, 5),
+        lambda: torch.randn(7, 5).t(),  # strided: general route
+        lambda: torch.tensor(3.5),  # 0-d: general route
+        lambda: torch.randn(6, dtype=torch.bfloat16),  # numpy has no bfloat16
+        lambda: torch.arange(12, dtype=torch.int64).reshape(3, 4),
+        lambda: torch._neg_view(torch.randn(4)),  # negative bit: general route
+        lambda: torch.nn.Parameter(torch.randn(3, 3)),
+    ],
+)
+def test_fast_cpu_path_gives_the_digest_of_the_raw_bytes(make: Callable[[], torch.Tensor]) -> None:
+    """The zero-copy numpy route and the general one must agree byte for byte, or a
+    tensor would seem to change when it moves from one route to the other."""
+    tensor = make()
+    expected = xxhash.xxh3_64_intdigest(
+        tensor.detach().resolve_neg().contiguous().reshape(-1).view(torch.uint8).numpy()
+    )
+    assert tensor_digest(tensor) == expected
+
+
+def test_grad_state_of_a_negative_view_uses_its_values() -> None:
+    grad = torch._neg_view(torch.tensor([0.0, -1.0]))
+    assert grad_states([grad, torch._neg_view(torch.zeros(3))]) == ["nonzero", "zero"]

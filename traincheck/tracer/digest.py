@@ -60,10 +60,34 @@ def tensor_digest(tensor: torch.Tensor) -> int:
 
 def digest_in_no_grad(tensor: torch.Tensor) -> int:
     """:func:`tensor_digest` for callers already inside ``torch.no_grad()`` (one per batch)."""
+    array = cpu_bytes_view(tensor)
+    if array is not None:
+        return xxhash.xxh3_64_intdigest(array)
     flat = _flat(tensor)
     if flat.device.type == "cpu":
         return cpu_digest(flat)
     return device_digest(flat)
+
+
+def cpu_bytes_view(tensor: torch.Tensor) -> np.ndarray | None:
+    """The tensor's memory as a contiguous numpy array, without a copy, or None.
+
+    The fast path for the common case (a dense, contiguous CPU tensor of a dtype
+    numpy knows): ``detach().numpy()`` shares the storage and costs under 1 us,
+    against ~2.5 us for the general route through :func:`_flat`. The bytes are
+    the same, so digests agree between the two. None sends the caller down the
+    general route (bfloat16, conjugate/negative views, strided or 0-d tensors,
+    other devices).
+    """
+    if tensor.device.type != "cpu":
+        return None
+    try:
+        array = tensor.detach().numpy()
+    except (TypeError, RuntimeError):
+        return None
+    if not array.ndim or not array.flags.c_contiguous:
+        return None
+    return array
 
 
 def cpu_digest(flat: torch.Tensor) -> int:
@@ -114,7 +138,7 @@ def grad_states_in_no_grad(grads: Sequence[torch.Tensor | None]) -> list[GradSta
             on_device.append((i, grad))
     if on_device:
         device = on_device[0][1].device
-        flags = torch.stack([g.any().to(device=device) for _, g in on_device])
+        flags = torch.stack([g.detach().any().to(device=device) for _, g in on_device])
         for (i, _), flag in zip(on_device, flags.tolist(), strict=True):
             states[i] = "nonzero" if flag else "zero"
     return states
@@ -149,6 +173,15 @@ def _cpu_any(grad: torch.Tensor) -> bool:
     A gradient is almost always nonzero at its first or last element, so those
     are looked at before scanning the whole array.
     """
+    if grad.dtype in _NUMPY_FLOATS and grad.layout is torch.strided:
+        try:
+            array = grad.detach().numpy()
+        except RuntimeError:  # conjugate/negative views: the general route below
+            pass
+        else:
+            if array.size and (array.flat[0] or array.flat[-1]):
+                return True
+            return bool(array.any())
     flat = _flat(grad)
     if flat.dtype in _NUMPY_FLOATS:
         array = flat.numpy().reshape(-1)
