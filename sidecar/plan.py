@@ -52,7 +52,52 @@ def instrumentation_for(invariants: Iterable[Invariant]) -> dict[str, Any]:
         "args": sorted(args),
         "meta_vars": sorted(meta_vars),
         "return_values": sorted(apis),
+        "state_points": [
+            {"api": api, "phase": phase, "digest": digest}
+            for api, phase, digest in state_points_for(invariants)
+        ],
     }
+
+
+ANY_VALUE = "anything"
+"""A transition value that says nothing about its phase (``pre_value="anything"``)."""
+
+
+def needed_state(invariant: Invariant) -> set[tuple[str, str, bool]]:
+    """``(api, phase, with_digest)``: where the invariant reads variable state.
+
+    Read from its params, the same way for every relation: a variable param speaks
+    about the API param before it (``Optimizer.step`` in "step changes data",
+    the first API of SingleUpdate's ``(U, var, R)``). Data is compared before and
+    after the call, so both phases need digests; a gradient with a value for one
+    phase only (StateAtCall's "grad present before step") needs that phase only.
+    """
+    points: set[tuple[str, str, bool]] = set()
+    api: str | None = None
+    for param in invariant.params:
+        if isinstance(param, APIParam):
+            api = param.api_full_name
+        elif isinstance(param, (VarTypeParam, VarNameParam)) and api is not None:
+            digest = param.attr_name == "data"
+            phases = ("pre", "post")
+            if isinstance(param, VarTypeParam) and not digest:
+                valued = tuple(
+                    phase
+                    for phase, value in (("pre", param.pre_value), ("post", param.post_value))
+                    if value not in (None, ANY_VALUE)
+                )
+                phases = valued or phases
+            points.update((api, phase, digest) for phase in phases)
+    return points
+
+
+def state_points_for(invariants: Iterable[Invariant]) -> tuple[tuple[str, str, bool], ...]:
+    """Every point some invariant reads, with digests where any of them needs data."""
+    digest_at: dict[tuple[str, str], bool] = {}
+    for invariant in invariants:
+        for api, phase, digest in needed_state(invariant):
+            digest_at[(api, phase)] = digest_at.get((api, phase), False) or digest
+    return tuple(sorted((api, phase, digest) for (api, phase), digest in digest_at.items()))
 
 
 def tracing_plan(
@@ -71,6 +116,7 @@ def tracing_plan(
         apis=frozenset(section["apis"]),
         param_digests="data" in attrs,
         grad_states="grad" in attrs,
+        state_points=state_points_for(invariants),
         modules_to_instr=modules_to_instr,
         models_to_track=models_to_track,
         sampling_interval=sampling_interval,
@@ -135,6 +181,15 @@ def _missing_input(invariant: Invariant, plan: TracingPlan) -> str | None:
                 return f"{param.var_name} is outside --models-to-track"
         elif _needs_input_digest(param) and not plan.input_digests:
             return "input digests were not traced (selective plan)"
+    for api, phase, digest in sorted(needed_state(invariant)):
+        recorded, with_digest = plan.state_at(api, phase)
+        when = "before" if phase == "pre" else "after"
+        if not recorded and plan.state_points is None:
+            return f"the tracer records no variable state {when} {api}"
+        if not recorded:
+            return f"variable state {when} {api} was not traced (selective plan)"
+        if digest and not with_digest:
+            return f"data digests {when} {api} were not traced (selective plan)"
     return None
 
 

@@ -12,6 +12,20 @@ from tests.integration.conftest import EXAMPLES, Inferred, cli, run_cli
 from traincheck.events import ApiCall, VarState
 
 
+def _state_points(trace: Path, *, digests: bool = False) -> set:
+    """``(api, phase)`` of every VarState (with ``digests``: ``((api, phase), has_digest)``)."""
+    api_of: dict[tuple[int, int], str] = {}
+    points = set()
+    for stored in read_trace(trace).events():
+        event = stored.event
+        if isinstance(event, ApiCall):
+            api_of[(stored.pid, event.call_id)] = event.api
+        elif isinstance(event, VarState):
+            point = (api_of[(stored.pid, event.call_id)], event.phase)
+            points.add((point, event.digest is not None) if digests else point)
+    return points
+
+
 def _api_names(trace: Path) -> set[str]:
     return {s.event.api for s in read_trace(trace).events() if isinstance(s.event, ApiCall)}
 
@@ -43,6 +57,11 @@ def test_selective_collect_traces_only_the_needed_apis(
     assert full - traced, "full tracing should record APIs the invariants do not need"
     has_state = any(isinstance(s.event, VarState) for s in read_trace(out).events())
     assert has_state == bool(needed["variables"])
+    # Variable state only where an invariant reads it, digests only where one needs data.
+    points = {(p["api"], p["phase"]): p["digest"] for p in needed["state_points"]}
+    seen = _state_points(out)
+    assert seen and seen <= set(points)
+    assert all(points[point] for point, digest in _state_points(out, digests=True) if digest)
     assert "violation" in result.stderr.lower()
 
 

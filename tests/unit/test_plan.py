@@ -12,7 +12,12 @@ from traincheck.sidecar.invariants import (
     dump_invariants,
     make_invariant,
 )
-from traincheck.sidecar.plan import instrumentation_for, tracing_plan, untraceable_apis
+from traincheck.sidecar.plan import (
+    instrumentation_for,
+    tracing_plan,
+    uncheckable_invariants,
+    untraceable_apis,
+)
 from traincheck.sidecar.preconditions import Clause, Precondition
 
 from traincheck.tracer.plan import TracingPlan, plan_from_json
@@ -83,9 +88,60 @@ def test_apis_no_hook_produces_are_reported_untraceable() -> None:
     assert untraceable_apis(invariants, ("mylib",)) == []
 
 
+def _state_at_call(api: str, phase: str) -> object:
+    values = ("non_zero", "anything") if phase == "pre" else ("anything", "non_zero")
+    return make_invariant(
+        "StateAtCallRelation",
+        (APIParam(api), VarTypeParam("torch.nn.Parameter", "grad", *values)),
+        None,
+        group="first",
+        text_description="",
+        num_positive_examples=3,
+        num_negative_examples=0,
+    )
+
+
+def test_state_points_are_exactly_where_invariants_read_state() -> None:
+    step, backward = "torch.optim.Optimizer.step", "torch.Tensor.backward"
+    invariants = InvariantSet((*_invariants(), _state_at_call(step, "pre")))
+    plan = tracing_plan(invariants)
+    # "step changes data": digests before and after; "grad present before step": pre.
+    assert plan.state_points == ((step, "post", True), (step, "pre", True))
+    assert plan.state_at(step, "pre") == (True, True)
+    assert plan.state_at(backward, "post") == (False, False)
+    grads_only = tracing_plan(InvariantSet((_state_at_call(backward, "post"),)))
+    assert grads_only.state_points == ((backward, "post", False),)
+    assert grads_only.state_at(backward, "pre") == (False, False)
+    assert instrumentation_for(invariants)["state_points"][0] == {
+        "api": step,
+        "phase": "post",
+        "digest": True,
+    }
+
+
+def test_full_tracing_records_state_where_it_always_did() -> None:
+    full = TracingPlan()
+    assert full.state_at("torch.optim.Optimizer.step", "post") == (True, True)
+    assert full.state_at("torch.optim.Optimizer.zero_grad", "pre") == (True, False)
+    assert full.state_at("torch.Tensor.backward", "post") == (True, False)
+    assert full.state_at("torch.nn.Module.__call__", "pre") == (True, True)  # buffers
+    assert full.state_at("torch.nn.utils.clip_grad_norm_", "pre") == (False, False)
+
+
+def test_a_state_point_the_plan_left_out_makes_its_invariant_uncheckable() -> None:
+    step = "torch.optim.Optimizer.step"
+    needs_post = _state_at_call(step, "post")
+    plan = tracing_plan(InvariantSet((_state_at_call(step, "pre"),)))
+    reasons = uncheckable_invariants(InvariantSet((needs_post,)), plan)
+    assert reasons == {
+        needs_post.id: f"variable state after {step} was not traced (selective plan)"
+    }
+
+
 def test_plan_round_trips_through_json() -> None:
     plan = TracingPlan(
         apis=frozenset({"torch.optim.Optimizer.step"}),
+        state_points=(("torch.optim.Optimizer.step", "pre", False),),
         grad_states=False,
         modules_to_instr=("torch.nn.functional",),
         models_to_track=("Net",),
@@ -98,7 +154,13 @@ def test_plan_round_trips_through_json() -> None:
 
 @pytest.mark.parametrize(
     "field, value",
-    [("apis", "torch"), ("sampling_interval", 0), ("param_digests", 1), ("format_version", 9)],
+    [
+        ("apis", "torch"),
+        ("sampling_interval", 0),
+        ("param_digests", 1),
+        ("format_version", 9),
+        ("state_points", [{"api": "x", "phase": "during", "digest": False}]),
+    ],
 )
 def test_malformed_plan_is_rejected(field: str, value: object) -> None:
     with pytest.raises(ValueError):

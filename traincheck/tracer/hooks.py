@@ -178,9 +178,11 @@ class TorchHooks:
                 return
             call_id = tracer.begin_call(OPTIMIZER_STEP, optimizer_args(optimizer))
             params = None
-            if tracer.plan.records_state:
+            pre, pre_digest = tracer.plan.state_at(OPTIMIZER_STEP, "pre")
+            if pre or tracer.plan.state_at(OPTIMIZER_STEP, "post")[0]:
                 params = self.registry.optimizer_params(optimizer)
-                tracer.record_params(call_id, "pre", params, with_digest=tracer.plan.param_digests)
+            if pre:
+                tracer.record_params(call_id, "pre", params, with_digest=pre_digest)  # type: ignore[arg-type]
             steps.append((optimizer, _CallToken(OPTIMIZER_STEP, call_id, params)))
         except Exception as exc:
             tracer.report_error("optimizer step pre-hook", exc)
@@ -195,9 +197,10 @@ class TorchHooks:
                 return
             token = steps.pop()[1]
             if token is not None:
-                if token.params is not None:
+                post, post_digest = tracer.plan.state_at(OPTIMIZER_STEP, "post")
+                if post and token.params is not None:
                     tracer.record_params(
-                        token.call_id, "post", token.params, with_digest=tracer.plan.param_digests
+                        token.call_id, "post", token.params, with_digest=post_digest
                     )
                 tracer.end_call(token.call_id, OPTIMIZER_STEP)
             tracer.meta.complete_optimizer_step(self.registry.observe_optimizer(optimizer))
@@ -258,10 +261,12 @@ class TorchHooks:
                 args, with_digest=tracer.plan.input_digests
             )
             call_id = tracer.begin_call(MODULE_CALL, call_args)
-            buffers = self._module_buffers(module)
-            if buffers:
-                tracer.record_params(call_id, "pre", buffers, with_digest=True)
-            return call_id, buffers
+            pre = tracer.plan.state_at(MODULE_CALL, "pre")
+            post = tracer.plan.state_at(MODULE_CALL, "post")
+            buffers = self.registry.module_buffers(module) if pre[0] or post[0] else []
+            if buffers and pre[0]:
+                tracer.record_params(call_id, "pre", buffers, with_digest=pre[1])
+            return call_id, buffers if post[0] else []
         except Exception as exc:
             tracer.report_error("module call wrapper", exc)
             return None
@@ -278,19 +283,14 @@ class TorchHooks:
         call_id, buffers = call
         try:
             if buffers:
-                tracer.record_params(call_id, "post", buffers, with_digest=True)
+                with_digest = tracer.plan.state_at(MODULE_CALL, "post")[1]
+                tracer.record_params(call_id, "post", buffers, with_digest=with_digest)
             if exc is not None:
                 tracer.end_call(call_id, MODULE_CALL, exception=exc)
             else:
                 tracer.end_call(call_id, MODULE_CALL, result=summarize("output", output))
         except Exception as error:
             tracer.report_error("module call wrapper", error)
-
-    def _module_buffers(self, module: torch.nn.Module) -> NamedParams:
-        """The module's buffers (BatchNorm running stats), when state is recorded at all."""
-        if not self.tracer.plan.param_digests:
-            return []
-        return self.registry.module_buffers(module)
 
     # -- zero_grad (wrappers on the base classes) ------------------------------------------
 
@@ -327,15 +327,15 @@ class TorchHooks:
                 summarize("set_to_none", set_to_none),
             )
             call_id = tracer.begin_call(api, call_args)
-            params = None
-            if tracer.plan.grad_states:
-                params = (
+            return self._token_with_state(
+                api,
+                call_id,
+                lambda: (
                     self.registry.module_params(obj)
                     if is_module
                     else self.registry.optimizer_params(obj)
-                )
-                tracer.record_params(call_id, "pre", params, with_digest=False)
-            return _CallToken(api, call_id, params)
+                ),
+            )
         except Exception as exc:
             tracer.report_error(f"{api} wrapper", exc)
             return None
@@ -364,11 +364,10 @@ class TorchHooks:
         outermost = tracer.enter_backward()
         try:
             call_id = tracer.begin_call(api)
-            params = None
-            if outermost and tracer.plan.grad_states:
-                params = self.registry.tracked_params()
-                tracer.record_params(call_id, "pre", params, with_digest=False)
-            token = _CallToken(api, call_id, params)
+            if outermost:
+                token = self._token_with_state(api, call_id, self.registry.tracked_params)
+            else:
+                token = _CallToken(api, call_id, None)
             token.entered_backward = True
             return token
         except Exception as exc:
@@ -378,6 +377,19 @@ class TorchHooks:
 
     # -- shared ------------------------------------------------------------------------------
 
+    def _token_with_state(
+        self, api: str, call_id: int, params_of: Callable[[], NamedParams]
+    ) -> _CallToken:
+        """The call's token, after recording its pre state if the plan asks; it keeps
+        the parameters only when a post state is to be recorded too."""
+        plan = self.tracer.plan
+        pre, pre_digest = plan.state_at(api, "pre")
+        post = plan.state_at(api, "post")[0]
+        params = params_of() if pre or post else None
+        if pre:
+            self.tracer.record_params(call_id, "pre", params, with_digest=pre_digest)  # type: ignore[arg-type]
+        return _CallToken(api, call_id, params if post else None)
+
     def _end_call(self, token: _CallToken | None, exc: BaseException | None) -> None:
         """Close a wrapper's call: post VarStates (if any), ApiReturn, backward depth."""
         if token is None:
@@ -385,7 +397,8 @@ class TorchHooks:
         tracer = self.tracer
         try:
             if token.params is not None and tracer.armed:
-                tracer.record_params(token.call_id, "post", token.params, with_digest=False)
+                with_digest = tracer.plan.state_at(token.api, "post")[1]
+                tracer.record_params(token.call_id, "post", token.params, with_digest=with_digest)
             if tracer.armed:
                 tracer.end_call(token.call_id, token.api, exception=exc)
         except Exception as error:

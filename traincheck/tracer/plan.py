@@ -18,6 +18,15 @@ import json
 from collections.abc import Mapping
 from typing import Any
 
+from traincheck.tracer.catalogue import (
+    AUTOGRAD_BACKWARD,
+    MODULE_CALL,
+    MODULE_ZERO_GRAD,
+    OPTIMIZER_STEP,
+    OPTIMIZER_ZERO_GRAD,
+    TENSOR_BACKWARD,
+)
+
 PLAN_FORMAT = "traincheck-plan"
 PLAN_FORMAT_VERSION = 1
 TRACE_PLAN_FILE = "tracing_plan.json"
@@ -40,6 +49,9 @@ class TracingPlan:
     ``input_digests``: whether the batch fed to an outermost module call carries a
     content digest (about 12 us per forward pass on a 64x784 batch; only
     DistinctArgument invariants need it, so a selective plan turns it off otherwise).
+    ``state_points``: the points where variable state is recorded, as ``(api, phase,
+    with_digest)``; None means every point full tracing records (see
+    :meth:`state_at`). A selective plan lists exactly the points its invariants read.
     """
 
     apis: frozenset[str] | None = None
@@ -50,6 +62,20 @@ class TracingPlan:
     sampling_interval: int = 1
     warm_up_steps: int = 0
     input_digests: bool = True
+    state_points: tuple[tuple[str, str, bool], ...] | None = None
+
+    def state_at(self, api: str, phase: str) -> tuple[bool, bool]:
+        """``(record, with_digest)``: whether to record variable state before
+        (``pre``) or after (``post``) ``api``, and whether with data digests."""
+        if self.state_points is not None:
+            return _state_lookup(self.state_points).get((api, phase), (False, False))
+        if api == OPTIMIZER_STEP:
+            return self.records_state, self.param_digests
+        if api in _GRAD_POINT_APIS:
+            return self.grad_states, False
+        if api == MODULE_CALL:  # the module's buffers (BatchNorm running statistics)
+            return self.param_digests, True
+        return False, False
 
     def traces(self, api: str) -> bool:
         """Whether events of ``api`` are wanted."""
@@ -85,6 +111,14 @@ class TracingPlan:
             "sampling_interval": self.sampling_interval,
             "warm_up_steps": self.warm_up_steps,
             "input_digests": self.input_digests,
+            "state_points": (
+                [
+                    {"api": api, "phase": phase, "digest": digest}
+                    for api, phase, digest in self.state_points
+                ]
+                if self.state_points is not None
+                else None
+            ),
         }
 
 
@@ -105,6 +139,7 @@ def plan_from_json(data: Any) -> TracingPlan:
         sampling_interval=_positive_int(data, "sampling_interval", 1),
         warm_up_steps=_positive_int(data, "warm_up_steps", 0, minimum=0),
         input_digests=_bool(data, "input_digests", True),
+        state_points=_state_points(data.get("state_points")),
     )
 
 
@@ -112,6 +147,42 @@ def load_plan(path: str) -> TracingPlan:
     """Read the plan file the launcher wrote (raises OSError / ValueError)."""
     with open(path, encoding="utf-8") as handle:
         return plan_from_json(json.load(handle))
+
+
+_GRAD_POINT_APIS = frozenset(
+    {OPTIMIZER_ZERO_GRAD, MODULE_ZERO_GRAD, TENSOR_BACKWARD, AUTOGRAD_BACKWARD}
+)
+"""APIs whose calls record gradient states (no digests) under full tracing."""
+
+_LOOKUPS: dict[tuple[tuple[str, str, bool], ...], dict[tuple[str, str], tuple[bool, bool]]] = {}
+
+
+def _state_lookup(
+    points: tuple[tuple[str, str, bool], ...],
+) -> dict[tuple[str, str], tuple[bool, bool]]:
+    """``state_points`` as a dict, built once per plan (asked at every traced call)."""
+    lookup = _LOOKUPS.get(points)
+    if lookup is None:
+        lookup = _LOOKUPS[points] = {(api, phase): (True, digest) for api, phase, digest in points}
+    return lookup
+
+
+def _state_points(value: Any) -> tuple[tuple[str, str, bool], ...] | None:
+    if value is None:
+        return None
+    if not isinstance(value, list):
+        raise ValueError("plan field 'state_points' must be a list or null")
+    points = []
+    for item in value:
+        if (
+            not isinstance(item, Mapping)
+            or not isinstance(item.get("api"), str)
+            or item.get("phase") not in ("pre", "post")
+            or not isinstance(item.get("digest"), bool)
+        ):
+            raise ValueError("plan field 'state_points' needs {api, phase: pre|post, digest}")
+        points.append((item["api"], item["phase"], item["digest"]))
+    return tuple(sorted(set(points)))
 
 
 def _optional_names(data: Mapping[str, Any], key: str) -> list[str] | None:
