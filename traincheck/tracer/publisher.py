@@ -320,4 +320,3 @@ class Publisher:
             self._grace_left_s = 0.0
             return
         self._grace_left_s = max(0.0, self._grace_left_s - (time.monotonic() - started))
-
