@@ -64,3 +64,17 @@ def test_batchnorm_running_stats_change_across_training_forward(events: list[obj
     ]
     assert [s.phase for s in states] == ["pre", "post"]
     assert states[0].digest != states[1].digest
+
+
+def test_a_module_call_that_raises_is_closed_and_the_next_one_traced(
+    events: list[object],
+) -> None:
+    """The Module.__call__ wrapper: outermost calls only, the exception recorded on
+    the return, and the nesting depth reset so the next call is outermost again."""
+    calls = _calls(events, "torch.nn.Module.__call__")
+    assert all(call.parent_id == 0 for call in calls)
+    assert {_args(call)["module"] for call in calls} == {"Sequential"}
+    returns = {e.call_id: e for e in events if isinstance(e, ApiReturn)}
+    failed, last = calls[-2], calls[-1]
+    assert returns[failed.call_id].exception == "RuntimeError"
+    assert returns[last.call_id].exception is None

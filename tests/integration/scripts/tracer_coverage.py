@@ -1,7 +1,8 @@
 """Exercises every API family the tracer covers beyond the core loop (few steps, CPU).
 
 clip_grad_norm_, an lr scheduler, DataLoader epochs, Module.train/eval/to/
-load_state_dict, BatchNorm buffers, torch.autocast and traincheck.annotate.
+load_state_dict, BatchNorm buffers, torch.autocast and traincheck.annotate, and a
+module call that raises (caught here) followed by one that does not.
 """
 
 import torch
@@ -29,4 +30,9 @@ for _epoch in range(2):
 model.eval()
 model.to(torch.float32)
 model.load_state_dict(model.state_dict())
+try:
+    model(torch.randn(3, 5))  # wrong feature count: raises inside the first Linear
+except RuntimeError:
+    pass
+model(torch.randn(3, 4))
 print("ok")
