@@ -8,7 +8,7 @@ machine noise hits all of them alike. Prints, per variant, the median per-step
 time after warm-up, its ratio to the untraced run, and the trace size per step.
 
     .venv/bin/python scripts/bench/overhead.py --rounds 5
-    .venv/bin/python scripts/bench/overhead.py --rounds 3 --peer
+    .venv/bin/python scripts/bench/overhead.py --rounds 3 --peer --model cnn
 """
 
 from __future__ import annotations
@@ -55,10 +55,11 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--steps", type=int, default=70)
+    parser.add_argument("--model", choices=("mlp", "cnn"), default="mlp")
     parser.add_argument("--peer", action="store_true", help="add the published TrainCheck")
     args = parser.parse_args()
     work = Path(tempfile.mkdtemp(prefix="tc-bench-"))
-    python = [sys.executable, str(WORKLOAD), "--steps", str(args.steps)]
+    python = [sys.executable, str(WORKLOAD), "--steps", str(args.steps), "--model", args.model]
 
     reference = work / "reference"
     run([str(BIN / "traincheck-run"), "--output-dir", str(reference), "--", *python], work)
@@ -104,7 +105,14 @@ def main() -> None:
             raise SystemExit("no peer venv: run scripts/bench/make_peer_venv.sh first")
         # The peer writes an instrumented copy next to the script: give it a copy.
         peer_workload = work / WORKLOAD.name
-        peer_workload.write_text(WORKLOAD.read_text())
+        # It runs the script without arguments: the copy's defaults are this run's.
+        peer_workload.write_text(
+            WORKLOAD.read_text()
+            .replace('default="mlp"', f'default="{args.model}"')
+            .replace(
+                '"--steps", type=int, default=70', f'"--steps", type=int, default={args.steps}'
+            )
+        )
         variants["published TrainCheck 0.2.0 (full)"] = lambda r: [
             str(PEER_BIN / "traincheck-collect"),
             "-p",
@@ -129,7 +137,10 @@ def main() -> None:
     if args.peer:
         sizes["published TrainCheck 0.2.0 (full)"] = dir_bytes(work / "peer0")
     base = medians["untraced"]
-    print(f"workload: {WORKLOAD.name}, {args.steps} steps, {args.rounds} interleaved rounds")
+    print(
+        f"workload: {WORKLOAD.name} --model {args.model}, {args.steps} steps,"
+        f" {args.rounds} interleaved rounds"
+    )
     print(f"{'variant':45} {'median step':>12} {'ratio':>7} {'ratio range':>14} {'trace/step':>11}")
     for name, values in medians.items():
         ratios = [v / b for v, b in zip(values, base, strict=True)]

@@ -1,0 +1,208 @@
+"""Where the tracer's per-step time goes, measured inside one training process.
+
+``overhead.py`` gives the number a user sees (whole runs, traced vs untraced),
+but separate runs on a shared VM differ by +-20% from one another, which hides
+anything smaller than that. This script removes the run-to-run noise: one
+process trains the benchmark MLP (same model and batch as ``workload_mlp.py``)
+and installs / uninstalls the tracer's hooks in alternating blocks of steps, so
+each traced block is compared with the untraced block just before it. It prints:
+
+1. the median extra time per step, for full tracing and for plans that leave
+   parts out (variable state, module calls, everything but the step hook), so
+   the cost of each part is the difference between two rows;
+2. the time spent inside each hook, measured in place (the hook bodies run
+   "cold" between torch kernels and cost 2-3x what a warm micro-benchmark says).
+
+Events go to a real ZeroMQ PULL socket drained by a child process (no sidecar:
+storing and checking are the sidecar's cost, not the training process's).
+
+    .venv/bin/python scripts/bench/tracer_cost.py --blocks 80
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import functools
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable
+from typing import Any
+
+DRAIN = """
+import sys, zmq
+sock = zmq.Context().socket(zmq.PULL)
+sock.bind(sys.argv[1])
+while True:
+    sock.recv()
+"""
+
+STEP_HOOK_ONLY = frozenset({"torch.optim.Optimizer.step"})
+BLOCK_STEPS = 10
+SKIPPED_PER_BLOCK = 2
+"""The first steps after (un)installing are not counted: caches refill."""
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--blocks", type=int, default=80, help="blocks per variant (even)")
+    parser.add_argument("--timed-steps", type=int, default=500)
+    args = parser.parse_args()
+
+    work = tempfile.mkdtemp(prefix="tc-cost-")
+    endpoint = f"ipc://{work}/drain.sock"
+    drain = subprocess.Popen([sys.executable, "-c", DRAIN, endpoint])
+    try:
+        time.sleep(0.3)
+        os.environ["TRAINCHECK_ENDPOINT"] = endpoint
+        os.environ["TRAINCHECK_RUN_ID"] = "tracer-cost"
+        measure(args.blocks, args.timed_steps)
+    finally:
+        drain.kill()
+
+
+def measure(blocks: int, timed_steps: int) -> None:
+    from traincheck.tracer import bootstrap, runtime
+
+    bootstrap._arm_if_wanted(os.environ)
+    import torch
+    import torch.nn.functional as F
+    from torch import nn
+
+    from traincheck.tracer import hooks
+
+    tracer = runtime.current()
+    installed = hooks._installed
+    assert tracer is not None and installed is not None, "the tracer did not arm"
+
+    torch.set_num_threads(1)
+    torch.manual_seed(0)
+    inputs = torch.randn(64, 1, 28, 28)
+    labels = torch.randint(0, 10, (64,))
+    model = nn.Sequential(
+        nn.Flatten(),
+        nn.Linear(784, 256),
+        nn.ReLU(),
+        nn.Linear(256, 128),
+        nn.ReLU(),
+        nn.Linear(128, 10),
+    )
+    optimizer = torch.optim.Adam(model.parameters(), lr=1e-3)
+
+    def step() -> None:
+        optimizer.zero_grad()
+        F.cross_entropy(model(inputs), labels).backward()
+        optimizer.step()
+
+    for _ in range(20):
+        step()
+
+    full = tracer.plan
+    no_state = dataclasses.replace(full, param_digests=False, grad_states=False)
+    variants = {
+        "full tracing": full,
+        "no parameter digests": dataclasses.replace(full, param_digests=False),
+        "no gradient states": dataclasses.replace(full, grad_states=False),
+        "no variable state": no_state,
+        "no state, no input digest": dataclasses.replace(no_state, input_digests=False),
+        "step hook only, no state": dataclasses.replace(no_state, apis=STEP_HOOK_ONLY),
+    }
+    print(f"extra time per step, {blocks // 2} traced blocks of {BLOCK_STEPS} steps vs the")
+    print("untraced block before each (median of the differences, and its quartiles)")
+    for name, plan in variants.items():
+        tracer.plan = plan
+        untraced, extra = alternate(installed, step, blocks)
+        q1, _, q3 = statistics.quantiles(extra, n=4)
+        print(
+            f"  {name:28} +{statistics.median(extra):6.1f} us   ({q1:.0f}..{q3:.0f})"
+            f"   untraced {statistics.median(untraced):7.1f} us"
+        )
+
+    tracer.plan = full
+    print(f"\ntime inside each hook, full tracing, {timed_steps} steps (nested rows overlap)")
+    for name, micros in hook_times(installed, tracer, step, timed_steps):
+        print(f"  {name:36} {micros:7.1f} us/step")
+
+
+def alternate(
+    installed: Any, step: Callable[[], None], blocks: int
+) -> tuple[list[float], list[float]]:
+    """Median step time of each untraced block, and each traced block's excess over it."""
+    untraced: list[float] = []
+    extra: list[float] = []
+    for block in range(blocks):
+        traced = block % 2 == 1
+        if traced:
+            installed.install()
+        else:
+            installed.uninstall()
+        times = []
+        for i in range(BLOCK_STEPS):
+            started = time.perf_counter_ns()
+            step()
+            if i >= SKIPPED_PER_BLOCK:
+                times.append(time.perf_counter_ns() - started)
+        median_us = statistics.median(times) / 1e3
+        if traced:
+            extra.append(median_us - untraced[-1])
+        else:
+            untraced.append(median_us)
+    installed.uninstall()
+    return untraced, extra
+
+
+def hook_times(
+    installed: Any, tracer: Any, step: Callable[[], None], steps: int
+) -> list[tuple[str, float]]:
+    """Wrap the tracer's hook entry points with timers, run, and unwrap."""
+    from traincheck.tracer.hooks import TorchHooks
+    from traincheck.tracer.runtime import Tracer
+
+    spent: dict[str, int] = {}
+    restore: list[tuple[type, str, Any]] = []
+    targets = [
+        (TorchHooks, "_step_pre"),
+        (TorchHooks, "_step_post"),
+        (TorchHooks, "_begin_zero_grad"),
+        (TorchHooks, "_begin_backward"),
+        (TorchHooks, "_end_call"),
+        (TorchHooks, "_begin_module_call"),
+        (TorchHooks, "_end_module_call"),
+        (Tracer, "record_params"),
+        (Tracer, "begin_call"),
+        (Tracer, "end_call"),
+        (Tracer, "flush_at_step"),
+    ]
+    for owner, name in targets:
+        original = getattr(owner, name)
+        restore.append((owner, name, original))
+        setattr(owner, name, _timed(original, f"{owner.__name__}.{name}", spent))
+    installed.install()
+    try:
+        for _ in range(steps):
+            step()
+    finally:
+        installed.uninstall()
+        for owner, name, original in restore:
+            setattr(owner, name, original)
+    return sorted(((k, v / steps / 1e3) for k, v in spent.items()), key=lambda kv: -kv[1])
+
+
+def _timed(function: Callable[..., Any], label: str, spent: dict[str, int]) -> Callable[..., Any]:
+    @functools.wraps(function)
+    def timed(*args: Any, **kwargs: Any) -> Any:
+        started = time.perf_counter_ns()
+        try:
+            return function(*args, **kwargs)
+        finally:
+            spent[label] = spent.get(label, 0) + time.perf_counter_ns() - started
+
+    return timed
+
+
+if __name__ == "__main__":
+    main()
