@@ -100,6 +100,12 @@ class LiveCheck:
         # Grouped, de-duplicated, root-cause-ordered alerts; result files at the end.
         self._reporter = LiveReporter(self._checker, emit_alert, results_dir)
 
+    @property
+    def active(self) -> bool:
+        """Whether events are checked: without a checker the sidecar skips building
+        a ``StoredEvent`` per event (0.14 us/event that nothing would read)."""
+        return self._checker is not None
+
     def feed(self, stored: StoredEvent) -> None:
         if self._checker is not None:
             self._report(lambda: self._checker.feed(stored))
@@ -173,7 +179,7 @@ class Sidecar:
         write_marker(options.endpoint)
         self.started_wall_ns = time.time_ns()
 
-    def handle(self, message: bytes) -> None:
+    def handle(self, message: bytes | memoryview) -> None:
         """Validate, persist and check one message."""
         try:
             batch = decode_batch(message, expected_run_id=self.options.run_id)
@@ -187,14 +193,21 @@ class Sidecar:
                 "events are still received and checked live, lost batches are counted"
             )
         self.ledger.record_batch(batch)
-        for event in batch.events:
-            self.check.feed(StoredEvent(batch.pid, batch.rank, event))
+        if self.check.active:
+            pid, rank, feed = batch.pid, batch.rank, self.check.feed
+            for event in batch.events:
+                feed(StoredEvent(pid, rank, event))
 
     def receive_once(self, timeout_s: float) -> int:
         messages = self.receiver.receive(timeout_s)
-        for message in messages:
-            self.handle(message)
-        return len(messages)
+        count = len(messages)
+        # Oldest first, and each message let go of as soon as it is handled: a group
+        # of large batches held until the last one is done would add up to
+        # ``max_messages`` batches to the peak RSS while the sidecar catches up.
+        messages.reverse()
+        while messages:
+            self.handle(messages.pop())
+        return count
 
     def serve(self, drain: DrainRequest) -> None:
         while not drain.is_set():

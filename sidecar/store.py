@@ -65,7 +65,7 @@ class TraceWriter:
         self._fd: int | None = None
         self._segment_bytes = 0
 
-    def append(self, payload: bytes) -> bool:
+    def append(self, payload: bytes | memoryview) -> bool:
         """Persist one encoded batch; return False (and count it) if it could not be."""
         frame = _FRAME_HEADER.pack(len(payload), zlib.crc32(payload)) + payload
         try:

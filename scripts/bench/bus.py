@@ -12,8 +12,12 @@ the trace), events received and dropped, and the sidecar's peak RSS.
     .venv/bin/python scripts/bench/bus.py --events 2000000 --batch 4096
 
 A rate counts as sustained only if ``dropped`` is 0 and ``received`` equals
-``sent``: the publisher never blocks, so a sidecar that cannot keep up shows as
-drops, not as a slower producer.
+``sent`` (plus the job's run markers): the publisher never blocks, so a sidecar that
+cannot keep up shows as drops, not as a slower producer. By default the publisher
+gets no backlog ring (``--backlog-bytes 0``), so any moment at which ZeroMQ's send
+queue (``SEND_HWM`` batches) is full is a drop -- stricter than a traced job, whose
+publisher holds up to ``BACKLOG_MAX_BYTES`` for the sidecar; pass
+``--backlog-bytes 16777216`` to measure with that ring.
 """
 
 from __future__ import annotations
@@ -32,7 +36,7 @@ from pathlib import Path
 BIN = Path(sys.executable).parent
 
 
-def produce(events: int, batch: int) -> None:
+def produce(events: int, batch: int, backlog_bytes: int) -> None:
     """The job side: push ``events`` realistic events through the real publisher."""
     from traincheck import environment
     from traincheck.events import ApiCall, ApiReturn, ArgValue, RunEnd, RunStart, VarState
@@ -45,7 +49,7 @@ def produce(events: int, batch: int) -> None:
         pid=os.getpid(),
         rank=0,
         max_events=batch,
-        backlog_max_bytes=0,
+        backlog_max_bytes=backlog_bytes,
     )
     publisher.open()
     host, python = socket.gethostname(), sys.version.split()[0]
@@ -105,11 +109,12 @@ def last_store_wall_ns(trace: Path) -> int:
     return max(p.stat().st_mtime_ns for p in trace.glob("segment-*.tcs"))
 
 
-def measure(events: int, batch: int) -> dict[str, float | int]:
+def measure(events: int, batch: int, backlog_bytes: int) -> dict[str, float | int]:
     with tempfile.TemporaryDirectory(prefix="tc-bus-") as tmp:
         trace = Path(tmp) / "trace"
         job = [sys.executable, __file__, "--produce", "--events", str(events)]
-        command = [str(BIN / "traincheck-run"), "-o", str(trace), "--", *job, "--batch", str(batch)]
+        job += ["--batch", str(batch), "--backlog-bytes", str(backlog_bytes)]
+        command = [str(BIN / "traincheck-run"), "-o", str(trace), "--", *job]
         launcher = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
         peak = [0]
         poller = threading.Thread(target=sidecar_peak_rss, args=(launcher, peak), daemon=True)
@@ -126,7 +131,9 @@ def measure(events: int, batch: int) -> dict[str, float | int]:
             "sent": report["sent"],
             # Includes the run markers (RunStart/RunEnd) of the job's processes.
             "received": counters["events_received"],
-            "dropped": counters["events_dropped"] + report["publisher_dropped"],
+            # The sidecar's count is the publisher's own (carried in its batches and
+            # RunEnd): the larger of the two, not their sum, which counted drops twice.
+            "dropped": max(counters["events_dropped"], report["publisher_dropped"]),
             "rejected": counters["rejected"],
             "send_rate": report["sent"] / report["send_s"],
             "end_to_end_rate": report["sent"] / end_to_end_s,
@@ -139,14 +146,20 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--events", type=int, default=2_000_000)
     parser.add_argument("--batch", type=int, default=4096, help="events per batch")
+    parser.add_argument(
+        "--backlog-bytes",
+        type=int,
+        default=0,
+        help="the publisher's backlog ring (0: none, every full send queue is a drop)",
+    )
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--produce", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.produce:
-        produce(args.events, args.batch)
+        produce(args.events, args.batch, args.backlog_bytes)
         return
     for round_ in range(args.rounds):
-        result = measure(args.events, args.batch)
+        result = measure(args.events, args.batch, args.backlog_bytes)
         print(
             f"round {round_}: sent {result['sent']:,} received {result['received']:,} "
             f"dropped {result['dropped']:,} rejected {result['rejected']} | "
