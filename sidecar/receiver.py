@@ -28,11 +28,14 @@ import zmq
 from traincheck.events import Batch, RunEnd, RunStart
 from traincheck.wire import MAX_MESSAGE_BYTES
 
-RECEIVE_HWM = 10_000
+RECEIVE_HWM = 256
 """Messages queued in the sidecar before zmq pushes back on the producers' queues.
 
-Large enough to absorb a burst while a slow checker catches up; producers send
-with NOBLOCK, so back-pressure becomes counted drops on their side, never a stall."""
+ZeroMQ counts messages, not bytes, and a batch holds up to 50 ms of a process's
+events (at most 8192), so this bounds the queue to a few hundred MB at worst and a
+few tens typically, while absorbing seconds of a burst. Past it, producers keep
+their batches in their own byte-bounded backlogs (sends are NOBLOCK), so
+back-pressure becomes counted drops on their side, never a stall."""
 
 MAX_GAPS_KEPT = 4096
 """Sequence gaps remembered per producer (to match against the tracer's evictions)."""
@@ -298,6 +301,7 @@ class IntakeLedger:
             producer.batches_dropped = max(producer.batches_dropped, values["batches_dropped"])
             explained = _overlap(producer.gaps, values["evicted_seq_ranges"])
             producer.batches_missing = max(0, producer.batches_missing - explained)
+            producer.batches_missing += _missing_tail(producer.last_seq, values)
 
     def unfinished(self) -> Iterator[ProducerLedger]:
         """Producers that sent RunStart but not (yet) RunEnd."""
@@ -351,7 +355,7 @@ def _valid_counters(data: Any) -> dict[str, Any] | None:
     if not isinstance(data, dict):
         return None
     values: dict[str, Any] = {}
-    for key in ("pid", "events_dropped", "batches_dropped"):
+    for key in ("pid", "events_dropped", "batches_dropped", "batches_sent"):
         value = data.get(key, 0)
         if not isinstance(value, int) or isinstance(value, bool) or value < 0:
             return None
@@ -365,6 +369,29 @@ def _valid_counters(data: Any) -> dict[str, Any] | None:
         if isinstance(r, list) and len(r) == 2 and all(type(x) is int for x in r) and r[0] <= r[1]
     ]
     return values if values["pid"] > 0 else None
+
+
+def _missing_tail(last_seq: int, counters: dict[str, Any]) -> int:
+    """Batches the process sent after the last one we received, which no gap shows.
+
+    Every batch the tracer builds is numbered, and ends up either sent or dropped
+    (evicted from its backlog, or still in it at exit), so the last number it used
+    is ``batches_sent + batches_dropped - 1``. Numbers past ``last_seq`` that were
+    neither evicted nor dropped at exit were sent and never arrived: a sidecar that
+    stopped waiting for them (the drain's time limit) or a detach in flight.
+    """
+    sent, dropped = counters.get("batches_sent", 0), counters.get("batches_dropped", 0)
+    if sent == 0:  # a counters file without the count (older tracers): unknown
+        return 0
+    last_used = sent + dropped - 1
+    if last_used <= last_seq:
+        return 0
+    evicted = counters.get("evicted_seq_ranges", [])
+    evicted_total = sum(last - first + 1 for first, last in evicted)
+    dropped_at_exit = max(0, dropped - evicted_total)  # the newest: always the tail
+    tail = last_used - last_seq
+    in_tail = _overlap([(last_seq + 1, last_used)], evicted)
+    return max(0, tail - in_tail - dropped_at_exit)
 
 
 def _overlap(gaps: list[tuple[int, int]], ranges: list[tuple[int, int]]) -> int:

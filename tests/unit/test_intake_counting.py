@@ -87,6 +87,28 @@ def test_real_gaps_stay_missing() -> None:
     assert ledger.producers[7].batches_dropped == 1
 
 
+def test_batches_sent_after_the_last_one_received_are_missing_not_silent() -> None:
+    """The drain gave up, or a detach was in flight: no gap shows the lost tail, the
+    tracer's exit counters do (batches it dropped itself are not counted twice)."""
+    ledger = IntakeLedger()
+    for seq in range(6):
+        ledger.record_batch(_batch(seq))
+    ledger.adopt_exit_counters(
+        {7: {"pid": 7, "events_dropped": 0, "batches_dropped": 0, "batches_sent": 10,
+             "evicted_seq_ranges": []}}
+    )  # fmt: skip
+    assert ledger.producers[7].batches_missing == 4
+
+    ledger = IntakeLedger()
+    for seq in (0, 1, 2, 4, 5):  # 3 evicted from the backlog, 6 and 7 dropped at exit
+        ledger.record_batch(_batch(seq))
+    ledger.adopt_exit_counters(
+        {7: {"pid": 7, "events_dropped": 9, "batches_dropped": 3, "batches_sent": 5,
+             "evicted_seq_ranges": [(3, 3)]}}
+    )  # fmt: skip
+    assert ledger.producers[7].batches_missing == 0
+
+
 def test_a_process_that_exited_before_we_heard_its_end_is_finished_not_killed() -> None:
     ledger = IntakeLedger(joined_mid_run=True)
     ledger.expect(11, 0, os.uname().nodename)  # from the registry, then it exited
