@@ -3,7 +3,7 @@
 ``overhead.py`` gives the number a user sees (whole runs, traced vs untraced),
 but separate runs on a shared VM differ by +-20% from one another, which hides
 anything smaller than that. This script removes the run-to-run noise: one
-process trains the benchmark MLP (same model and batch as ``workload_mlp.py``)
+process trains the benchmark model (``workload_mlp.py``'s, MLP or CNN)
 and installs / uninstalls the tracer's hooks in alternating blocks of steps, so
 each traced block is compared with the untraced block just before it. It prints:
 
@@ -25,13 +25,17 @@ import argparse
 import dataclasses
 import functools
 import os
+import runpy
 import statistics
 import subprocess
 import sys
 import tempfile
 import time
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
+
+WORKLOAD = Path(__file__).resolve().parent / "workload_mlp.py"
 
 DRAIN = """
 import sys, zmq
@@ -51,6 +55,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--blocks", type=int, default=80, help="blocks per variant (even)")
     parser.add_argument("--timed-steps", type=int, default=500)
+    parser.add_argument("--model", choices=("mlp", "cnn"), default="mlp")
     args = parser.parse_args()
 
     work = tempfile.mkdtemp(prefix="tc-cost-")
@@ -60,18 +65,17 @@ def main() -> None:
         time.sleep(0.3)
         os.environ["TRAINCHECK_ENDPOINT"] = endpoint
         os.environ["TRAINCHECK_RUN_ID"] = "tracer-cost"
-        measure(args.blocks, args.timed_steps)
+        measure(args.blocks, args.timed_steps, args.model)
     finally:
         drain.kill()
 
 
-def measure(blocks: int, timed_steps: int) -> None:
+def measure(blocks: int, timed_steps: int, model_kind: str) -> None:
     from traincheck.tracer import bootstrap, runtime
 
     bootstrap._arm_if_wanted(os.environ)
     import torch
     import torch.nn.functional as F
-    from torch import nn
 
     from traincheck.tracer import hooks
 
@@ -79,19 +83,16 @@ def measure(blocks: int, timed_steps: int) -> None:
     installed = hooks._installed
     assert tracer is not None and installed is not None, "the tracer did not arm"
 
-    torch.set_num_threads(1)
-    torch.manual_seed(0)
+    # The benchmark workload's own model and optimizer: run it for zero steps.
+    argv = sys.argv
+    sys.argv = [str(WORKLOAD), "--steps", "0", "--model", model_kind]
+    try:
+        workload = runpy.run_path(str(WORKLOAD), run_name="tracer_cost")
+    finally:
+        sys.argv = argv
+    model, optimizer = workload["model"], workload["optimizer"]
     inputs = torch.randn(64, 1, 28, 28)
     labels = torch.randint(0, 10, (64,))
-    model = nn.Sequential(
-        nn.Flatten(),
-        nn.Linear(784, 256),
-        nn.ReLU(),
-        nn.Linear(256, 128),
-        nn.ReLU(),
-        nn.Linear(128, 10),
-    )
-    optimizer = torch.optim.Adam(model.parameters(), lr=1e-3)
 
     def step() -> None:
         optimizer.zero_grad()
@@ -111,8 +112,11 @@ def measure(blocks: int, timed_steps: int) -> None:
         "no state, no input digest": dataclasses.replace(no_state, input_digests=False),
         "step hook only, no state": dataclasses.replace(no_state, apis=STEP_HOOK_ONLY),
     }
-    print(f"extra time per step, {blocks // 2} traced blocks of {BLOCK_STEPS} steps vs the")
-    print("untraced block before each (median of the differences, and its quartiles)")
+    print(
+        f"model: {model_kind}; extra time per step, {blocks // 2} traced blocks of"
+        f" {BLOCK_STEPS} steps vs the untraced block before each"
+    )
+    print("(median of the differences, and its quartiles)")
     for name, plan in variants.items():
         tracer.plan = plan
         untraced, extra = alternate(installed, step, blocks)
