@@ -29,6 +29,7 @@ from traincheck.sidecar.checker import Checker
 from traincheck.sidecar.results import ViolationLedger
 from traincheck.sidecar.store import MANIFEST_NAME, SEGMENT_GLOB, SEGMENT_MAGIC, StoredEvent
 
+from traincheck.events import single_events
 from traincheck.wire import WireError, decode_batch
 
 FRAME_HEADER = struct.Struct("<II")
@@ -80,7 +81,7 @@ class SegmentTail:
                 self.broken = f"{self.path.name}: undecodable batch ({exc})"
                 break
             position = start + length
-            for event in batch.events:
+            for event in single_events(batch.events):
                 yield StoredEvent(batch.pid, batch.rank, event)
         self.offset += position
 

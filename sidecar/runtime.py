@@ -36,6 +36,7 @@ from traincheck.sidecar.receiver import (
 from traincheck.sidecar.store import StoredEvent, TraceWriter, write_manifest
 
 from traincheck.errors import InvariantsFileError
+from traincheck.events import single_events
 from traincheck.wire import WireError, decode_batch
 
 POLL_INTERVAL_S = 0.1
@@ -195,7 +196,7 @@ class Sidecar:
         self.ledger.record_batch(batch)
         if self.check.active:
             pid, rank, feed = batch.pid, batch.rank, self.check.feed
-            for event in batch.events:
+            for event in single_events(batch.events):
                 feed(StoredEvent(pid, rank, event))
 
     def receive_once(self, timeout_s: float) -> int:

@@ -27,7 +27,7 @@ from pathlib import Path
 from typing import Any
 
 from traincheck.errors import NotATraceError
-from traincheck.events import Batch, Event
+from traincheck.events import Batch, Event, single_events
 from traincheck.wire import WireError, decode_batch
 
 MANIFEST_NAME = "run.json"
@@ -165,7 +165,7 @@ class Trace:
     def events(self) -> Iterator[StoredEvent]:
         """All events, in the order the sidecar received them."""
         for batch in self.batches:
-            for event in batch.events:
+            for event in single_events(batch.events):
                 yield StoredEvent(batch.pid, batch.rank, event)
 
     def to_frame(self):

@@ -15,11 +15,16 @@ every event: all events of a batch come from one process.
 
 from __future__ import annotations
 
+from collections.abc import Iterable, Iterator
 from typing import Literal
 
 import msgspec
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
+"""Version 2 added :class:`VarStates`; a version-1 batch is a valid version-2 batch."""
+
+SUPPORTED_SCHEMA_VERSIONS = frozenset({1, 2})
+"""What readers accept: traces recorded by an older tracer stay readable."""
 
 Stage = Literal["init", "train", "eval"]
 """Training phase of an event: ``init`` before the first forward pass with grad
@@ -127,6 +132,53 @@ class VarState(msgspec.Struct, frozen=True, array_like=True, tag="var"):
     grad_digest: int | None = None
 
 
+class VarStates(msgspec.Struct, frozen=True, array_like=True, tag="vars"):
+    """The states of several variables at one point: :class:`VarState` as columns.
+
+    What the tracer sends: one event per point instead of one per parameter, so
+    the training process builds, queues and encodes a few objects per step rather
+    than dozens (every one of which costs it time between torch kernels). Readers
+    see :class:`VarState` events: :func:`single_events` expands these where a
+    trace or a live stream is read, so no consumer handles the columns.
+    ``digests`` is None at points that take none (e.g. ``zero_grad``).
+    """
+
+    ts_ns: int
+    call_id: int
+    phase: Literal["pre", "post", "init"]
+    thread: int
+    step: int
+    stage: Stage
+    var_names: list[str]
+    var_types: list[str]
+    shapes: list[tuple[int, ...]]
+    dtypes: list[str]
+    devices: list[str]
+    requires_grad: list[bool]
+    grads: list[GradState]
+    digests: list[int | None] | None = None
+
+    def expand(self) -> list[VarState]:
+        """One :class:`VarState` per variable, in order (columns of unequal length
+        are cut to the shortest: a malformed event never raises here)."""
+        digests = self.digests if self.digests is not None else [None] * len(self.var_names)
+        head = (self.ts_ns, self.call_id, self.phase, self.thread, self.step, self.stage)
+        return [
+            VarState(*head, *row)
+            for row in zip(
+                self.var_names,
+                self.var_types,
+                self.shapes,
+                self.dtypes,
+                self.devices,
+                self.requires_grad,
+                self.grads,
+                digests,
+                strict=False,
+            )
+        ]
+
+
 class MetaChange(msgspec.Struct, frozen=True, array_like=True, tag="meta"):
     """A meta-variable took a new value (step, stage, epoch or a user annotation)."""
 
@@ -138,7 +190,16 @@ class MetaChange(msgspec.Struct, frozen=True, array_like=True, tag="meta"):
     stage: Stage
 
 
-Event = RunStart | RunEnd | ApiCall | ApiReturn | VarState | MetaChange
+Event = RunStart | RunEnd | ApiCall | ApiReturn | VarState | VarStates | MetaChange
+
+
+def single_events(events: Iterable[Event]) -> Iterator[Event]:
+    """The events with every :class:`VarStates` expanded into its :class:`VarState` s."""
+    for event in events:
+        if type(event) is VarStates:
+            yield from event.expand()
+        else:
+            yield event
 
 
 class Batch(msgspec.Struct, frozen=True, array_like=True):

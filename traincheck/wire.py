@@ -19,7 +19,7 @@ import gc
 
 import msgspec
 
-from traincheck.events import SCHEMA_VERSION, Batch
+from traincheck.events import SCHEMA_VERSION, SUPPORTED_SCHEMA_VERSIONS, Batch
 
 MAX_MESSAGE_BYTES = 64 * 1024 * 1024
 """Largest batch the sidecar accepts; anything bigger is rejected unread."""
@@ -83,7 +83,7 @@ def _decode_header(data: bytes | memoryview) -> _BatchHeader:
 
 def _check_header(header: _BatchHeader | Batch, expected_run_id: str | None) -> None:
     """Reject a batch of another schema version or of another run."""
-    if header.schema_version != SCHEMA_VERSION:
+    if header.schema_version not in SUPPORTED_SCHEMA_VERSIONS:
         raise WireError(
             f"schema version {header.schema_version} is not supported (expected {SCHEMA_VERSION})"
         )

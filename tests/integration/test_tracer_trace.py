@@ -19,7 +19,16 @@ from pathlib import Path
 import pytest
 import zmq
 
-from traincheck.events import ApiCall, Batch, Event, MetaChange, RunEnd, RunStart, VarState
+from traincheck.events import (
+    ApiCall,
+    Batch,
+    Event,
+    MetaChange,
+    RunEnd,
+    RunStart,
+    VarState,
+    single_events,
+)
 from traincheck.wire import decode_batch
 
 REPO = Path(__file__).resolve().parents[2]
@@ -55,7 +64,7 @@ class Run:
 
     @property
     def events(self) -> list[Event]:
-        return [event for batch in self.batches for event in batch.events]
+        return [event for batch in self.batches for event in single_events(batch.events)]
 
 
 @pytest.fixture

@@ -18,7 +18,7 @@ def _tracer() -> SimpleNamespace:
 
 
 def _read(cache: StateCache, params: list[tuple[str, torch.Tensor]], phase: str):
-    return param_states(_tracer(), 1, phase, params, with_digest=True, cache=cache)
+    return param_states(_tracer(), 1, phase, params, with_digest=True, cache=cache).expand()
 
 
 def _model() -> tuple[torch.nn.Linear, list[tuple[str, torch.Tensor]]]:

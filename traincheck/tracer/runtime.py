@@ -279,7 +279,7 @@ class Tracer:
         *,
         with_digest: bool,
     ) -> None:
-        """Emit one ``VarState`` per parameter (grad state, and data digest if asked)."""
+        """Emit the parameters' states (grad state, and data digest if asked): one event."""
         from traincheck.tracer.varstate import param_states
 
         if self.plan.models_to_track is not None:
@@ -287,8 +287,8 @@ class Tracer:
         states = param_states(
             self, call_id, phase, params, with_digest=with_digest, cache=self.state_cache
         )
-        for state in states:
-            self.publisher.append(state)
+        if states is not None:
+            self.publisher.append(states)
 
     def emit(self, event: Event) -> None:
         """Queue an event built elsewhere (VarState batches, tests)."""

@@ -1,4 +1,4 @@
-"""Build ``VarState`` events for a set of named tensors at one point of a call.
+"""Build the ``VarStates`` event for a set of named tensors at one point of a call.
 
 All tensors of one point share a timestamp, and their gradient states are
 computed together (one device sync at most). A tensor whose contents cannot be
@@ -29,7 +29,7 @@ from typing import TYPE_CHECKING, Literal
 
 import torch
 
-from traincheck.events import GradState, VarState
+from traincheck.events import GradState, VarStates
 from traincheck.tracer.digest import digest_in_no_grad, grad_states_in_no_grad
 
 if TYPE_CHECKING:
@@ -132,48 +132,44 @@ def param_states(
     *,
     with_digest: bool,
     cache: StateCache | None = None,
-) -> list[VarState]:
-    """One ``VarState`` per ``(name, tensor)``, in order."""
+) -> VarStates | None:
+    """The states of ``(name, tensor)`` pairs at one point, as one event (None: no pairs)."""
     if not params:
-        return []
+        return None
     cache = cache if cache is not None else StateCache()
-    ts_ns = time.monotonic_ns()
-    thread = threading.get_ident()
-    step, stage = tracer.meta.step, tracer.meta.stage
     tensors = [p for _, p in params]
-    states = []
     # No ``torch.no_grad()`` here (1.3 us a point): every tensor is detached before
     # any torch op reads it (see digest.py), so nothing can record autograd history.
     entries = [cache.entry(t) for t in tensors]
-    reuse = phase == "pre"
     # Gradient states are reused at every point: a gradient written in place
     # bumps its version (backward accumulating into it, ``zero_()``), one set
     # anew is another tensor, and the one kernel family that writes without a
     # bump (fused optimizers unscaling in place) cannot turn a nonzero
     # gradient into a zero one.
     grads = cache.grad_states(tensors, entries, reuse=True)
-    for (name, param), entry, grad in zip(params, entries, grads, strict=True):
-        shape, _, var_type, dtype, device = entry.static
-        digest = cache.digest(tracer, param, entry, reuse=reuse) if with_digest else None
-        states.append(
-            VarState(
-                ts_ns,
-                call_id,
-                phase,
-                thread,
-                step,
-                stage,
-                name,
-                var_type,
-                shape,
-                dtype,
-                device,
-                param.requires_grad,
-                grad,
-                digest,
-            )
-        )
-    return states
+    digests = None
+    if with_digest:
+        reuse = phase == "pre"
+        digests = [
+            cache.digest(tracer, t, e, reuse=reuse) for t, e in zip(tensors, entries, strict=True)
+        ]
+    statics = [entry.static for entry in entries]
+    return VarStates(
+        time.monotonic_ns(),
+        call_id,
+        phase,
+        threading.get_ident(),
+        tracer.meta.step,
+        tracer.meta.stage,
+        [name for name, _ in params],
+        [static[2] for static in statics],
+        [static[0] for static in statics],
+        [static[3] for static in statics],
+        [static[4] for static in statics],
+        [t.requires_grad for t in tensors],
+        grads,
+        digests,
+    )
 
 
 def _static(tensor: torch.Tensor) -> tuple[tuple[int, ...], torch.dtype, str, str, str]:
