@@ -124,9 +124,12 @@ def main() -> None:
         ]
 
     medians: dict[str, list[float]] = {name: [] for name in variants}
+    pooled: dict[str, list[int]] = {name: [] for name in variants}
     for round_index in range(args.rounds):
         for name, command in variants.items():
-            medians[name].append(statistics.median(run(command(round_index), work)))
+            times = run(command(round_index), work)
+            medians[name].append(statistics.median(times))
+            pooled[name].extend(times)
         print(f"round {round_index + 1}/{args.rounds} done", file=sys.stderr)
 
     sizes = {
@@ -137,18 +140,25 @@ def main() -> None:
     if args.peer:
         sizes["published TrainCheck 0.2.0 (full)"] = dir_bytes(work / "peer0")
     base = medians["untraced"]
+    base_pooled = statistics.median(pooled["untraced"])
     print(
         f"workload: {WORKLOAD.name} --model {args.model}, {args.steps} steps,"
         f" {args.rounds} interleaved rounds"
     )
-    print(f"{'variant':45} {'median step':>12} {'ratio':>7} {'ratio range':>14} {'trace/step':>11}")
+    print("ratio: median step over all rounds / untraced's; rounds: quartiles of the")
+    print("per-round ratios (each variant's median step / the same round's untraced)")
+    print(
+        f"{'variant':45} {'median step':>12} {'ratio':>7} {'rounds q1-q3':>14} {'trace/step':>11}"
+    )
     for name, values in medians.items():
         ratios = [v / b for v, b in zip(values, base, strict=True)]
+        q1, _, q3 = statistics.quantiles(ratios, n=4) if len(ratios) > 1 else (1.0, 1.0, 1.0)
+        step = statistics.median(pooled[name])
         size = sizes.get(name)
         size_text = f"{size / args.steps / 1024:.1f} KiB" if size is not None else "-"
         print(
-            f"{name:45} {statistics.median(values) / 1e6:9.3f} ms {statistics.median(ratios):6.2f}x"
-            f" {min(ratios):6.2f}-{max(ratios):.2f}x {size_text:>11}"
+            f"{name:45} {step / 1e6:9.3f} ms {step / base_pooled:6.2f}x"
+            f" {q1:6.2f}-{q3:.2f}x {size_text:>11}"
         )
 
 
