@@ -100,3 +100,11 @@ def test_fast_cpu_path_gives_the_digest_of_the_raw_bytes(make: Callable[[], torc
 def test_grad_state_of_a_negative_view_uses_its_values() -> None:
     grad = torch._neg_view(torch.tensor([0.0, -1.0]))
     assert grad_states([grad, torch._neg_view(torch.zeros(3))]) == ["nonzero", "zero"]
+
+
+@pytest.mark.parametrize("position", [0, 1, 4097, 65535, 30001])
+def test_a_single_nonzero_anywhere_makes_the_gradient_nonzero(position: int) -> None:
+    """The sampled look-ahead is only a shortcut: off the sample, the full scan decides."""
+    grad = torch.zeros(128, 512)
+    grad.view(-1)[position] = 1e-30
+    assert grad_states([grad, torch.zeros(128, 512)]) == ["nonzero", "zero"]

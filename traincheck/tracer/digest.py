@@ -44,6 +44,9 @@ _MIX_2 = 0xBF58476D1CE4E5B9 - (1 << 64)
 _NUMPY_FLOATS = frozenset({torch.float16, torch.float32, torch.float64})
 """Gradient dtypes numpy reads natively; bfloat16 is tested on its raw bits."""
 
+_ANY_SAMPLE = 1024
+"""Elements of a gradient looked at before a full scan for a nonzero."""
+
 _BF16_MAGNITUDE = 0x7FFF
 """Every bfloat16 bit except the sign: nonzero exactly when the value is not +-0."""
 
@@ -170,18 +173,34 @@ def _flat(tensor: torch.Tensor) -> torch.Tensor:
 def _cpu_any(grad: torch.Tensor) -> bool:
     """``grad.any()`` through numpy: a few times cheaper than a torch reduction on CPU.
 
-    A gradient is almost always nonzero at its first or last element, so those
-    are looked at before scanning the whole array.
+    numpy's ``any`` reads the whole array (no early exit), 12 us for a 128x512
+    gradient. A gradient almost always has a nonzero among its first and last
+    elements or a spread-out sample of ~1000 of them (rows zeroed by dead ReLU
+    units are the usual exception to the first two), so those are looked at
+    first; only an all-zero sample costs the full scan.
     """
+    array: np.ndarray | None = None
     if grad.dtype in _NUMPY_FLOATS and grad.layout is torch.strided:
         try:
             array = grad.detach().numpy()
         except RuntimeError:  # conjugate/negative views: the general route below
-            pass
-        else:
-            if array.size and (array.flat[0] or array.flat[-1]):
-                return True
+            array = None
+        if array is not None and not array.flags.c_contiguous:
             return bool(array.any())
+    if array is None:
+        flat = _flat(grad)
+        if flat.dtype in _NUMPY_FLOATS:
+            array = flat.numpy()
+        elif flat.dtype == torch.bfloat16:
+            array = np.bitwise_and(flat.view(torch.int16).numpy(), _BF16_MAGNITUDE)
+        else:
+            return bool(flat.any())
+    array = array.reshape(-1)  # contiguous here: a view
+    if not array.size:
+        return False
+    if array[0] or array[-1] or array[:: max(1, array.size // _ANY_SAMPLE)].any():
+        return True
+    return bool(array.any())
     flat = _flat(grad)
     if flat.dtype in _NUMPY_FLOATS:
         array = flat.numpy().reshape(-1)
