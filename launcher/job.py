@@ -42,6 +42,7 @@ def job_environment(
     env[environment.TRAINCHECK_RUN_ID] = run_id
     env[environment.TRAINCHECK_TRACE_DIR] = str(trace_dir)
     env[environment.TRAINCHECK_BOOTSTRAP_DIR] = boot
+    env[environment.TRAINCHECK_LAUNCHER_PID] = str(os.getpid())  # we spawn the job
     return env
 
 

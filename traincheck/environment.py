@@ -34,6 +34,13 @@ TRAINCHECK_BACKLOG_BYTES = "TRAINCHECK_BACKLOG_BYTES"
 """Optional bound, in bytes, on the encoded batches a tracer holds while no sidecar
 takes them (detached runs, a dead or stalled sidecar); default 16 MiB."""
 
+TRAINCHECK_LAUNCHER_PID = "TRAINCHECK_LAUNCHER_PID"
+"""The pid of the ``traincheck-run`` that started the job. Its direct child is armed
+at once; any other process that inherits the environment (helpers started by the
+job, such as the ``python -c`` probes ``torch.compile`` runs; torchrun's ranks; a
+``python`` under a shell script) is armed *gated*: silent, with no socket, until
+it calls a traced API. Absent: every process is armed (tests, hand-built envs)."""
+
 ALL = (
     TRAINCHECK_ENDPOINT,
     TRAINCHECK_RUN_ID,
@@ -43,4 +50,5 @@ ALL = (
     TRAINCHECK_DISABLE,
     TRAINCHECK_DEBUG,
     TRAINCHECK_BACKLOG_BYTES,
+    TRAINCHECK_LAUNCHER_PID,
 )

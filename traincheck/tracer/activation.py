@@ -10,6 +10,11 @@ only training processes should send events:
   helper processes) are armed *gated*: they send nothing until they call a
   traced training API, because at start-up a DataLoader worker cannot be told
   apart from, say, a rank started by ``torch.multiprocessing.spawn``;
+- so is every process that is not the launcher's direct child
+  (``TRAINCHECK_LAUNCHER_PID``): helpers the job starts (``torch.compile`` runs a
+  dozen ``python -c`` probes, which each paid a socket, a registry entry and a
+  linger at exit: 8 s -> 24 s for a small compiled script) stay silent, while
+  torchrun's ranks or a ``python`` under a shell script open at their first call;
 - DataLoader workers disarm at the entry of the worker loop, whichever start
   method created them (see :func:`worker_loop`).
 """
@@ -21,6 +26,8 @@ import os
 from collections.abc import Mapping, Sequence
 from typing import Any
 
+from traincheck.environment import TRAINCHECK_LAUNCHER_PID
+
 
 class Activation(enum.Enum):
     """What the bootstrap does in a process."""
@@ -30,7 +37,9 @@ class Activation(enum.Enum):
     ARM_GATED = "arm-gated"
 
 
-def decide(orig_argv: Sequence[str], environ: Mapping[str, str]) -> tuple[Activation, str]:
+def decide(
+    orig_argv: Sequence[str], environ: Mapping[str, str], parent_pid: int | None = None
+) -> tuple[Activation, str]:
     """Decide from the full command line (``sys.orig_argv``) and the environment.
 
     Returns the decision and a short reason, for debugging output.
@@ -42,6 +51,10 @@ def decide(orig_argv: Sequence[str], environ: Mapping[str, str]) -> tuple[Activa
         return Activation.SKIP, "torchrun agent"
     if "--multiprocessing-fork" in orig_argv or "from multiprocessing." in command:
         return Activation.ARM_GATED, "multiprocessing child"
+    launcher = environ.get(TRAINCHECK_LAUNCHER_PID)
+    parent = os.getppid() if parent_pid is None else parent_pid
+    if launcher and launcher != str(parent):
+        return Activation.ARM_GATED, "not the launcher's child: armed at its first traced call"
     return Activation.ARM, "training process"
 
 
