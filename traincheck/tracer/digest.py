@@ -179,15 +179,8 @@ def _cpu_any(grad: torch.Tensor) -> bool:
     units are the usual exception to the first two), so those are looked at
     first; only an all-zero sample costs the full scan.
     """
-    array: np.ndarray | None = None
-    if grad.dtype in _NUMPY_FLOATS and grad.layout is torch.strided:
-        try:
-            array = grad.detach().numpy()
-        except RuntimeError:  # conjugate/negative views: the general route below
-            array = None
-        if array is not None and not array.flags.c_contiguous:
-            return bool(array.any())
-    if array is None:
+    array = cpu_bytes_view(grad)
+    if array is None:  # strided, 0-d, bfloat16 or negative views: made contiguous
         flat = _flat(grad)
         if flat.dtype in _NUMPY_FLOATS:
             array = flat.numpy()

@@ -177,13 +177,10 @@ class TorchHooks:
                 steps.append((optimizer, None))
                 return
             call_id = tracer.begin_call(OPTIMIZER_STEP, optimizer_args(optimizer))
-            params = None
-            pre, pre_digest = tracer.plan.state_at(OPTIMIZER_STEP, "pre")
-            if pre or tracer.plan.state_at(OPTIMIZER_STEP, "post")[0]:
-                params = self.registry.optimizer_params(optimizer)
-            if pre:
-                tracer.record_params(call_id, "pre", params, with_digest=pre_digest)  # type: ignore[arg-type]
-            steps.append((optimizer, _CallToken(OPTIMIZER_STEP, call_id, params)))
+            token = self._token_with_state(
+                OPTIMIZER_STEP, call_id, lambda: self.registry.optimizer_params(optimizer)
+            )
+            steps.append((optimizer, token))
         except Exception as exc:
             tracer.report_error("optimizer step pre-hook", exc)
 
@@ -197,11 +194,7 @@ class TorchHooks:
                 return
             token = steps.pop()[1]
             if token is not None:
-                post, post_digest = tracer.plan.state_at(OPTIMIZER_STEP, "post")
-                if post and token.params is not None:
-                    tracer.record_params(
-                        token.call_id, "post", token.params, with_digest=post_digest
-                    )
+                self._record_post_state(token)
                 tracer.end_call(token.call_id, OPTIMIZER_STEP)
             tracer.meta.complete_optimizer_step(self.registry.observe_optimizer(optimizer))
             tracer.flush_at_step()
@@ -236,13 +229,13 @@ class TorchHooks:
                 return original(module, *args, **kwargs)
             local.depth = 1
             try:
-                call = hooks._begin_module_call(module, args)
+                token = hooks._begin_module_call(module, args)
                 try:
                     output = original(module, *args, **kwargs)
                 except BaseException as exc:
-                    hooks._end_module_call(call, None, exc)
+                    hooks._end_module_call(token, None, exc)
                     raise
-                hooks._end_module_call(call, output, None)
+                hooks._end_module_call(token, output, None)
                 return output
             finally:
                 local.depth = 0
@@ -251,7 +244,7 @@ class TorchHooks:
 
     def _begin_module_call(
         self, module: torch.nn.Module, args: tuple[Any, ...]
-    ) -> tuple[int, NamedParams] | None:
+    ) -> _CallToken | None:
         tracer = self.tracer
         if not tracer.armed or not tracer.recording:
             return None
@@ -261,34 +254,29 @@ class TorchHooks:
                 args, with_digest=tracer.plan.input_digests
             )
             call_id = tracer.begin_call(MODULE_CALL, call_args)
-            pre = tracer.plan.state_at(MODULE_CALL, "pre")
-            post = tracer.plan.state_at(MODULE_CALL, "post")
-            buffers = self.registry.module_buffers(module) if pre[0] or post[0] else []
-            if buffers and pre[0]:
-                tracer.record_params(call_id, "pre", buffers, with_digest=pre[1])
-            return call_id, buffers if post[0] else []
+            # The module's buffers (BatchNorm running statistics), cached per module.
+            return self._token_with_state(
+                MODULE_CALL, call_id, lambda: self.registry.module_buffers(module)
+            )
         except Exception as exc:
             tracer.report_error("module call wrapper", exc)
             return None
 
     def _end_module_call(
         self,
-        call: tuple[int, NamedParams] | None,
+        token: _CallToken | None,
         output: object,
         exc: BaseException | None,
     ) -> None:
         tracer = self.tracer
-        if call is None or not tracer.armed:
+        if token is None or not tracer.armed:
             return
-        call_id, buffers = call
         try:
-            if buffers:
-                with_digest = tracer.plan.state_at(MODULE_CALL, "post")[1]
-                tracer.record_params(call_id, "post", buffers, with_digest=with_digest)
+            self._record_post_state(token)
             if exc is not None:
-                tracer.end_call(call_id, MODULE_CALL, exception=exc)
+                tracer.end_call(token.call_id, MODULE_CALL, exception=exc)
             else:
-                tracer.end_call(call_id, MODULE_CALL, result=summarize("output", output))
+                tracer.end_call(token.call_id, MODULE_CALL, result=summarize("output", output))
         except Exception as error:
             tracer.report_error("module call wrapper", error)
 
@@ -386,9 +374,15 @@ class TorchHooks:
         pre, pre_digest = plan.state_at(api, "pre")
         post = plan.state_at(api, "post")[0]
         params = params_of() if pre or post else None
-        if pre:
-            self.tracer.record_params(call_id, "pre", params, with_digest=pre_digest)  # type: ignore[arg-type]
-        return _CallToken(api, call_id, params if post else None)
+        if pre and params:
+            self.tracer.record_params(call_id, "pre", params, with_digest=pre_digest)
+        return _CallToken(api, call_id, params if post and params else None)
+
+    def _record_post_state(self, token: _CallToken) -> None:
+        """The post state of a call whose token kept its parameters (see above)."""
+        if token.params is not None:
+            with_digest = self.tracer.plan.state_at(token.api, "post")[1]
+            self.tracer.record_params(token.call_id, "post", token.params, with_digest=with_digest)
 
     def _end_call(self, token: _CallToken | None, exc: BaseException | None) -> None:
         """Close a wrapper's call: post VarStates (if any), ApiReturn, backward depth."""
@@ -396,9 +390,8 @@ class TorchHooks:
             return
         tracer = self.tracer
         try:
-            if token.params is not None and tracer.armed:
-                with_digest = tracer.plan.state_at(token.api, "post")[1]
-                tracer.record_params(token.call_id, "post", token.params, with_digest=with_digest)
+            if tracer.armed:
+                self._record_post_state(token)
             if tracer.armed:
                 tracer.end_call(token.call_id, token.api, exception=exc)
         except Exception as error:

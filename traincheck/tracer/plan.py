@@ -63,12 +63,24 @@ class TracingPlan:
     warm_up_steps: int = 0
     input_digests: bool = True
     state_points: tuple[tuple[str, str, bool], ...] | None = None
+    _state_map: dict[tuple[str, str], tuple[bool, bool]] | None = dataclasses.field(
+        default=None, init=False, repr=False, compare=False
+    )
+
+    def __post_init__(self) -> None:
+        # state_at is asked at every traced call: index the points once per plan.
+        # Listed twice with different digest flags, a point takes digests.
+        if self.state_points is not None:
+            index: dict[tuple[str, str], tuple[bool, bool]] = {}
+            for api, phase, digest in self.state_points:
+                index[(api, phase)] = (True, digest or index.get((api, phase), (False, False))[1])
+            object.__setattr__(self, "_state_map", index)
 
     def state_at(self, api: str, phase: str) -> tuple[bool, bool]:
         """``(record, with_digest)``: whether to record variable state before
         (``pre``) or after (``post``) ``api``, and whether with data digests."""
-        if self.state_points is not None:
-            return _state_lookup(self.state_points).get((api, phase), (False, False))
+        if self._state_map is not None:
+            return self._state_map.get((api, phase), (False, False))
         if api == OPTIMIZER_STEP:
             return self.records_state, self.param_digests
         if api in _GRAD_POINT_APIS:
@@ -153,18 +165,6 @@ _GRAD_POINT_APIS = frozenset(
     {OPTIMIZER_ZERO_GRAD, MODULE_ZERO_GRAD, TENSOR_BACKWARD, AUTOGRAD_BACKWARD}
 )
 """APIs whose calls record gradient states (no digests) under full tracing."""
-
-_LOOKUPS: dict[tuple[tuple[str, str, bool], ...], dict[tuple[str, str], tuple[bool, bool]]] = {}
-
-
-def _state_lookup(
-    points: tuple[tuple[str, str, bool], ...],
-) -> dict[tuple[str, str], tuple[bool, bool]]:
-    """``state_points`` as a dict, built once per plan (asked at every traced call)."""
-    lookup = _LOOKUPS.get(points)
-    if lookup is None:
-        lookup = _LOOKUPS[points] = {(api, phase): (True, digest) for api, phase, digest in points}
-    return lookup
 
 
 def _state_points(value: Any) -> tuple[tuple[str, str, bool], ...] | None:

@@ -11,10 +11,11 @@ exactly what the previous "post" saw -- the data digest taken after step ``k``
 is the one wanted before step ``k+1``, the gradient state after ``zero_grad``
 the one wanted before ``backward``. :class:`StateCache` remembers, per tensor,
 the last digest and gradient state with torch's in-place version counter
-(``Tensor._version``) and storage pointer, and a *pre* reading reuses them while
-both are unchanged. *Post* readings are always computed afresh, because some
+(``Tensor._version``) and storage pointer, and a *pre* digest reuses them while
+both are unchanged. *Post* digests are always computed afresh, because some
 kernels write without bumping the counter (fused optimizers, BatchNorm's
 running statistics): the change a traced call makes is therefore always seen.
+Gradient states are reused at every point (see :meth:`StateCache.grad_states`).
 What a reused pre reading can miss is a write between two traced calls that
 bumps no counter -- in practice only a write through ``param.data`` in user code.
 """
@@ -96,10 +97,14 @@ class StateCache:
         self.digests_computed += 1
         return entry.digest
 
-    def grad_states(
-        self, params: Sequence[torch.Tensor], entries: list[_Entry], *, reuse: bool
-    ) -> list[GradState]:
-        """Gradient states; with ``reuse``, recomputed (in one batch) only where changed."""
+    def grad_states(self, params: Sequence[torch.Tensor], entries: list[_Entry]) -> list[GradState]:
+        """Gradient states, recomputed (in one batch) only where the gradient changed.
+
+        Reused at every point, pre or post: a gradient written in place bumps its
+        version (backward accumulating into it, ``zero_()``), one set anew is another
+        tensor, and the one kernel family that writes without a bump (fused
+        optimizers unscaling in place) cannot turn a nonzero gradient into a zero one.
+        """
         states: list[GradState] = ["none"] * len(params)
         stale: list[int] = []
         for i, (param, entry) in enumerate(zip(params, entries, strict=True)):
@@ -107,7 +112,7 @@ class StateCache:
             if grad is None:
                 continue
             ref = entry.grad_ref
-            if reuse and ref is not None and ref() is grad and entry.grad_version == grad._version:
+            if ref is not None and ref() is grad and entry.grad_version == grad._version:
                 states[i] = entry.grad_state
             else:
                 stale.append(i)
@@ -141,12 +146,7 @@ def param_states(
     # No ``torch.no_grad()`` here (1.3 us a point): every tensor is detached before
     # any torch op reads it (see digest.py), so nothing can record autograd history.
     entries = [cache.entry(t) for t in tensors]
-    # Gradient states are reused at every point: a gradient written in place
-    # bumps its version (backward accumulating into it, ``zero_()``), one set
-    # anew is another tensor, and the one kernel family that writes without a
-    # bump (fused optimizers unscaling in place) cannot turn a nonzero
-    # gradient into a zero one.
-    grads = cache.grad_states(tensors, entries, reuse=True)
+    grads = cache.grad_states(tensors, entries)
     digests = None
     if with_digest:
         reuse = phase == "pre"
