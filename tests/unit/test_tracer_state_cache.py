@@ -64,3 +64,49 @@ def test_post_digest_is_recomputed_even_without_a_version_bump() -> None:
     model.weight.data.mul_(2.0)  # through .data: the parameter's version is unchanged
     after = _read(cache, params, "post")[0].digest
     assert after == tensor_digest(model.weight) != before
+
+
+def test_a_gradient_set_anew_is_seen_though_nothing_else_changed() -> None:
+    """The group-level reuse compares gradient objects, not only their versions."""
+    model, params = _model()
+    cache = StateCache()
+    model(torch.randn(2, 4)).sum().backward()
+    assert {s.grad for s in _read(cache, params, "post")} == {"nonzero"}
+    for _, param in params:
+        param.grad = torch.zeros_like(param)  # a new tensor, version 0
+    assert {s.grad for s in _read(cache, params, "pre")} == {"zero"}
+    assert {s.grad for s in _read(cache, params, "pre")} == {"zero"}
+
+
+def test_a_parameter_given_new_data_gets_its_new_shape_and_digest() -> None:
+    model, params = _model()
+    cache = StateCache()
+    first = _read(cache, params, "post")
+    model.weight.data = torch.ones(5, 4, dtype=torch.float64)
+    again = _read(cache, params, "pre")
+    assert again[0].shape == (5, 4) and again[0].dtype == "torch.float64"
+    assert again[0].digest == tensor_digest(model.weight) != first[0].digest
+    unchanged = ("shape", "dtype", "digest")
+    assert [getattr(again[1], f) for f in unchanged] == [getattr(first[1], f) for f in unchanged]
+
+
+def test_a_point_with_other_names_is_not_read_under_the_old_ones() -> None:
+    _, params = _model()
+    cache = StateCache()
+    _read(cache, params, "post")
+    renamed = [(f"Other.{name}", tensor) for name, tensor in params]
+    assert [s.var_name for s in _read(cache, renamed, "pre")] == ["Other.weight", "Other.bias"]
+
+
+def test_the_cache_does_not_keep_a_model_alive() -> None:
+    import gc
+    import weakref
+
+    model, params = _model()
+    cache = StateCache()
+    model(torch.randn(2, 4)).sum().backward()
+    _read(cache, params, "post")
+    alive = weakref.ref(model.weight)
+    del model, params
+    gc.collect()
+    assert alive() is None

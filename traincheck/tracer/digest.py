@@ -45,7 +45,8 @@ _NUMPY_FLOATS = frozenset({torch.float16, torch.float32, torch.float64})
 """Gradient dtypes numpy reads natively; bfloat16 is tested on its raw bits."""
 
 _ANY_SAMPLE = 1024
-"""Elements of a gradient looked at before a full scan for a nonzero."""
+"""Elements of a gradient looked at (a block, then a spread-out sample) before a
+full scan for a nonzero."""
 
 _BF16_MAGNITUDE = 0x7FFF
 """Every bfloat16 bit except the sign: nonzero exactly when the value is not +-0."""
@@ -173,11 +174,13 @@ def _flat(tensor: torch.Tensor) -> torch.Tensor:
 def _cpu_any(grad: torch.Tensor) -> bool:
     """``grad.any()`` through numpy: a few times cheaper than a torch reduction on CPU.
 
-    numpy's ``any`` reads the whole array (no early exit), 12 us for a 128x512
+    numpy's ``any`` reads the whole array (no early exit), 12-21 us for a 256x784
     gradient. A gradient almost always has a nonzero among its first and last
-    elements or a spread-out sample of ~1000 of them (rows zeroed by dead ReLU
-    units are the usual exception to the first two), so those are looked at
-    first; only an all-zero sample costs the full scan.
+    elements, in a contiguous block from its middle, or in a spread-out sample
+    (rows zeroed by dead ReLU units are the usual exception to the first two),
+    so those are looked at first, cheapest first: a contiguous block reads 64
+    cache lines where the spread-out sample touches a thousand (1.0 vs 2.0 us
+    warm). Only an all-zero look costs the full scan.
     """
     array = cpu_bytes_view(grad)
     if array is None:  # strided, 0-d, bfloat16 or negative views: made contiguous
@@ -189,18 +192,14 @@ def _cpu_any(grad: torch.Tensor) -> bool:
         else:
             return bool(flat.any())
     array = array.reshape(-1)  # contiguous here: a view
-    if not array.size:
+    size = array.size
+    if not size:
         return False
-    if array[0] or array[-1] or array[:: max(1, array.size // _ANY_SAMPLE)].any():
+    if array[0] or array[-1]:
         return True
-    return bool(array.any())
-    flat = _flat(grad)
-    if flat.dtype in _NUMPY_FLOATS:
-        array = flat.numpy().reshape(-1)
-    elif flat.dtype == torch.bfloat16:
-        array = np.bitwise_and(flat.view(torch.int16).numpy().reshape(-1), _BF16_MAGNITUDE)
-    else:
-        return bool(flat.any())
-    if array.size and (array[0] or array[-1]):
+    middle = size // 2
+    if array[middle : middle + _ANY_SAMPLE].any():
+        return True
+    if array[:: max(1, size // _ANY_SAMPLE)].any():
         return True
     return bool(array.any())

@@ -16,6 +16,7 @@ alive. Names are recomputed lazily, only after the model structure changed.
 from __future__ import annotations
 
 import itertools
+import operator
 import weakref
 from collections import Counter
 from collections.abc import Iterable
@@ -36,6 +37,9 @@ class ModelRegistry:
         self._tracked: list[tuple[str, weakref.ref[torch.Tensor]]] = []
         self._root_prefix: dict[int, str] = {}
         self._buffers: dict[int, list[tuple[str, torch.Tensor]]] = {}
+        self._named_by_optimizer: weakref.WeakKeyDictionary[
+            torch.optim.Optimizer, tuple[list[torch.Tensor], list[tuple[str, torch.Tensor]]]
+        ] = weakref.WeakKeyDictionary()
         self._dirty = True
 
     # -- fed by torch's global hooks -------------------------------------------------
@@ -89,8 +93,21 @@ class ModelRegistry:
         return None
 
     def optimizer_params(self, optimizer: torch.optim.Optimizer) -> list[tuple[str, torch.Tensor]]:
-        """Every parameter of the optimizer's groups, named, in group order."""
+        """Every parameter of the optimizer's groups, named, in group order.
+
+        The same list is returned while the names and the optimizer's parameters
+        are unchanged (it is asked for at four points of every step).
+        """
         params = [p for group in optimizer.param_groups for p in group["params"]]
+        if self._dirty:
+            self._rebuild()
+        cached = self._named_by_optimizer.get(optimizer)
+        if (
+            cached is not None
+            and len(cached[0]) == len(params)
+            and all(map(operator.is_, cached[0], params))
+        ):
+            return cached[1]
         index = self.observe_optimizer(optimizer)
         named = []
         for j, param in enumerate(params):
@@ -100,6 +117,8 @@ class ModelRegistry:
                 self._names[id(param)] = (weakref.ref(param), name)
                 self._dirty = True
             named.append((name, param))
+        if not self._dirty:
+            self._named_by_optimizer[optimizer] = (params, named)
         return named
 
     def module_params(self, module: torch.nn.Module) -> list[tuple[str, torch.Tensor]]:
@@ -177,6 +196,7 @@ class ModelRegistry:
         per_class: Counter[str] = Counter()
         self._root_prefix = {}
         self._buffers = {}
+        self._named_by_optimizer.clear()
         for root in self._live_roots():
             cls = type(root).__name__
             prefix = cls if per_class[cls] == 0 else f"{cls}[{per_class[cls]}]"
