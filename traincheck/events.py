@@ -26,9 +26,11 @@ SCHEMA_VERSION = 2
 SUPPORTED_SCHEMA_VERSIONS = frozenset({1, 2})
 """What readers accept: traces recorded by an older tracer stay readable."""
 
-Stage = Literal["init", "train", "eval"]
+Stage = Literal["init", "train", "eval", "test"]
 """Training phase of an event: ``init`` before the first forward pass with grad
-enabled, ``eval`` while grad is disabled or inference mode is on, else ``train``."""
+enabled, ``eval`` while grad is disabled or inference mode is on, else ``train``.
+``test`` is never detected (a final test pass makes the same calls as a
+validation pass); it is there for ``traincheck.annotate(stage="test")``."""
 
 GradState = Literal["none", "zero", "nonzero"]
 """What ``Parameter.grad`` holds: no tensor, an all-zero tensor, or anything else."""

@@ -58,6 +58,17 @@ def test_stage_annotation_overrides_detection_while_set() -> None:
     assert changes == [("stage", "eval"), ("stage", "train")]
 
 
+def test_the_test_stage_is_set_by_annotation_only() -> None:
+    meta, changes = _meta()
+    assert meta.enter_training_api(grad_enabled=False, inference_mode=False) == "init"
+    meta.enter_training_api(grad_enabled=True, inference_mode=False)
+    assert meta.enter_training_api(grad_enabled=False, inference_mode=True) == "eval"
+    with Annotation(meta, {"stage": "test"}):
+        assert meta.enter_training_api(grad_enabled=False, inference_mode=True) == "test"
+    assert meta.enter_training_api(grad_enabled=False, inference_mode=True) == "eval"
+    assert changes[-2:] == [("stage", "test"), ("stage", "eval")]
+
+
 def test_annotate_without_tracer_is_a_validated_no_op() -> None:
     with traincheck.annotate(epoch=3, note=object()):
         pass

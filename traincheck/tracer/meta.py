@@ -124,8 +124,9 @@ def annotate(**meta: object) -> Annotation:
 
     Values must be scalars (bool, int, float, str or None; None clears a key);
     other objects are recorded by their ``str``. ``stage`` accepts only
-    ``"init"``, ``"train"`` or ``"eval"`` and overrides the detected stage while
-    set. ``step`` is counted from optimizer steps and cannot be annotated.
+    ``"init"``, ``"train"``, ``"eval"`` or ``"test"`` (never detected: a test pass
+    makes the same calls as a validation pass) and overrides the detected stage
+    while set. ``step`` is counted from optimizer steps and cannot be annotated.
     Does nothing (but still validates) when the process is not traced.
     """
     values = {key: _scalar(value) for key, value in meta.items()}
