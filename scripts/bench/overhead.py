@@ -55,7 +55,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--steps", type=int, default=70)
-    parser.add_argument("--model", choices=("mlp", "cnn"), default="mlp")
+    parser.add_argument("--model", choices=("mlp", "cnn", "mnist"), default="mlp")
     parser.add_argument("--peer", action="store_true", help="add the published TrainCheck")
     args = parser.parse_args()
     work = Path(tempfile.mkdtemp(prefix="tc-bench-"))

@@ -55,7 +55,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--blocks", type=int, default=80, help="blocks per variant (even)")
     parser.add_argument("--timed-steps", type=int, default=500)
-    parser.add_argument("--model", choices=("mlp", "cnn"), default="mlp")
+    parser.add_argument("--model", choices=("mlp", "cnn", "mnist"), default="mlp")
     args = parser.parse_args()
 
     work = tempfile.mkdtemp(prefix="tc-cost-")
@@ -75,7 +75,6 @@ def measure(blocks: int, timed_steps: int, model_kind: str) -> None:
 
     bootstrap._arm_if_wanted(os.environ)
     import torch
-    import torch.nn.functional as F
 
     from traincheck.tracer import hooks
 
@@ -90,13 +89,13 @@ def measure(blocks: int, timed_steps: int, model_kind: str) -> None:
         workload = runpy.run_path(str(WORKLOAD), run_name="tracer_cost")
     finally:
         sys.argv = argv
-    model, optimizer = workload["model"], workload["optimizer"]
+    model, optimizer, loss_of = workload["model"], workload["optimizer"], workload["loss_of"]
     inputs = torch.randn(64, 1, 28, 28)
     labels = torch.randint(0, 10, (64,))
 
     def step() -> None:
         optimizer.zero_grad()
-        F.cross_entropy(model(inputs), labels).backward()
+        loss_of(model(inputs), labels).backward()
         optimizer.step()
 
     for _ in range(20):
