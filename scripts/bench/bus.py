@@ -11,6 +11,12 @@ the trace), events received and dropped, and the sidecar's peak RSS.
 
     .venv/bin/python scripts/bench/bus.py --events 2000000 --batch 4096
 
+``--shape vars`` (default) sends what the tracer sends now: per "step" an
+``ApiCall``, a ``VarStates`` of six parameters before and after, an ``ApiReturn``
+(4 events on the wire, 14 records once the variable states are expanded, as the
+live checker sees them). ``--shape var`` sends the older shape, one ``VarState``
+per parameter and point (the figures before schema 2 were measured with it).
+
 A rate counts as sustained only if ``dropped`` is 0 and ``received`` equals
 ``sent`` (plus the job's run markers): the publisher never blocks, so a sidecar that
 cannot keep up shows as drops, not as a slower producer. By default the publisher
@@ -32,14 +38,23 @@ import tempfile
 import threading
 import time
 from pathlib import Path
+from typing import Any
 
 BIN = Path(sys.executable).parent
 
 
-def produce(events: int, batch: int, backlog_bytes: int) -> None:
+def produce(events: int, batch: int, backlog_bytes: int, shape: str) -> None:
     """The job side: push ``events`` realistic events through the real publisher."""
     from traincheck import environment
-    from traincheck.events import ApiCall, ApiReturn, ArgValue, RunEnd, RunStart, VarState
+    from traincheck.events import (
+        ApiCall,
+        ApiReturn,
+        ArgValue,
+        RunEnd,
+        RunStart,
+        VarState,
+        VarStates,
+    )
     from traincheck.tracer.publisher import Publisher
 
     os.environ[environment.TRAINCHECK_DISABLE] = "1"  # no second tracer in this process
@@ -63,12 +78,30 @@ def produce(events: int, batch: int, backlog_bytes: int) -> None:
     api = "torch.optim.Optimizer.step"
     # One optimizer step's worth of events, built once: the bus is measured, not
     # the cost of creating Python objects (which the tracer pays per hook anyway).
-    one_step = [
+    one_step: list[Any] = [
         ApiCall(1, 1, 0, api=api, args=args, step=0, **common),
         VarState(2, 1, "pre", grad="nonzero", digest=11, step=0, **common, **var),
         VarState(3, 1, "post", grad="nonzero", digest=12, step=0, **common, **var),
         ApiReturn(4, 1, api=api, step=0, **common),
     ]
+    records = 4
+    if shape == "vars":
+        names = [f"Net.fc{i // 2}.{'weight' if i % 2 == 0 else 'bias'}" for i in range(6)]
+        shapes = [(256, 784), (256,), (128, 256), (128,), (10, 128), (10,)]
+        columns = {
+            "var_names": names,
+            "var_types": ["torch.nn.Parameter"] * 6,
+            "shapes": shapes,
+            "dtypes": ["torch.float32"] * 6,
+            "devices": ["cpu"] * 6,
+            "requires_grad": [True] * 6,
+            "grads": ["nonzero"] * 6,
+        }
+        one_step[1:3] = [
+            VarStates(2, 1, "pre", step=0, digests=list(range(11, 17)), **common, **columns),
+            VarStates(3, 1, "post", step=0, digests=list(range(21, 27)), **common, **columns),
+        ]
+        records = 14
     sent = 0
     start = time.perf_counter()
     start_wall_ns = time.time_ns()
@@ -83,6 +116,7 @@ def produce(events: int, batch: int, backlog_bytes: int) -> None:
     publisher.append(RunEnd(time.monotonic_ns(), sent + 1, dropped, 0, "exit"))
     counters = publisher.close()
     report = {"sent": sent, "send_s": send_s, "start_wall_ns": start_wall_ns}
+    report["records"] = sent // len(one_step) * records
     report["publisher_dropped"] = counters.events_dropped
     print("BUS " + json.dumps(report), flush=True)
 
@@ -109,11 +143,11 @@ def last_store_wall_ns(trace: Path) -> int:
     return max(p.stat().st_mtime_ns for p in trace.glob("segment-*.tcs"))
 
 
-def measure(events: int, batch: int, backlog_bytes: int) -> dict[str, float | int]:
+def measure(events: int, batch: int, backlog_bytes: int, shape: str) -> dict[str, float | int]:
     with tempfile.TemporaryDirectory(prefix="tc-bus-") as tmp:
         trace = Path(tmp) / "trace"
         job = [sys.executable, __file__, "--produce", "--events", str(events)]
-        job += ["--batch", str(batch), "--backlog-bytes", str(backlog_bytes)]
+        job += ["--batch", str(batch), "--backlog-bytes", str(backlog_bytes), "--shape", shape]
         command = [str(BIN / "traincheck-run"), "-o", str(trace), "--", *job]
         launcher = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
         peak = [0]
@@ -137,6 +171,7 @@ def measure(events: int, batch: int, backlog_bytes: int) -> dict[str, float | in
             "rejected": counters["rejected"],
             "send_rate": report["sent"] / report["send_s"],
             "end_to_end_rate": report["sent"] / end_to_end_s,
+            "records_rate": report["records"] / end_to_end_s,
             "sidecar_peak_rss_mib": peak[0] / 2**20,
             "trace_mib": sum(p.stat().st_size for p in trace.rglob("*") if p.is_file()) / 2**20,
         }
@@ -153,18 +188,25 @@ def main() -> None:
         help="the publisher's backlog ring (0: none, every full send queue is a drop)",
     )
     parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument(
+        "--shape",
+        choices=("vars", "var"),
+        default="vars",
+        help="vars: one VarStates per point (the tracer now); var: one VarState per parameter",
+    )
     parser.add_argument("--produce", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.produce:
-        produce(args.events, args.batch, args.backlog_bytes)
+        produce(args.events, args.batch, args.backlog_bytes, args.shape)
         return
     for round_ in range(args.rounds):
-        result = measure(args.events, args.batch, args.backlog_bytes)
+        result = measure(args.events, args.batch, args.backlog_bytes, args.shape)
         print(
             f"round {round_}: sent {result['sent']:,} received {result['received']:,} "
             f"dropped {result['dropped']:,} rejected {result['rejected']} | "
             f"send {result['send_rate'] / 1e6:.2f} M ev/s, "
-            f"end-to-end {result['end_to_end_rate'] / 1e6:.2f} M ev/s | sidecar peak RSS "
+            f"end-to-end {result['end_to_end_rate'] / 1e6:.2f} M ev/s"
+            f" ({result['records_rate'] / 1e6:.2f} M records/s) | sidecar peak RSS "
             f"{result['sidecar_peak_rss_mib']:.0f} MiB | trace {result['trace_mib']:.0f} MiB",
             flush=True,
         )
