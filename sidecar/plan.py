@@ -69,8 +69,11 @@ def needed_state(invariant: Invariant) -> set[tuple[str, str, bool]]:
     Read from its params, the same way for every relation: a variable param speaks
     about the API param before it (``Optimizer.step`` in "step changes data",
     the first API of SingleUpdate's ``(U, var, R)``). Data is compared before and
-    after the call, so both phases need digests; a gradient with a value for one
-    phase only (StateAtCall's "grad present before step") needs that phase only.
+    after the call, so both phases need digests; a gradient state is needed at
+    every phase whose value is not ``"anything"`` (StateAtCall's "grad present
+    before step" needs the pre phase only). A value of None is the state "no
+    gradient", not "unconstrained": APIContain's "backward changes grad from None
+    to non_zero" needs both phases.
     """
     points: set[tuple[str, str, bool]] = set()
     api: str | None = None
@@ -84,7 +87,7 @@ def needed_state(invariant: Invariant) -> set[tuple[str, str, bool]]:
                 valued = tuple(
                     phase
                     for phase, value in (("pre", param.pre_value), ("post", param.post_value))
-                    if value not in (None, ANY_VALUE)
+                    if value != ANY_VALUE
                 )
                 phases = valued or phases
             points.update((api, phase, digest) for phase in phases)

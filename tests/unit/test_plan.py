@@ -119,6 +119,31 @@ def test_state_points_are_exactly_where_invariants_read_state() -> None:
     }
 
 
+def test_a_gradient_that_is_none_before_or_after_a_call_is_read_at_that_phase() -> None:
+    """None is the gradient state "no gradient", not "unconstrained" (found on a
+    GAN, where no other invariant happened to ask for the state before backward)."""
+    backward, zero_grad = "torch.Tensor.backward", "torch.optim.Optimizer.zero_grad"
+    contains = [
+        make_invariant(
+            "APIContainRelation",
+            (APIParam(api), VarTypeParam("torch.nn.Parameter", "grad", pre, post)),
+            None,
+            group="parent",
+            text_description=f"{api} changes grad from {pre} to {post}",
+            num_positive_examples=3,
+            num_negative_examples=0,
+        )
+        for api, pre, post in ((backward, None, "non_zero"), (zero_grad, "non_zero", None))
+    ]
+    plan = tracing_plan(InvariantSet(tuple(contains)))
+    assert plan.state_points == (
+        (backward, "post", False),
+        (backward, "pre", False),
+        (zero_grad, "post", False),
+        (zero_grad, "pre", False),
+    )
+
+
 def test_full_tracing_records_state_where_it_always_did() -> None:
     full = TracingPlan()
     assert full.state_at("torch.optim.Optimizer.step", "post") == (True, True)
