@@ -59,6 +59,7 @@ def summary_lines(summary: dict[str, Any], trace_dir: Path) -> list[str]:
         f"{summary.get('rejected', 0)} rejected messages",
         _violations(int(summary.get("violations", 0))),
     ]
+    lines.extend(outcome_lines(summary.get("invariant_outcomes")))
     for reason in summary.get("rejected_reasons", []):
         lines.append(f"rejected: {reason}")
     for error in summary.get("write_errors", []):
@@ -68,6 +69,35 @@ def summary_lines(summary: dict[str, Any], trace_dir: Path) -> list[str]:
     if summary.get("status") == "killed":
         lines.append("a traced process ended without saying goodbye; the trace stops there")
     lines.append(f"trace: {trace_dir}")
+    return lines
+
+
+MAX_NOT_TRIGGERED_LISTED = 3
+"""Never-triggered invariants named in the summary; the rest are in not_triggered.log."""
+
+
+def outcome_lines(outcomes: dict[str, Any] | None) -> list[str]:
+    """How the live check's invariants fared, and which never applied in this run.
+
+    An invariant that held in every healthy run but never triggered here speaks of
+    something this run did not do (an optimizer that never stepped, a loader
+    never iterated): worth a look, so the first few are named.
+    """
+    if not outcomes:
+        return []
+    counts = outcomes.get("outcomes", {})
+    lines = [
+        f"{outcomes.get('invariants_checked', 0)} invariants: {counts.get('failed', 0)} failed,"
+        f" {counts.get('passed', 0)} passed, {counts.get('not_triggered', 0)} not triggered,"
+        f" {counts.get('uncheckable', 0)} uncheckable"
+    ]
+    never = outcomes.get("not_triggered") or []
+    if never:
+        lines.append("not triggered (what they speak of never happened in this run):")
+        lines.extend(f"  {text}" for text in never[:MAX_NOT_TRIGGERED_LISTED])
+        if len(never) > MAX_NOT_TRIGGERED_LISTED:
+            more = len(never) - MAX_NOT_TRIGGERED_LISTED
+            lines.append(f"  ... and {more} more (live_check/not_triggered.log)")
     return lines
 
 

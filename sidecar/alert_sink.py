@@ -235,15 +235,31 @@ class LiveReporter:
             self.sink.add(violation)
         self.sink.pump(self._checker.current_step)
 
-    def close(self) -> None:
-        from traincheck.sidecar.results import write_results
+    def close(self) -> dict[str, Any]:
+        """Print what is held, write the result files; return the outcome counts and
+        the invariants never triggered, for the run's summary.
+
+        "Not triggered" is easy to miss and can be the only trace of a bug that
+        silences instead of breaking: an optimizer that never steps makes "its
+        parameters change at every step" vacuous, not violated.
+        """
+        from traincheck.sidecar.results import outcome_of, summarize, write_results
 
         self.sink.close()
+        results = self._checker.results()
         if self.results_dir is None:
-            return
-        write_results(
-            self.results_dir, self._checker.results(), self.ledger, title="TrainCheck live check"
-        )
+            summary = summarize(results, self.ledger)
+        else:
+            summary = write_results(
+                self.results_dir, results, self.ledger, title="TrainCheck live check"
+            )
+        return {
+            "invariants_checked": summary["invariants_checked"],
+            "outcomes": summary["outcomes"],
+            "not_triggered": [
+                r.invariant.text_description for r in results if outcome_of(r) == "not_triggered"
+            ],
+        }
 
     def _mark_first(self, violation: Violation) -> None:
         try:

@@ -75,6 +75,8 @@ class LiveCheck:
     def __init__(self, invariants: Path | None, results_dir: Path | None = None) -> None:
         self.violations = 0
         self.errors = 0
+        self.outcomes: dict[str, Any] | None = None
+        """After ``finish``: outcome counts and the invariants never triggered."""
         self._checker: Any = None
         self._reporter: Any = None
         if invariants is None:
@@ -120,7 +122,11 @@ class LiveCheck:
     def finish(self) -> None:
         if self._checker is not None:
             self._report(self._checker.finish)
-            self._report(lambda: self._reporter.close())
+            self._report(self._close_reporter)
+
+    def _close_reporter(self) -> list[Any]:
+        self.outcomes = self._reporter.close()
+        return []
 
     def _report(self, produce: Any) -> None:
         try:
@@ -261,6 +267,7 @@ class Sidecar:
             "rejected": ledger.rejected,
             "rejected_reasons": ledger.reject_reasons,
             "violations": self.check.violations,
+            "invariant_outcomes": self.check.outcomes,
             "checker_errors": self.check.errors,
             "producers": [p.as_dict() for p in ledger.producers.values()],
             "write_errors": self.writer.write_errors,

@@ -60,6 +60,44 @@ def test_fail_on_violation_turns_success_into_1(tmp_path: Path, invariants_file:
     assert result.returncode == 1, result.stderr.decode()
 
 
+def test_summary_names_invariants_that_never_applied(tmp_path: Path) -> None:
+    """An invariant about something the run never did is "not triggered": the
+    summary counts it and names it, since it can be the only sign of a bug that
+    silences (an optimizer that never steps) rather than breaks."""
+    invariants = pytest.importorskip("traincheck.sidecar.invariants")
+    violated, never = (
+        invariants.make_invariant(
+            "FunctionCoverRelation",
+            (invariants.APIParam(first), invariants.APIParam(second)),
+            None,
+            group="func_cover",
+            text_description=text,
+            num_positive_examples=10,
+            num_negative_examples=0,
+        )
+        for first, second, text in (
+            (
+                "torch.optim.Optimizer.zero_grad",
+                "torch.optim.Optimizer.step",
+                "zero_grad is called before every step",
+            ),
+            (
+                "torch.utils.data.DataLoader.__iter__",
+                "torch.optim.lr_scheduler.LRScheduler.step",
+                "a loader is iterated before every scheduler step",
+            ),
+        )
+    )
+    path = tmp_path / "inv.json"
+    invariants.dump_invariants(invariants.InvariantSet((violated, never)), path)
+    err = run(tmp_path, "--invariants", str(path)).stderr.decode()
+    assert "2 invariants: 1 failed, 0 passed, 1 not triggered, 0 uncheckable" in err, err
+    listed = err.split("not triggered (what they speak of never happened in this run):")[1]
+    assert (
+        listed.splitlines()[1].strip().endswith("a loader is iterated before every scheduler step")
+    )
+
+
 def test_malformed_invariants_rejected_before_anything_starts(tmp_path: Path) -> None:
     bad = tmp_path / "inv.json"
     bad.write_text('{"format": "something-else"}')
