@@ -64,3 +64,38 @@ def test_registry_keeps_models_weakly(registry: ModelRegistry) -> None:
     assert registry.tracked_params()
     del model
     assert registry.tracked_params() == []
+
+
+def test_a_compiled_model_is_named_after_the_model_it_compiles(registry: ModelRegistry) -> None:
+    """With or without torch.compile, the same parameters get the same names (and
+    module calls the same class), so invariants inferred from one check the other."""
+    from traincheck.tracer.summaries import module_call_args
+
+    model = Net()
+    compiled = torch.compile(model, backend="eager")  # wraps; compiles at the first call
+    assert type(compiled).__name__ == "OptimizedModule"
+    registry.observe_root_call(compiled)
+    assert registry.name_of(model.fc1.weight) == "Net.fc1.weight"
+    assert [name for name, _ in registry.tracked_params()][:2] == [
+        "Net.fc1.weight",
+        "Net.fc1.bias",
+    ]
+    assert module_call_args(compiled) == module_call_args(model)
+    assert module_call_args(compiled)[0].value == "Net"
+
+
+def test_the_same_named_list_is_handed_out_until_the_optimizer_changes(
+    registry: ModelRegistry,
+) -> None:
+    model = Net()
+    optimizer = torch.optim.SGD(model.fc1.parameters(), lr=0.1)
+    first = registry.optimizer_params(optimizer)
+    assert registry.optimizer_params(optimizer) is first
+    optimizer.add_param_group({"params": list(model.block.parameters())})
+    grown = registry.optimizer_params(optimizer)
+    assert [name for name, _ in grown] == [
+        "Net.fc1.weight",
+        "Net.fc1.bias",
+        "Net.block.1.weight",
+        "Net.block.1.bias",
+    ]

@@ -9,6 +9,11 @@ parameters identically. Models built before the hooks were installed are found
 at their first forward call instead. Parameters no module owns are named after
 the optimizer holding them: ``optimizer[i].param[j]``.
 
+A ``torch.compile``'d model is named after the model it compiles
+(``Net.fc1.weight``, not ``OptimizedModule._orig_mod.fc1.weight``): the same
+script run with and without compile then names the same parameters the same, so
+invariants inferred from one check the other.
+
 Everything is held weakly: tracing must not keep a model (or its GPU memory)
 alive. Names are recomputed lazily, only after the model structure changed.
 """
@@ -139,8 +144,9 @@ class ModelRegistry:
             self._rebuild()
         cached = self._buffers.get(id(module))
         if cached is None:
-            prefix = self._root_prefix.get(id(module), type(module).__name__)
-            cached = [(f"{prefix}.{path}", buf) for path, buf in module.named_buffers()]
+            model = unwrap_compiled(module)
+            prefix = self._root_prefix.get(id(model), type(model).__name__)
+            cached = [(f"{prefix}.{path}", buf) for path, buf in model.named_buffers()]
             self._buffers[id(module)] = cached
         return cached
 
@@ -198,11 +204,12 @@ class ModelRegistry:
         self._buffers = {}
         self._named_by_optimizer.clear()
         for root in self._live_roots():
-            cls = type(root).__name__
+            model = unwrap_compiled(root)
+            cls = type(model).__name__
             prefix = cls if per_class[cls] == 0 else f"{cls}[{per_class[cls]}]"
             per_class[cls] += 1
-            self._root_prefix[id(root)] = prefix
-            for path, param in root.named_parameters():
+            self._root_prefix[id(root)] = self._root_prefix[id(model)] = prefix
+            for path, param in model.named_parameters():
                 if id(param) not in names:
                     ref = weakref.ref(param)
                     names[id(param)] = (ref, f"{prefix}.{path}")
@@ -220,6 +227,20 @@ class ModelRegistry:
                     name = f"optimizer[{index}].param[{j}]"
                     names[id(param)] = (ref, name)
                     tracked.append((name, ref))
+
+
+def unwrap_compiled(module: torch.nn.Module) -> torch.nn.Module:
+    """The model a ``torch.compile`` wrapper (``OptimizedModule``) compiles, else itself.
+
+    Recognised by the wrapper's ``_orig_mod`` attribute rather than its class, so
+    nothing imports ``torch._dynamo`` just to ask.
+    """
+    for _ in range(8):  # compile of a compiled model nests wrappers
+        inner = getattr(module, "_orig_mod", None)
+        if not isinstance(inner, torch.nn.Module):
+            return module
+        module = inner
+    return module
 
 
 def _has_params(module: torch.nn.Module) -> bool:

@@ -12,6 +12,7 @@ import torch
 
 from traincheck.events import ArgValue
 from traincheck.tracer.digest import digest_in_no_grad
+from traincheck.tracer.models import unwrap_compiled
 from traincheck.tracer.typenames import device_name, dtype_name
 
 
@@ -48,10 +49,21 @@ def summarize(name: str, value: object) -> ArgValue:
 
 
 _MODULE_ARGS: dict[tuple[type, bool], tuple[ArgValue, ...]] = {}
+_PLAIN_MODULE_TYPES: set[type] = set()
+"""Module classes seen without a ``_orig_mod`` (not compile wrappers): one set lookup."""
 
 
 def module_call_args(module: torch.nn.Module) -> tuple[ArgValue, ...]:
-    """``module`` (class name) and ``training`` for a module call, cached per class and mode."""
+    """``module`` (class name) and ``training`` for a module call, cached per class and mode.
+
+    A ``torch.compile`` wrapper is described by the model it compiles, so turning
+    compile off (a normal debugging step) does not read as another model.
+    """
+    if type(module) not in _PLAIN_MODULE_TYPES:
+        if getattr(module, "_orig_mod", None) is None:
+            _PLAIN_MODULE_TYPES.add(type(module))
+        else:
+            module = unwrap_compiled(module)
     key = (type(module), bool(module.training))
     args = _MODULE_ARGS.get(key)
     if args is None:
