@@ -135,9 +135,12 @@ class Invariant:
     num_positive_examples: int
     num_negative_examples: int
     id: str = ""
+    hints: tuple[tuple[str, int], ...] = ()
+    """What a relation learned beside its params for checking, as (name, number)
+    pairs, e.g. VarPeriodicChange's ``first_update_within``. Written only when set."""
 
     def to_json(self) -> dict[str, Any]:
-        return {
+        data = {
             "id": self.id,
             "relation": self.relation,
             "params": [p.to_json() for p in self.params],
@@ -146,6 +149,12 @@ class Invariant:
             "num_positive_examples": self.num_positive_examples,
             "num_negative_examples": self.num_negative_examples,
         }
+        if self.hints:
+            data["hints"] = dict(self.hints)
+        return data
+
+    def hint(self, name: str) -> int | None:
+        return dict(self.hints).get(name)
 
 
 def _precondition_json(group: str, precondition: Precondition | None) -> Any:
@@ -153,14 +162,20 @@ def _precondition_json(group: str, precondition: Precondition | None) -> Any:
 
 
 def invariant_id(
-    relation: str, params: tuple[Param, ...], group: str, pre: Precondition | None
+    relation: str,
+    params: tuple[Param, ...],
+    group: str,
+    pre: Precondition | None,
+    hints: tuple[tuple[str, int], ...] = (),
 ) -> str:
     """A stable id: a hash of what the invariant says, not of how often it was seen."""
-    body = {
+    body: dict[str, Any] = {
         "relation": relation,
         "params": [p.to_json() for p in params],
         "precondition": _precondition_json(group, pre),
     }
+    if hints:  # absent hints leave the ids of older files unchanged
+        body["hints"] = dict(hints)
     digest = hashlib.sha256(json.dumps(body, sort_keys=True).encode()).hexdigest()
     return digest[:16]
 
@@ -174,6 +189,7 @@ def make_invariant(
     text_description: str,
     num_positive_examples: int,
     num_negative_examples: int,
+    hints: tuple[tuple[str, int], ...] = (),
 ) -> Invariant:
     """Build an invariant with its id computed from its content."""
     return Invariant(
@@ -184,7 +200,8 @@ def make_invariant(
         text_description=text_description,
         num_positive_examples=num_positive_examples,
         num_negative_examples=num_negative_examples,
-        id=invariant_id(relation, params, group, precondition),
+        id=invariant_id(relation, params, group, precondition, hints),
+        hints=hints,
     )
 
 
@@ -346,6 +363,12 @@ def invariant_from_json(data: Any) -> Invariant:
     text = data.get("text_description") or relation.describe(params)
     if not isinstance(text, str):
         raise ValueError("'text_description' must be a string")
+    hints = data.get("hints", {})
+    if not isinstance(hints, dict) or not all(
+        isinstance(k, str) and isinstance(v, int) and not isinstance(v, bool) and v >= 0
+        for k, v in hints.items()
+    ):
+        raise ValueError("'hints' must map names to non-negative integers")
     inv = make_invariant(
         name,
         params,
@@ -354,6 +377,7 @@ def invariant_from_json(data: Any) -> Invariant:
         text_description=text,
         num_positive_examples=counts[0],
         num_negative_examples=counts[1],
+        hints=tuple(sorted(hints.items())),
     )
     given_id = data.get("id")
     if given_id is not None and not isinstance(given_id, str):

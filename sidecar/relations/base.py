@@ -100,7 +100,11 @@ class InferOutcome:
 
 
 def decide(
-    relation: Relation, params: tuple[Param, ...], examples: Examples, outcome: InferOutcome
+    relation: Relation,
+    params: tuple[Param, ...],
+    examples: Examples,
+    outcome: InferOutcome,
+    hints: tuple[tuple[str, int], ...] = (),
 ) -> None:
     """Turn one hypothesis into an invariant, or record why it was rejected."""
     text = relation.describe(params)
@@ -129,6 +133,7 @@ def decide(
         text_description=text,
         num_positive_examples=n_pos,
         num_negative_examples=n_neg,
+        hints=hints,
     )
     outcome.invariants.append(invariant)
 

@@ -18,6 +18,16 @@ seed or learning rate. Inference stays strict (every call of the healthy runs
 must change it), but the checker reports a violation only once the variable has
 stayed unchanged for ``UNCHANGED_CALLS_LIMIT`` consecutive calls that observed
 it: a frozen parameter never changes, a noisy one changes again soon.
+
+A variable no call ever observes makes the invariant vacuous, not violated: the
+generator of a GAN whose own optimizer never steps (``opt_d.step()`` written for
+``opt_g.step()``), a head left out of the optimizer. So inference also notes,
+as the hint ``first_update_within``, how many calls of the API into each healthy
+run the variable was first observed (the largest over the runs), when that is
+at most ``FROM_START_CALLS``; the checker then reports the variable if no call
+of the API has observed it after ``max(UNCHANGED_CALLS_LIMIT, 2 x hint)`` calls
+in a process. A variable first updated later in the healthy runs (a backbone
+unfrozen at step 10) gets no hint: unfreezing later is not a bug.
 """
 
 from __future__ import annotations
@@ -47,6 +57,12 @@ from traincheck.events import VarState
 UNCHANGED_CALLS_LIMIT = 8
 """Consecutive observed calls without a change before the checker reports."""
 
+FROM_START_CALLS = 4
+"""A variable first observed within this many calls of the API in every healthy
+run is expected to be observed early in a checked run too."""
+
+FIRST_UPDATE_HINT = "first_update_within"
+
 VarKey = tuple[str, str, str]
 """(api, var_type, var_name)."""
 
@@ -62,10 +78,16 @@ def digest_change(record: CallRecord, name: str) -> tuple[bool, VarState, VarSta
 class _PeriodicCollector(Collector):
     def __init__(self) -> None:
         self.calls: dict[VarKey, Counter[tuple[FeatureKey, bool]]] = defaultdict(Counter)
+        self.api_calls: Counter[tuple[int, str]] = Counter()
+        """(pid, api) -> calls of the API with variable states seen so far."""
+        self.first_seen: dict[VarKey, dict[int, int]] = defaultdict(dict)
+        """var -> pid -> the call (1-based, per process) that first observed it."""
 
     def on_signal(self, signal: Signal) -> None:
         if not isinstance(signal, CallRecord) or not signal.pre:
             return
+        pid = signal.start.pid
+        self.api_calls[(pid, signal.api)] += 1
         key: FeatureKey | None = None
         for name in signal.pre:
             seen = digest_change(signal, name)
@@ -74,7 +96,18 @@ class _PeriodicCollector(Collector):
             if key is None:
                 key = feature_key(signal.start.props)
             changed, before, _ = seen
-            self.calls[(signal.api, before.var_type, name)][(key, changed)] += 1
+            var = (signal.api, before.var_type, name)
+            self.calls[var][(key, changed)] += 1
+            self.first_seen[var].setdefault(pid, self.api_calls[(pid, signal.api)])
+
+    def first_update_hint(self, var: VarKey) -> tuple[tuple[str, int], ...]:
+        """``first_update_within`` when every process calling the API observed the
+        variable within its first ``FROM_START_CALLS`` calls (else no hint)."""
+        pids = [pid for pid, api in self.api_calls if api == var[0]]
+        firsts = [self.first_seen[var].get(pid) for pid in pids]
+        if not firsts or any(f is None or f > FROM_START_CALLS for f in firsts):
+            return ()
+        return ((FIRST_UPDATE_HINT, max(f for f in firsts if f is not None)),)
 
 
 class VarPeriodicChangeRelation(Relation):
@@ -96,7 +129,8 @@ class VarPeriodicChangeRelation(Relation):
             if not examples.positives:
                 continue
             params = (APIParam(api), VarNameParam(var_type, var_name, "data"))
-            decide(self, params, examples, outcome)
+            hints = collector.first_update_hint((api, var_type, var_name))
+            decide(self, params, examples, outcome, hints)
         return outcome
 
     def new_checker(self, results: Sequence[InvariantResult]) -> RelationChecker:
@@ -126,14 +160,26 @@ class _PeriodicChecker(RelationChecker):
             assert isinstance(api, APIParam) and isinstance(var, VarNameParam)
             self._by_api[api.api_full_name].append((var.var_name, result))
         self._unchanged: Counter[tuple[int, str, str]] = Counter()
+        self._calls: Counter[tuple[int, str]] = Counter()
+        self._observed: set[tuple[int, str]] = set()
+        """(pid, invariant id) of variables some call of this process observed."""
 
     def on_signal(self, signal: Signal) -> list[Violation]:
         if not isinstance(signal, CallRecord) or signal.api not in self._by_api:
             return []
         violations = []
+        pid = signal.start.pid
+        if signal.pre:
+            self._calls[(pid, signal.api)] += 1
         for name, result in self._by_api[signal.api]:
             seen = digest_change(signal, name)
-            if seen is None or not holds(result.invariant.precondition, signal.start.props):
+            if seen is None:
+                never = self._never_observed(signal, name, result)
+                if never is not None:
+                    violations.append(result.record_violation(never))
+                continue
+            self._observed.add((pid, result.invariant.id))
+            if not holds(result.invariant.precondition, signal.start.props):
                 continue
             changed, before, after = seen
             streak = (signal.start.pid, name, result.invariant.id)
@@ -159,3 +205,27 @@ class _PeriodicChecker(RelationChecker):
             )
             violations.append(result.record_violation(violation))
         return violations
+
+    def _never_observed(
+        self, signal: CallRecord, name: str, result: InvariantResult
+    ) -> Violation | None:
+        """The variable, updated from the first calls in the healthy runs, has been
+        held by none of this process's calls so far: report it once, at the limit."""
+        hint = result.invariant.hint(FIRST_UPDATE_HINT)
+        pid = signal.start.pid
+        if hint is None or not signal.pre or (pid, result.invariant.id) in self._observed:
+            return None
+        limit = max(UNCHANGED_CALLS_LIMIT, 2 * hint)
+        if self._calls[(pid, signal.api)] != limit:
+            return None
+        if not holds(result.invariant.precondition, signal.start.props):
+            return None
+        return call_violation(
+            result,
+            signal.start,
+            what=f"{name} was not updated by any of the first {limit} {signal.api} calls",
+            expected=f"{name} changes at every {signal.api} from the start (in the healthy "
+            f"runs a call held it within the first {hint})",
+            observed=f"none of {limit} calls held {name}: no optimizer that steps has it",
+            variables=(name,),
+        )

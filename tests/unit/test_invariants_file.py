@@ -166,3 +166,36 @@ def test_nothing_in_the_file_is_evaluated(tmp_path: Path) -> None:
     clause["prop_dtype"] = "__import__('os').system('false')"
     with pytest.raises(InvariantsFileError, match="unknown prop_dtype"):
         load_invariants(_write(tmp_path, _doc(evil)))
+
+
+def test_hints_round_trip_and_are_validated(tmp_path: Path) -> None:
+    from traincheck.sidecar.invariants import VarNameParam
+
+    params = (
+        APIParam("torch.optim.Optimizer.step"),
+        VarNameParam("torch.nn.Parameter", "Net.fc.weight", "data"),
+    )
+    hinted, plain = (
+        make_invariant(
+            "VarPeriodicChangeRelation",
+            params,
+            None,
+            group="var_change",
+            text_description="Net.fc.weight.data changes at every torch.optim.Optimizer.step",
+            num_positive_examples=40,
+            num_negative_examples=0,
+            hints=hints,
+        )
+        for hints in ((("first_update_within", 1),), ())
+    )
+    assert hinted.id != plain.id and "hints" not in plain.to_json()
+    path = tmp_path / "inv.json"
+    dump_invariants(inv_mod.InvariantSet((hinted,)), path)
+    loaded = load_invariants(path).invariants[0]
+    assert loaded == hinted and loaded.hint("first_update_within") == 1
+    data = json.loads(path.read_text())
+    items = data["invariants"] if isinstance(data, dict) else data
+    items[0]["hints"] = {"first_update_within": "soon"}
+    path.write_text(json.dumps(data))
+    with pytest.raises(InvariantsFileError, match="hints"):
+        load_invariants(path)

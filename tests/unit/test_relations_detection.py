@@ -79,3 +79,31 @@ def test_value_relations_never_learn_numbers(relation: str) -> None:
         assert not isinstance(inv.params[1].value, (int, float)) or isinstance(
             inv.params[1].value, bool
         )
+
+
+def test_var_periodic_change_catches_parameters_no_optimizer_steps() -> None:
+    """A variable no step ever observes made its invariant vacuous (a GAN stepping
+    the wrong optimizer, a head left out of the optimizer): healthy runs observed
+    it from the first call, so a run that has not after a few calls is reported."""
+    invariants = _infer("VarPeriodicChangeRelation")
+    assert {inv.hint("first_update_within") for inv in invariants} == {1}
+    left_out = MODEL_PARAMS[2:]
+    violations = _check(invariants, LoopSpec(seed=3, params=MODEL_PARAMS[:2]))
+    assert {v.variables for v in violations} == {(name,) for name in left_out}
+    assert min(v.step for v in violations) == UNCHANGED_CALLS_LIMIT - 1
+    assert "not updated by any of the first" in violations[0].what
+
+
+def test_a_variable_first_updated_late_in_healthy_runs_gets_no_start_hint() -> None:
+    """A backbone unfrozen at step 10 may be unfrozen later in a healthy run."""
+    from traincheck.sidecar.relations.var_periodic_change import _PeriodicCollector
+
+    collector = _PeriodicCollector()
+    var = (STEP, "torch.nn.Parameter", "Net.backbone.weight")
+    collector.api_calls.update({(1, STEP): 20, (2, STEP): 20})
+    collector.first_seen[var] = {1: 2, 2: 3}
+    assert collector.first_update_hint(var) == (("first_update_within", 3),)
+    collector.first_seen[var] = {1: 2, 2: 11}
+    assert collector.first_update_hint(var) == ()
+    collector.first_seen[var] = {1: 2}  # never observed in the second run
+    assert collector.first_update_hint(var) == ()
