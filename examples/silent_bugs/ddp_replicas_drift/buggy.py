@@ -34,6 +34,7 @@ def main() -> None:
     torch.manual_seed(args.seed)
     model = DistributedDataParallel(MLP())
     train(model, model.module, args)  # the bug: bypasses DDP's gradient synchronisation
+    dist.barrier()  # both ranks done before either tears gloo down
     dist.destroy_process_group()
 
 

@@ -60,6 +60,7 @@ def main() -> None:
     torch.manual_seed(args.seed)
     model = DistributedDataParallel(MLP())
     train(model, model, args)
+    dist.barrier()  # both ranks done before either tears gloo down
     dist.destroy_process_group()
 
 

@@ -29,6 +29,7 @@ def main() -> None:
     args = parse_args(__doc__)
     dist.init_process_group("gloo")
     train(make_loader(args.batch_size, args.seed), args)  # the bug: no DistributedSampler
+    dist.barrier()  # both ranks done before either tears gloo down
     dist.destroy_process_group()
 
 

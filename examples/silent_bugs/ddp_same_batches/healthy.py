@@ -58,6 +58,7 @@ def main() -> None:
     args = parse_args(__doc__)
     dist.init_process_group("gloo")
     train(sharded_loader(args.batch_size, args.seed), args)
+    dist.barrier()  # both ranks done before either tears gloo down
     dist.destroy_process_group()
 
 
