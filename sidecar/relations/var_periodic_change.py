@@ -160,6 +160,13 @@ class _PeriodicChecker(RelationChecker):
             assert isinstance(api, APIParam) and isinstance(var, VarNameParam)
             self._by_api[api.api_full_name].append((var.var_name, result))
         self._unchanged: Counter[tuple[int, str, str]] = Counter()
+        self._first_update: dict[str, int] = {}
+        """invariant id -> its ``first_update_within`` hint, read once here (the
+        check below runs for every call that does not hold the variable)."""
+        for result in results:
+            hint = result.invariant.hint(FIRST_UPDATE_HINT)
+            if hint is not None:
+                self._first_update[result.invariant.id] = hint
         self._calls: Counter[tuple[int, str]] = Counter()
         self._observed: set[tuple[int, str]] = set()
         """(pid, invariant id) of variables some call of this process observed."""
@@ -211,7 +218,7 @@ class _PeriodicChecker(RelationChecker):
     ) -> Violation | None:
         """The variable, updated from the first calls in the healthy runs, has been
         held by none of this process's calls so far: report it once, at the limit."""
-        hint = result.invariant.hint(FIRST_UPDATE_HINT)
+        hint = self._first_update.get(result.invariant.id)
         pid = signal.start.pid
         if hint is None or not signal.pre or (pid, result.invariant.id) in self._observed:
             return None

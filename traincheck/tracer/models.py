@@ -232,12 +232,14 @@ class ModelRegistry:
 def unwrap_compiled(module: torch.nn.Module) -> torch.nn.Module:
     """The model a ``torch.compile`` wrapper (``OptimizedModule``) compiles, else itself.
 
-    Recognised by the wrapper's ``_orig_mod`` attribute rather than its class, so
-    nothing imports ``torch._dynamo`` just to ask.
+    Recognised by the wrapper's ``_orig_mod`` submodule rather than its class, so
+    nothing imports ``torch._dynamo`` just to ask; read from ``_modules`` (one dict
+    lookup) because ``getattr`` of a missing name on a module raises inside
+    ``Module.__getattr__``, and this runs at every outermost module call.
     """
     for _ in range(8):  # compile of a compiled model nests wrappers
-        inner = getattr(module, "_orig_mod", None)
-        if not isinstance(inner, torch.nn.Module):
+        inner = module._modules.get("_orig_mod")
+        if inner is None:
             return module
         module = inner
     return module

@@ -49,8 +49,6 @@ def summarize(name: str, value: object) -> ArgValue:
 
 
 _MODULE_ARGS: dict[tuple[type, bool], tuple[ArgValue, ...]] = {}
-_PLAIN_MODULE_TYPES: set[type] = set()
-"""Module classes seen without a ``_orig_mod`` (not compile wrappers): one set lookup."""
 
 
 def module_call_args(module: torch.nn.Module) -> tuple[ArgValue, ...]:
@@ -59,11 +57,7 @@ def module_call_args(module: torch.nn.Module) -> tuple[ArgValue, ...]:
     A ``torch.compile`` wrapper is described by the model it compiles, so turning
     compile off (a normal debugging step) does not read as another model.
     """
-    if type(module) not in _PLAIN_MODULE_TYPES:
-        if getattr(module, "_orig_mod", None) is None:
-            _PLAIN_MODULE_TYPES.add(type(module))
-        else:
-            module = unwrap_compiled(module)
+    module = unwrap_compiled(module)
     key = (type(module), bool(module.training))
     args = _MODULE_ARGS.get(key)
     if args is None:
