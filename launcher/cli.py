@@ -23,21 +23,21 @@ from traincheck.launcher.job import (
     job_environment,
     spawn_job,
 )
-from traincheck.launcher.report import (
+from traincheck.launcher.rundir import RunDirectory, create_run_directory, new_run_id
+from traincheck.launcher.settings import PROG, RunSettings, parse_settings
+from traincheck.launcher.sidecar_process import SidecarProcess, describe_exit
+from traincheck.launcher.summary import (
     detached_lines,
     lost_sidecar_lines,
     read_tracer_counters,
     record_lost_sidecar,
     summary_lines,
 )
-from traincheck.launcher.rundir import RunDirectory, create_run_directory, new_run_id
-from traincheck.launcher.settings import PROG, RunSettings, parse_settings
-from traincheck.launcher.sidecar_process import SidecarProcess, describe_exit
 from traincheck.launcher.tracing_options import record_plan, write_plan
 
 from traincheck.environment import TRAINCHECK_DEBUG
 from traincheck.errors import UserError
-from traincheck.tracer.plan import TRACE_PLAN_FILE
+from traincheck.tracing_plan import TRACE_PLAN_FILE
 
 JOB_POLL_S = 0.5
 """How often the launcher looks up from waiting on the job to check the sidecar."""
@@ -125,8 +125,8 @@ def run_job(settings: RunSettings, run_dir: RunDirectory, sidecar: SidecarProces
 
 def violation_marker(settings: RunSettings) -> Path:
     """The file the sidecar writes at the first live violation (for --on-violation stop)."""
-    from traincheck.sidecar.alert_sink import FIRST_VIOLATION_FILE
-    from traincheck.sidecar.results import LIVE_RESULTS_DIR
+    from traincheck.analysis.alert_sink import FIRST_VIOLATION_FILE
+    from traincheck.analysis.results import LIVE_RESULTS_DIR
 
     return settings.output_dir / LIVE_RESULTS_DIR / FIRST_VIOLATION_FILE
 

@@ -19,7 +19,7 @@ from typing import NoReturn
 from traincheck.launcher.tracing_options import add_tracing_arguments, tracing_plan
 
 from traincheck.errors import InvariantsFileError, UserError
-from traincheck.tracer.plan import TracingPlan
+from traincheck.tracing_plan import TracingPlan
 
 PROG = "traincheck-run"
 DEFAULT_SIDECAR_TIMEOUT_S = 30.0
@@ -207,7 +207,7 @@ def validate_invariants(path: Path) -> None:
     if not path.is_file():
         raise InvariantsFileError(f"invariants file not found: {path}")
     try:
-        from traincheck.sidecar.invariants import load_invariants
+        from traincheck.analysis.invariants_file import load_invariants
     except ImportError:
         _check_json_file(path)
         return

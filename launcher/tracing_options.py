@@ -1,7 +1,7 @@
 """The options that shape what the tracer traces, shared by ``traincheck-run`` and
 ``traincheck-collect`` (one set of flags, one plan, one code path).
 
-They become a :class:`~traincheck.tracer.plan.TracingPlan`, which the launcher
+They become a :class:`~traincheck.tracing_plan.TracingPlan`, which the launcher
 writes as JSON into the private run directory and names in ``TRAINCHECK_PLAN``.
 No plan (None) means full tracing with the tracer's defaults.
 """
@@ -15,7 +15,7 @@ from pathlib import Path
 
 from traincheck import environment
 from traincheck.errors import UserError
-from traincheck.tracer.plan import TRACE_PLAN_FILE, TracingPlan
+from traincheck.tracing_plan import TRACE_PLAN_FILE, TracingPlan
 
 PLAN_FILE = "plan.json"
 DEFAULT_MODULE = "torch"
@@ -75,8 +75,8 @@ def tracing_plan(
     if selective:
         if invariants is None:
             raise UserError("selective tracing needs --invariants")
-        from traincheck.sidecar.invariants import load_invariants
-        from traincheck.sidecar.plan import tracing_plan as plan_for
+        from traincheck.analysis.instrumentation import tracing_plan as plan_for
+        from traincheck.analysis.invariants_file import load_invariants
 
         return plan_for(
             load_invariants(invariants),

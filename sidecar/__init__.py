@@ -1,4 +1,4 @@
-"""The sidecar process and the offline tools (installed as ``traincheck.sidecar``).
+"""The sidecar process and the trace store (installed as ``traincheck.sidecar``).
 
 Nothing here imports torch: the sidecar reads events, never tensors.
 """

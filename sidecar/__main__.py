@@ -54,7 +54,7 @@ def read_command(path: Path | None) -> list[str]:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    from traincheck.sidecar.runtime import SidecarOptions, run
+    from traincheck.sidecar.service import SidecarOptions, run
 
     try:
         options = SidecarOptions(

@@ -15,14 +15,11 @@ code that Dask or Polars can also run) instead of looping over event objects.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import pandas as pd
 
 from traincheck.events import ApiCall, ApiReturn, ArgValue, Batch
-
-if TYPE_CHECKING:
-    from traincheck.sidecar.store import Trace
 
 COLUMNS = (
     "pid",
@@ -68,12 +65,8 @@ _STRING_COLUMNS = frozenset(
 _EVENT_FIELDS = frozenset(COLUMNS) - {"pid", "rank", "seq", "kind", "result"}
 
 
-def trace_to_frame(trace: Trace) -> pd.DataFrame:
-    """Load every event of ``trace`` into one DataFrame (see the module docstring)."""
-    return batches_to_frame(trace.batches)
-
-
 def batches_to_frame(batches: list[Batch]) -> pd.DataFrame:
+    """Load every event of ``batches`` into one DataFrame (see the module docstring)."""
     records = [event_record(batch, event) for batch in batches for event in batch.events]
     columns = _all_columns(records)
     data = {name: _column([r.get(name) for r in records], name) for name in columns}

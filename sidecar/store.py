@@ -27,24 +27,13 @@ from pathlib import Path
 from typing import Any
 
 from traincheck.errors import NotATraceError
-from traincheck.events import Batch, Event, single_events
+from traincheck.events import Batch, StoredEvent, single_events
+from traincheck.tracedir import MANIFEST_FORMAT, MANIFEST_NAME, SEGMENT_GLOB
 from traincheck.wire import WireError, decode_batch
 
-MANIFEST_NAME = "run.json"
-MANIFEST_FORMAT = "traincheck-trace"
-MANIFEST_VERSION = 1
 SEGMENT_MAGIC = b"TCSEG1\n"
-SEGMENT_GLOB = "segment-*.tcs"
 SEGMENT_MAX_BYTES = 256 * 1024 * 1024
 _FRAME_HEADER = struct.Struct("<II")
-
-
-def write_manifest(trace_dir: Path, manifest: dict[str, Any]) -> None:
-    """Write ``run.json`` atomically so a reader never sees half a manifest."""
-    manifest = {"format": MANIFEST_FORMAT, "format_version": MANIFEST_VERSION, **manifest}
-    tmp = trace_dir / f".{MANIFEST_NAME}.tmp"
-    tmp.write_text(json.dumps(manifest, indent=2, sort_keys=True))
-    os.replace(tmp, trace_dir / MANIFEST_NAME)
 
 
 class TraceWriter:
@@ -145,15 +134,6 @@ def _write_all(fd: int, data: bytes) -> None:
 
 
 @dataclass
-class StoredEvent:
-    """An event together with the process that produced it."""
-
-    pid: int
-    rank: int
-    event: Event
-
-
-@dataclass
 class Trace:
     """A trace read back from disk: the manifest, the batches, and what was damaged."""
 
@@ -170,9 +150,9 @@ class Trace:
 
     def to_frame(self):
         """Load the whole trace into one pandas DataFrame (one row per event)."""
-        from traincheck.sidecar.frame import trace_to_frame
+        from traincheck.sidecar.frame import batches_to_frame
 
-        return trace_to_frame(self)
+        return batches_to_frame(self.batches)
 
 
 def is_trace_dir(path: Path) -> bool:

@@ -16,6 +16,7 @@ every event: all events of a batch come from one process.
 from __future__ import annotations
 
 from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
 from typing import Literal
 
 import msgspec
@@ -219,3 +220,16 @@ class Batch(msgspec.Struct, frozen=True, array_like=True):
     seq: int
     dropped_events: int
     events: list[Event]
+
+
+@dataclass
+class StoredEvent:
+    """An event as readers see it: with the process (pid, rank) that sent it.
+
+    Batches carry pid and rank once for all their events; the checker, inference
+    and the offline tools need them per event.
+    """
+
+    pid: int
+    rank: int
+    event: Event

@@ -21,7 +21,7 @@ LAUNCHER = [sys.executable, "-m", "traincheck.launcher.cli"]
 
 @pytest.fixture
 def invariants_file(tmp_path: Path) -> Path:
-    invariants = pytest.importorskip("traincheck.sidecar.invariants")
+    invariants = pytest.importorskip("traincheck.analysis.invariants")
     inv = invariants.make_invariant(
         "FunctionCoverRelation",
         (
@@ -64,7 +64,7 @@ def test_summary_names_invariants_that_never_applied(tmp_path: Path) -> None:
     """An invariant about something the run never did is "not triggered": the
     summary counts it and names it, since it can be the only sign of a bug that
     silences (an optimizer that never steps) rather than breaks."""
-    invariants = pytest.importorskip("traincheck.sidecar.invariants")
+    invariants = pytest.importorskip("traincheck.analysis.invariants")
     violated, never = (
         invariants.make_invariant(
             "FunctionCoverRelation",

@@ -70,7 +70,7 @@ def test_invariants_a_selective_trace_cannot_judge_are_reported_uncheckable(
 ) -> None:
     """A trace recorded for a few invariants, checked against all of them: the ones
     whose APIs were not traced land in uncheckable.log, never in failed.log."""
-    from traincheck.sidecar.invariants import dump_invariants, load_invariants
+    from traincheck.analysis.invariants_file import dump_invariants, load_invariants
 
     everything = load_invariants(zero_grad_invariants.invariants)
     zero_grad = "torch.optim.Optimizer.zero_grad"

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from dataclasses import replace
 
-from traincheck.sidecar import alert_sink
-from traincheck.sidecar.alert_sink import AlertSink, group_violations
-from traincheck.sidecar.violations import Violation
+from traincheck.analysis import alert_sink
+from traincheck.analysis.alert_sink import AlertSink, group_violations
+from traincheck.analysis.violations import Violation
 
 BASE = Violation(
     invariant_id="inv-a",

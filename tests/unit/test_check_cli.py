@@ -7,8 +7,9 @@ from pathlib import Path
 
 import pytest
 from tracegen import ZERO_GRAD, LoopSpec, write_trace
-from traincheck.sidecar.check_cli import main as check_main
-from traincheck.sidecar.infer_cli import main as infer_main
+
+from traincheck.cli.check import main as check_main
+from traincheck.cli.infer import main as infer_main
 
 
 @pytest.fixture(scope="module")

@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import pytest
 from tracegen import BACKWARD, STEP, ZERO_GRAD, LoopSpec, stored_events
-from traincheck.sidecar.alerts import format_alert
-from traincheck.sidecar.checker import Checker
-from traincheck.sidecar.infer_engine import infer_from_streams
+
+from traincheck.analysis.alerts import format_alert
+from traincheck.analysis.checker import Checker
+from traincheck.analysis.infer_engine import infer_from_streams
 
 
 @pytest.fixture(scope="module")
@@ -113,7 +114,7 @@ def test_live_feed_equals_offline_replay_with_interleaved_ranks(invariants, tmp_
 
 
 def test_empty_invariant_set_checks_nothing() -> None:
-    from traincheck.sidecar.invariants import InvariantSet
+    from traincheck.analysis.invariants import InvariantSet
 
     violations, checker = _check(InvariantSet(), stored_events(LoopSpec(steps=3)))
     assert violations == [] and checker.results() == []

@@ -1,4 +1,4 @@
-"""trace_to_frame: one row per event, fixed columns, arg.<name> columns, nullable types."""
+"""Trace.to_frame: one row per event, fixed columns, arg.<name> columns, nullable types."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pandas as pd
 from traincheck.sidecar.frame import COLUMNS, batches_to_frame
-from traincheck.sidecar.store import Trace, TraceWriter, read_trace, write_manifest
+from traincheck.sidecar.store import Trace, TraceWriter, read_trace
 
 from traincheck.events import (
     SCHEMA_VERSION,
@@ -19,6 +19,7 @@ from traincheck.events import (
     RunStart,
     VarState,
 )
+from traincheck.tracedir import write_manifest
 from traincheck.wire import encode_batch
 
 BIG_DIGEST = 2**64 - 1

@@ -10,8 +10,8 @@ from pathlib import Path
 import msgspec
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from traincheck.sidecar.invariants import load_invariants
 
+from traincheck.analysis.invariants_file import load_invariants
 from traincheck.errors import InvariantsFileError
 from traincheck.events import SCHEMA_VERSION, Batch, MetaChange
 from traincheck.wire import WireError, decode_batch, encode_batch

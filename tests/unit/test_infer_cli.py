@@ -7,8 +7,9 @@ from pathlib import Path
 
 import pytest
 from tracegen import LoopSpec, write_trace
-from traincheck.sidecar.infer_cli import main
-from traincheck.sidecar.invariants import load_invariants
+
+from traincheck.analysis.invariants_file import load_invariants
+from traincheck.cli.infer import main
 
 
 @pytest.fixture(scope="module")

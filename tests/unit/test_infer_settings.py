@@ -7,8 +7,9 @@ from pathlib import Path
 
 import pytest
 from tracegen import LoopSpec, write_trace
-from traincheck.sidecar.infer_cli import main
-from traincheck.sidecar.relations.base import sample_examples
+
+from traincheck.analysis.relations.base import sample_examples
+from traincheck.cli.infer import main
 
 
 @pytest.fixture(scope="module")

@@ -144,7 +144,7 @@ def test_attached_sidecar_reports_a_job_that_ended_before_it_connected_as_finish
 ) -> None:
     """``traincheck-attach`` found the job in the registry, but it exited before its
     tracer reached the new socket: its counters file says it ended normally."""
-    from traincheck.sidecar.runtime import Sidecar, SidecarOptions
+    from traincheck.sidecar.service import Sidecar, SidecarOptions
 
     exited = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"],
                             capture_output=True, text=True, check=True)  # fmt: skip

@@ -6,17 +6,11 @@ import json
 from pathlib import Path
 
 import pytest
-from traincheck.sidecar import invariants as inv_mod
-from traincheck.sidecar.invariants import (
-    APIParam,
-    InvariantSet,
-    VarTypeParam,
-    dump_invariants,
-    load_invariants,
-    make_invariant,
-)
-from traincheck.sidecar.preconditions import Clause, Precondition
 
+from traincheck.analysis import invariants_file as inv_mod
+from traincheck.analysis.invariants import APIParam, InvariantSet, VarTypeParam, make_invariant
+from traincheck.analysis.invariants_file import dump_invariants, load_invariants
+from traincheck.analysis.preconditions import Clause, Precondition
 from traincheck.errors import InvariantsFileError
 
 SEED_INVARIANT = {
@@ -169,7 +163,7 @@ def test_nothing_in_the_file_is_evaluated(tmp_path: Path) -> None:
 
 
 def test_hints_round_trip_and_are_validated(tmp_path: Path) -> None:
-    from traincheck.sidecar.invariants import VarNameParam
+    from traincheck.analysis.invariants import VarNameParam
 
     params = (
         APIParam("torch.optim.Optimizer.step"),
@@ -190,7 +184,7 @@ def test_hints_round_trip_and_are_validated(tmp_path: Path) -> None:
     )
     assert hinted.id != plain.id and "hints" not in plain.to_json()
     path = tmp_path / "inv.json"
-    dump_invariants(inv_mod.InvariantSet((hinted,)), path)
+    dump_invariants(InvariantSet((hinted,)), path)
     loaded = load_invariants(path).invariants[0]
     assert loaded == hinted and loaded.hint("first_update_within") == 1
     data = json.loads(path.read_text())

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from traincheck.launcher.report import MAX_NOT_TRIGGERED_LISTED, outcome_lines
+from traincheck.launcher.summary import MAX_NOT_TRIGGERED_LISTED, outcome_lines
 
 
 def test_no_invariants_no_outcome_lines() -> None:

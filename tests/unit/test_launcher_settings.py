@@ -12,8 +12,8 @@ from pathlib import Path
 import pytest
 from traincheck.launcher import rundir
 from traincheck.launcher.job import bootstrap_dir, exit_status, job_environment
-from traincheck.launcher.report import read_tracer_counters, summary_lines
 from traincheck.launcher.settings import default_output_dir, parse_settings, python_script
+from traincheck.launcher.summary import read_tracer_counters, summary_lines
 
 from traincheck import environment
 from traincheck.errors import UserError

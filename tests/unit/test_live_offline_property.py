@@ -10,10 +10,11 @@ from pathlib import Path
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from tracegen import MODEL_PARAMS, LoopSpec, write_trace
-from traincheck.sidecar.check_cli import main as check_main
-from traincheck.sidecar.infer_cli import main as infer_main
-from traincheck.sidecar.runtime import LiveCheck
+from traincheck.sidecar.service import LiveCheck
 from traincheck.sidecar.store import read_trace
+
+from traincheck.cli.check import main as check_main
+from traincheck.cli.infer import main as infer_main
 
 COMPARED = ("failed.log", "passed.log", "not_triggered.log", "uncheckable.log")
 

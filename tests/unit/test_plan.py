@@ -5,22 +5,17 @@ from __future__ import annotations
 import json
 
 import pytest
-from traincheck.sidecar.invariants import (
-    APIParam,
-    InvariantSet,
-    VarTypeParam,
-    dump_invariants,
-    make_invariant,
-)
-from traincheck.sidecar.plan import (
+
+from traincheck.analysis.instrumentation import (
     instrumentation_for,
     tracing_plan,
     uncheckable_invariants,
     untraceable_apis,
 )
-from traincheck.sidecar.preconditions import Clause, Precondition
-
-from traincheck.tracer.plan import TracingPlan, plan_from_json
+from traincheck.analysis.invariants import APIParam, InvariantSet, VarTypeParam, make_invariant
+from traincheck.analysis.invariants_file import dump_invariants
+from traincheck.analysis.preconditions import Clause, Precondition
+from traincheck.tracing_plan import TracingPlan, plan_from_json
 
 
 def _invariants() -> InvariantSet:

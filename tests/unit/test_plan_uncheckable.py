@@ -6,14 +6,14 @@ import dataclasses
 import json
 
 from tracegen import ZERO_GRAD, LoopSpec, stored_events
-from traincheck.sidecar.checker import Checker
-from traincheck.sidecar.infer_engine import infer_from_streams
-from traincheck.sidecar.invariants import InvariantSet, VarNameParam, VarTypeParam
-from traincheck.sidecar.plan import plan_of_trace, uncheckable_invariants
-from traincheck.sidecar.results import outcome_of, result_row
 
-from traincheck.tracer.catalogue import DEFAULT_APIS
-from traincheck.tracer.plan import TRACE_PLAN_FILE, TracingPlan
+from traincheck.analysis.checker import Checker
+from traincheck.analysis.infer_engine import infer_from_streams
+from traincheck.analysis.instrumentation import plan_of_trace, uncheckable_invariants
+from traincheck.analysis.invariants import InvariantSet, VarNameParam, VarTypeParam
+from traincheck.analysis.results import outcome_of, result_row
+from traincheck.catalogue import DEFAULT_APIS
+from traincheck.tracing_plan import TRACE_PLAN_FILE, TracingPlan
 
 
 def _inferred() -> InvariantSet:

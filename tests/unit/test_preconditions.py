@@ -5,7 +5,7 @@ from __future__ import annotations
 import itertools
 from collections import Counter
 
-from traincheck.sidecar.preconditions import (
+from traincheck.analysis.preconditions import (
     UNSEPARABLE,
     Clause,
     Precondition,
@@ -15,7 +15,6 @@ from traincheck.sidecar.preconditions import (
     feature_key,
     precondition_from_json,
 )
-
 from traincheck.events import ArgValue
 
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from traincheck.sidecar.attach_cli import shorten_command
+from traincheck.cli.attach import shorten_command
 
 
 def test_short_command_is_shown_whole() -> None:

@@ -11,9 +11,9 @@ from pathlib import Path
 
 import msgspec
 import psutil
-from traincheck.sidecar.jobs import find_jobs, select_job
 
-from traincheck.tracer.registry import MAX_ENTRY_BYTES, RunRegistration, read_entries
+from traincheck.cli.jobs import find_jobs, select_job
+from traincheck.run_registry import MAX_ENTRY_BYTES, RunRegistration, read_entries
 
 
 def _registration(directory: Path, pid: int, run_id: str = "run-1") -> RunRegistration:

@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 from tracegen import LoopSpec, stored_events
-from traincheck.sidecar.checker import Checker
-from traincheck.sidecar.infer_engine import infer_from_streams
-from traincheck.sidecar.invariants import InvariantSet
-from traincheck.sidecar.relations.registry import select_relations
-from traincheck.sidecar.violations import Violation
+
+from traincheck.analysis.checker import Checker
+from traincheck.analysis.infer_engine import infer_from_streams
+from traincheck.analysis.invariants import InvariantSet
+from traincheck.analysis.relations.known import select_relations
+from traincheck.analysis.violations import Violation
 
 RELATION = "ConsistencyRelation"
 TEXT = (

@@ -5,14 +5,15 @@ from __future__ import annotations
 from collections import Counter
 
 from tracegen import LoopSpec, stored_events
-from traincheck.sidecar.checker import Checker
-from traincheck.sidecar.infer_engine import InferResult, infer_from_streams
-from traincheck.sidecar.invariants import InvariantSet
-from traincheck.sidecar.plan import tracing_plan
-from traincheck.sidecar.preconditions import deduce, feature_key, pair_props
-from traincheck.sidecar.relations.base import IMPLIED
-from traincheck.sidecar.relations.registry import select_relations
-from traincheck.sidecar.violations import Violation
+
+from traincheck.analysis.checker import Checker
+from traincheck.analysis.infer_engine import InferResult, infer_from_streams
+from traincheck.analysis.instrumentation import tracing_plan
+from traincheck.analysis.invariants import InvariantSet
+from traincheck.analysis.preconditions import deduce, feature_key, pair_props
+from traincheck.analysis.relations.base import IMPLIED
+from traincheck.analysis.relations.known import select_relations
+from traincheck.analysis.violations import Violation
 
 
 def _infer(relation: str, *runs: list[LoopSpec]) -> InferResult:

@@ -3,12 +3,11 @@
 from __future__ import annotations
 
 from tracegen import BACKWARD, STEP, ZERO_GRAD, LoopSpec, stored_events
-from traincheck.sidecar.calls import CallRecord, CallStart, CallTracker
-from traincheck.sidecar.checker import Checker
-from traincheck.sidecar.invariants import APIParam, InvariantSet, VarTypeParam, make_invariant
-from traincheck.sidecar.store import StoredEvent
 
-from traincheck.events import ApiCall, ApiReturn
+from traincheck.analysis.calls import CallRecord, CallStart, CallTracker
+from traincheck.analysis.checker import Checker
+from traincheck.analysis.invariants import APIParam, InvariantSet, VarTypeParam, make_invariant
+from traincheck.events import ApiCall, ApiReturn, StoredEvent
 
 
 def _records(spec: LoopSpec) -> list[CallRecord]:

@@ -9,12 +9,13 @@ from __future__ import annotations
 
 import pytest
 from tracegen import MODEL_PARAMS, STEP, LoopSpec, stored_events
-from traincheck.sidecar.checker import Checker
-from traincheck.sidecar.infer_engine import infer_from_streams
-from traincheck.sidecar.invariants import InvariantSet
-from traincheck.sidecar.relations.registry import select_relations
-from traincheck.sidecar.relations.var_periodic_change import UNCHANGED_CALLS_LIMIT
-from traincheck.sidecar.violations import Violation
+
+from traincheck.analysis.checker import Checker
+from traincheck.analysis.infer_engine import infer_from_streams
+from traincheck.analysis.invariants import InvariantSet
+from traincheck.analysis.relations.known import select_relations
+from traincheck.analysis.relations.var_periodic_change import UNCHANGED_CALLS_LIMIT
+from traincheck.analysis.violations import Violation
 
 
 def _infer(relation: str, **spec) -> InvariantSet:
@@ -96,7 +97,7 @@ def test_var_periodic_change_catches_parameters_no_optimizer_steps() -> None:
 
 def test_a_variable_first_updated_late_in_healthy_runs_gets_no_start_hint() -> None:
     """A backbone unfrozen at step 10 may be unfrozen later in a healthy run."""
-    from traincheck.sidecar.relations.var_periodic_change import _PeriodicCollector
+    from traincheck.analysis.relations.var_periodic_change import _PeriodicCollector
 
     collector = _PeriodicCollector()
     var = (STEP, "torch.nn.Parameter", "Net.backbone.weight")

@@ -9,17 +9,18 @@ from pathlib import Path
 
 from test_alert_sink import BASE
 from test_live_offline_property import invariants_file
-from traincheck.sidecar.invariants import load_invariants
-from traincheck.sidecar.relations.base import InvariantResult
-from traincheck.sidecar.report_html import render_report
-from traincheck.sidecar.results import (
+
+from traincheck.analysis.invariants_file import load_invariants
+from traincheck.analysis.relations.base import InvariantResult
+from traincheck.analysis.report_html import render_report
+from traincheck.analysis.results import (
     ViolationLedger,
     default_output_dir,
     outcome_of,
     summarize,
     write_results,
 )
-from traincheck.sidecar.violations import Violation
+from traincheck.analysis.violations import Violation
 
 
 def results_of_each_kind() -> list[InvariantResult]:

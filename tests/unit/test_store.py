@@ -9,10 +9,12 @@ from pathlib import Path
 
 import pytest
 from traincheck.sidecar import store
-from traincheck.sidecar.store import SEGMENT_MAGIC, TraceWriter, read_trace, write_manifest
+from traincheck.sidecar.store import SEGMENT_MAGIC, TraceWriter, read_trace
 
+from traincheck import tracedir
 from traincheck.errors import NotATraceError
 from traincheck.events import SCHEMA_VERSION, Batch, MetaChange, RunEnd
+from traincheck.tracedir import write_manifest
 from traincheck.wire import encode_batch
 
 
@@ -39,7 +41,7 @@ def test_round_trip_keeps_order_and_manifest(tmp_path: Path) -> None:
     assert trace.warnings == []
     assert [b.seq for b in trace.batches] == [0, 1, 2, 3, 4]
     assert trace.manifest["run_id"] == "run"
-    assert trace.manifest["format"] == store.MANIFEST_FORMAT
+    assert trace.manifest["format"] == tracedir.MANIFEST_FORMAT
     assert len(list(trace.events())) == 10
     assert (tmp_path / "segment-00000.tcs").stat().st_mode & 0o777 == 0o600
 
@@ -150,7 +152,7 @@ def test_manifest_write_is_atomic_and_versioned(tmp_path: Path) -> None:
     write_manifest(tmp_path, {"status": "running"})
     write_manifest(tmp_path, {"status": "finished"})
     data = json.loads((tmp_path / "run.json").read_text())
-    assert data["status"] == "finished" and data["format_version"] == store.MANIFEST_VERSION
+    assert data["status"] == "finished" and data["format_version"] == tracedir.MANIFEST_VERSION
     assert not list(tmp_path.glob(".*tmp"))
 
 

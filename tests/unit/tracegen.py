@@ -16,7 +16,7 @@ from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from traincheck.sidecar.store import StoredEvent, TraceWriter, write_manifest
+from traincheck.sidecar.store import TraceWriter
 
 from traincheck.events import (
     SCHEMA_VERSION,
@@ -28,8 +28,10 @@ from traincheck.events import (
     MetaChange,
     RunEnd,
     RunStart,
+    StoredEvent,
     VarState,
 )
+from traincheck.tracedir import write_manifest
 from traincheck.wire import encode_batch
 
 ZERO_GRAD = "torch.optim.Optimizer.zero_grad"

@@ -29,8 +29,7 @@ from typing import TYPE_CHECKING, Any
 
 import torch
 
-from traincheck.events import ArgValue
-from traincheck.tracer.catalogue import (
+from traincheck.catalogue import (
     CLIP_GRAD_NORM,
     CLIP_GRAD_VALUE,
     COLLECTIVES,
@@ -41,6 +40,7 @@ from traincheck.tracer.catalogue import (
     MODULE_TRAIN,
     SCHEDULER_STEP,
 )
+from traincheck.events import ArgValue
 from traincheck.tracer.runtime import Tracer
 from traincheck.tracer.summaries import summarize
 

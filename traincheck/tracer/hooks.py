@@ -20,9 +20,7 @@ from typing import Any
 import torch
 from torch.utils.hooks import RemovableHandle
 
-from traincheck.events import ArgValue
-from traincheck.tracer import activation
-from traincheck.tracer.catalogue import (
+from traincheck.catalogue import (
     AUTOGRAD_BACKWARD,
     MODULE_CALL,
     MODULE_ZERO_GRAD,
@@ -30,6 +28,8 @@ from traincheck.tracer.catalogue import (
     OPTIMIZER_ZERO_GRAD,
     TENSOR_BACKWARD,
 )
+from traincheck.events import ArgValue
+from traincheck.tracer import activation
 from traincheck.tracer.models import ModelRegistry
 from traincheck.tracer.runtime import Tracer, log
 from traincheck.tracer.summaries import (

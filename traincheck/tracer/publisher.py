@@ -44,7 +44,7 @@ import zmq
 
 from traincheck.environment import TRAINCHECK_BACKLOG_BYTES
 from traincheck.events import SCHEMA_VERSION, Batch, Event
-from traincheck.tracer.registry import RunRegistration
+from traincheck.run_registry import RunRegistration
 from traincheck.wire import encode_batch
 
 SEND_HWM = 16

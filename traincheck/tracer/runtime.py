@@ -40,9 +40,9 @@ from traincheck.events import (
     Scalar,
 )
 from traincheck.tracer.meta import MetaState
-from traincheck.tracer.plan import TracingPlan, load_plan
 from traincheck.tracer.publisher import Publisher
 from traincheck.tracer.source import user_source
+from traincheck.tracing_plan import TracingPlan, load_plan
 
 if TYPE_CHECKING:
     import torch

@@ -1,0 +1,151 @@
+"""The checker: one code path for the live sidecar and for ``traincheck-check``.
+
+Feed it stored events in stream order (events of different processes may
+interleave); it rebuilds calls with :class:`CallTracker` and hands every call
+signal to each relation's incremental checker. ``finish()`` reports what only the
+end of the stream can settle (an A never followed by its B). Offline checking is
+nothing but replaying a stored trace through ``feed`` then ``finish``.
+
+Every violation leaves the checker stamped with what the relations cannot know:
+its detection order, the step the stream had reached, and a contrasting passing
+example of the same invariant.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Mapping
+from dataclasses import dataclass, replace
+from typing import Any
+
+from traincheck.analysis.calls import CallRecord, CallTracker, Signal
+from traincheck.analysis.invariants import Invariant, InvariantSet
+from traincheck.analysis.relations.base import InvariantResult, RelationChecker
+from traincheck.analysis.relations.known import get_relation
+from traincheck.analysis.violations import Violation, event_to_json
+from traincheck.events import StoredEvent
+
+__all__ = ["Checker", "InvariantResult", "Violation"]
+
+
+class _Cursor:
+    """The signal being checked right now, shared by every result of one checker."""
+
+    signal: Signal | None = None
+
+
+@dataclass
+class TrackedResult(InvariantResult):
+    """An :class:`InvariantResult` that remembers where its invariant last held.
+
+    Relations call ``record_pass`` at the point that satisfied the invariant; we
+    keep a reference to that signal (no copy, so passing stays cheap) and turn it
+    into JSON only when a violation needs a contrasting example.
+    """
+
+    cursor: _Cursor | None = None
+    last_pass: Signal | None = None
+    unchecked_reason: str | None = None
+
+    def record_pass(self) -> None:
+        super().record_pass()
+        if self.cursor is not None:
+            self.last_pass = self.cursor.signal
+
+    def record_violation(self, violation: Violation) -> Violation:
+        numbered = super().record_violation(violation)
+        if self.last_pass is None:
+            return numbered
+        return replace(numbered, passing_example=describe_signal(self.last_pass))
+
+
+def describe_signal(signal: Signal) -> dict[str, Any]:
+    """A call signal as a small JSON record: where it ran and its call event."""
+    start = signal.start if isinstance(signal, CallRecord) else signal
+    event = start.event
+    return {
+        "api": event.api,
+        "step": event.step,
+        "stage": event.stage,
+        "pid": start.pid,
+        "rank": start.rank,
+        "thread": event.thread,
+        "events": [event_to_json(event)],
+    }
+
+
+class Checker:
+    """Checks a stream of events against an invariant set, incrementally."""
+
+    def __init__(
+        self, invariant_set: InvariantSet, *, uncheckable: Mapping[str, str] | None = None
+    ) -> None:
+        """``uncheckable``: invariants the run could not have traced the inputs of
+        (id -> reason, from :func:`traincheck.analysis.instrumentation.uncheckable_invariants`);
+        they are never fed to their relation and are reported as uncheckable."""
+        self.invariant_set = invariant_set
+        self._cursor = _Cursor()
+        self._results = [self._new_result(inv) for inv in invariant_set]
+        grouped: dict[str, list[InvariantResult]] = defaultdict(list)
+        for result in self._results:
+            reason = (uncheckable or {}).get(result.invariant.id)
+            if reason is not None:
+                result.unchecked, result.unchecked_reason = 1, reason
+                continue
+            grouped[result.invariant.relation].append(result)
+        self._checkers: list[RelationChecker] = []
+        for name in sorted(grouped):
+            relation = get_relation(name)
+            if relation is None:
+                raise ValueError(f"unknown relation {name!r}")
+            self._checkers.append(relation.new_checker(grouped[name]))
+        self._tracker = CallTracker()
+        self._finished = False
+        self.events_fed = 0
+        self.violations_found = 0
+        self.current_step = 0
+        """The highest step any event of the stream has carried so far."""
+
+    def _new_result(self, invariant: Invariant) -> TrackedResult:
+        return TrackedResult(invariant, cursor=self._cursor)
+
+    def feed(self, stored_event: StoredEvent) -> list[Violation]:
+        """Consume one event; return the violations it revealed (usually none)."""
+        self.events_fed += 1
+        step = getattr(stored_event.event, "step", None)
+        if isinstance(step, int) and step > self.current_step:
+            self.current_step = step
+        signal = self._tracker.feed(stored_event)
+        if signal is None or not self._checkers:
+            return []
+        self._cursor.signal = signal
+        violations: list[Violation] = []
+        for checker in self._checkers:
+            violations += checker.on_signal(signal)
+        self._cursor.signal = None
+        return self._stamp(violations)
+
+    def finish(self) -> list[Violation]:
+        """End of stream; idempotent (a second call reports nothing new)."""
+        if self._finished:
+            return []
+        self._finished = True
+        violations: list[Violation] = []
+        for checker in self._checkers:
+            violations += checker.finish()
+        return self._stamp(violations)
+
+    def _stamp(self, violations: list[Violation]) -> list[Violation]:
+        if not violations:
+            return violations
+        stamped = []
+        for violation in violations:
+            self.violations_found += 1
+            stamped.append(
+                replace(violation, detection_step=self.current_step, seq=self.violations_found)
+            )
+        return stamped
+
+    def results(self) -> list[InvariantResult]:
+        """Per-invariant counts (triggered / passed / violated / unchecked), in file order."""
+        return list(self._results)

@@ -1,0 +1,197 @@
+"""The invariant model: what one inferred invariant says, and a set of them.
+
+The file that carries them (parse, validate, dump) is ``invariants_file``; the
+relations build invariants with :func:`make_invariant` so that every id is a
+hash of what the invariant says.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from typing import Any
+
+from traincheck.analysis.preconditions import (
+    Precondition,
+    Scalar,
+)
+
+
+@dataclass(frozen=True)
+class APIParam:
+    """An API, by the name the tracer gives it (e.g. ``torch.optim.Optimizer.step``)."""
+
+    api_full_name: str
+
+    def to_json(self) -> dict[str, Any]:
+        return {"param_type": "APIParam", "api_full_name": self.api_full_name}
+
+
+@dataclass(frozen=True)
+class VarTypeParam:
+    """An attribute of every variable of a type, optionally with a value transition.
+
+    ``attr_name`` ``data`` uses ``pre_value="anything"``, ``post_value="changed"``
+    (the content digest changed); ``grad`` uses the grad states ``None`` (no
+    gradient), ``"zero"`` and ``"non_zero"``, as in the published tool.
+    """
+
+    var_type: str
+    attr_name: str
+    pre_value: str | None = None
+    post_value: str | None = None
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "param_type": "VarTypeParam",
+            "var_type": self.var_type,
+            "attr_name": self.attr_name,
+            "pre_value": self.pre_value,
+            "post_value": self.post_value,
+        }
+
+
+@dataclass(frozen=True)
+class VarNameParam:
+    """One named variable (e.g. ``MLP.fc1.weight``) and one of its attributes.
+
+    Names are stable between runs of one pipeline (``<RootClass>.<dotted path>``),
+    which is what lets an invariant speak about a single parameter.
+    """
+
+    var_type: str
+    var_name: str
+    attr_name: str
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "param_type": "VarNameParam",
+            "var_type": self.var_type,
+            "var_name": self.var_name,
+            "attr_name": self.attr_name,
+        }
+
+
+@dataclass(frozen=True)
+class ValueParam:
+    """A property of an API's input argument or of its result, with its expected value.
+
+    ``role`` is ``input`` (``name`` is the argument name) or ``output`` (the
+    result); ``prop`` is ``value`` for scalar arguments or a tensor property
+    (``dtype``, ``device``, ``requires_grad``, ``kind``).
+    """
+
+    role: str
+    name: str
+    prop: str
+    value: Scalar
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "param_type": "ValueParam",
+            "role": self.role,
+            "name": self.name,
+            "prop": self.prop,
+            "value": self.value,
+        }
+
+
+Param = APIParam | VarTypeParam | VarNameParam | ValueParam
+
+
+@dataclass(frozen=True)
+class Invariant:
+    """One inferred invariant. ``group`` names the example group of the precondition."""
+
+    relation: str
+    params: tuple[Param, ...]
+    precondition: Precondition | None
+    group: str
+    text_description: str
+    num_positive_examples: int
+    num_negative_examples: int
+    id: str = ""
+    hints: tuple[tuple[str, int], ...] = ()
+    """What a relation learned beside its params for checking, as (name, number)
+    pairs, e.g. VarPeriodicChange's ``first_update_within``. Written only when set."""
+
+    def to_json(self) -> dict[str, Any]:
+        data = {
+            "id": self.id,
+            "relation": self.relation,
+            "params": [p.to_json() for p in self.params],
+            "precondition": _precondition_json(self.group, self.precondition),
+            "text_description": self.text_description,
+            "num_positive_examples": self.num_positive_examples,
+            "num_negative_examples": self.num_negative_examples,
+        }
+        if self.hints:
+            data["hints"] = dict(self.hints)
+        return data
+
+    def hint(self, name: str) -> int | None:
+        return dict(self.hints).get(name)
+
+
+def _precondition_json(group: str, precondition: Precondition | None) -> Any:
+    return "Unconditional" if precondition is None else {group: precondition.to_json()}
+
+
+def invariant_id(
+    relation: str,
+    params: tuple[Param, ...],
+    group: str,
+    pre: Precondition | None,
+    hints: tuple[tuple[str, int], ...] = (),
+) -> str:
+    """A stable id: a hash of what the invariant says, not of how often it was seen."""
+    body: dict[str, Any] = {
+        "relation": relation,
+        "params": [p.to_json() for p in params],
+        "precondition": _precondition_json(group, pre),
+    }
+    if hints:  # absent hints leave the ids of older files unchanged
+        body["hints"] = dict(hints)
+    digest = hashlib.sha256(json.dumps(body, sort_keys=True).encode()).hexdigest()
+    return digest[:16]
+
+
+def make_invariant(
+    relation: str,
+    params: tuple[Param, ...],
+    precondition: Precondition | None,
+    *,
+    group: str,
+    text_description: str,
+    num_positive_examples: int,
+    num_negative_examples: int,
+    hints: tuple[tuple[str, int], ...] = (),
+) -> Invariant:
+    """Build an invariant with its id computed from its content."""
+    return Invariant(
+        relation=relation,
+        params=params,
+        precondition=precondition,
+        group=group,
+        text_description=text_description,
+        num_positive_examples=num_positive_examples,
+        num_negative_examples=num_negative_examples,
+        id=invariant_id(relation, params, group, precondition, hints),
+        hints=hints,
+    )
+
+
+@dataclass(frozen=True)
+class InvariantSet:
+    """The invariants of one file, in file order."""
+
+    invariants: tuple[Invariant, ...] = ()
+    source: str | None = field(default=None, compare=False)
+
+    def __iter__(self) -> Iterator[Invariant]:
+        return iter(self.invariants)
+
+    def __len__(self) -> int:
+        return len(self.invariants)

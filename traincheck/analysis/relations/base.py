@@ -1,0 +1,262 @@
+"""What every relation provides, and the inference steps they share.
+
+A relation is an invariant template with three parts, kept in one module each:
+
+- a :class:`Collector` that sees every call signal of every trace (hypothesis
+  generation and example collection in one streaming pass);
+- ``infer``: hypotheses → examples → precondition deduction → invariants;
+- a :class:`RelationChecker`, the incremental checker the sidecar feeds live and
+  ``traincheck-check`` feeds from disk (one code path).
+"""
+
+from __future__ import annotations
+
+import hashlib
+from abc import ABC, abstractmethod
+from collections import Counter, defaultdict
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any, ClassVar
+
+from traincheck.analysis.calls import Signal
+from traincheck.analysis.invariants import APIParam, Invariant, Param, make_invariant
+from traincheck.analysis.preconditions import (
+    TOO_SPECIFIC,
+    FeatureKey,
+    Props,
+    deduce,
+    feature_key,
+    in_initialisation,
+)
+from traincheck.analysis.violations import Violation
+
+MIN_POSITIVE_EXAMPLES = 3
+"""Fewer positives than this and a hypothesis could hold by chance: rejected."""
+
+TOO_FEW_POSITIVES = f"fewer than {MIN_POSITIVE_EXAMPLES} positive examples"
+
+IMPLIED = "implied by a stronger invariant that was kept"
+"""A hypothesis that held but says less than another invariant of its relation."""
+
+
+@dataclass
+class Examples:
+    """Positive and negative examples of one hypothesis, deduplicated by feature key."""
+
+    positives: Counter[FeatureKey] = field(default_factory=Counter)
+    negatives: Counter[FeatureKey] = field(default_factory=Counter)
+
+    def add(self, props: Props, positive: bool) -> None:
+        (self.positives if positive else self.negatives)[feature_key(props)] += 1
+
+    @property
+    def num_positive(self) -> int:
+        return sum(self.positives.values())
+
+    @property
+    def num_negative(self) -> int:
+        return sum(self.negatives.values())
+
+
+@dataclass
+class Rejection:
+    """A hypothesis that did not become an invariant, and why (for ``--debug``)."""
+
+    relation: str
+    text_description: str
+    reason: str
+    num_positive_examples: int
+    num_negative_examples: int
+
+    def to_json(self) -> dict[str, Any]:
+        return dict(self.__dict__)
+
+
+DEFAULT_PRECOND_SAMPLING_THRESHOLD = 10_000
+
+
+@dataclass(frozen=True)
+class InferSettings:
+    """Options of one inference run (from the CLI), passed down, never global.
+
+    ``precond_sampling_threshold``: when a hypothesis has more *distinct*
+    examples (after folding identical contexts) than this, precondition
+    deduction sees a deterministic sample of them: the examples whose content
+    hash is smallest, so the sample does not depend on trace order. ``None``
+    disables sampling.
+    """
+
+    precond_sampling_threshold: int | None = DEFAULT_PRECOND_SAMPLING_THRESHOLD
+
+
+DEFAULT_SETTINGS = InferSettings()
+
+
+@dataclass
+class InferOutcome:
+    invariants: list[Invariant] = field(default_factory=list)
+    rejections: list[Rejection] = field(default_factory=list)
+    settings: InferSettings = DEFAULT_SETTINGS
+
+
+def decide(
+    relation: Relation,
+    params: tuple[Param, ...],
+    examples: Examples,
+    outcome: InferOutcome,
+    hints: tuple[tuple[str, int], ...] = (),
+) -> None:
+    """Turn one hypothesis into an invariant, or record why it was rejected."""
+    text = relation.describe(params)
+    examples = _without_initialisation(examples)
+    n_pos, n_neg = examples.num_positive, examples.num_negative
+    reason = ""
+    if n_pos < MIN_POSITIVE_EXAMPLES:
+        reason = TOO_FEW_POSITIVES
+    else:
+        threshold = outcome.settings.precond_sampling_threshold
+        deduction = deduce(
+            sample_examples(examples.positives, threshold),
+            sample_examples(examples.negatives, threshold),
+        )
+        reason = deduction.reason
+        if deduction.ok and not _enough_under_precondition(deduction.precondition, examples):
+            reason = TOO_SPECIFIC
+    if reason:
+        outcome.rejections.append(Rejection(relation.name, text, reason, n_pos, n_neg))
+        return
+    invariant = make_invariant(
+        relation.name,
+        params,
+        deduction.precondition,
+        group=relation.group,
+        text_description=text,
+        num_positive_examples=n_pos,
+        num_negative_examples=n_neg,
+        hints=hints,
+    )
+    outcome.invariants.append(invariant)
+
+
+def sample_examples(examples: Counter[FeatureKey], threshold: int | None) -> Counter[FeatureKey]:
+    """At most ``threshold`` distinct examples, chosen by content hash (order-independent)."""
+    if threshold is None or len(examples) <= threshold:
+        return examples
+    ranked = sorted(examples, key=lambda key: hashlib.sha256(repr(key).encode()).digest())
+    return Counter({key: examples[key] for key in ranked[:threshold]})
+
+
+def _enough_under_precondition(precondition: Any, examples: Examples) -> bool:
+    """The precondition must leave enough positives in force, or it is a rule of one."""
+    if precondition is None:
+        return True
+    in_force = sum(n for key, n in examples.positives.items() if precondition.holds(_props_of(key)))
+    return in_force >= MIN_POSITIVE_EXAMPLES
+
+
+def _props_of(key: FeatureKey) -> dict[str, Any]:
+    return {prop: value for prop, _, value in key}
+
+
+def _without_initialisation(examples: Examples) -> Examples:
+    """The examples taken after training started (see ``preconditions.in_initialisation``)."""
+    kept = Examples()
+    for source, target in (
+        (examples.positives, kept.positives),
+        (examples.negatives, kept.negatives),
+    ):
+        for key, count in source.items():
+            if not in_initialisation(_props_of(key)):
+                target[key] += count
+    return kept
+
+
+@dataclass
+class InvariantResult:
+    """How one invariant fared in a checked run.
+
+    ``triggered`` counts the points where its precondition held (each is then
+    passed or violated); ``unchecked`` counts points where the run lacked the data
+    to judge it (e.g. no variable states), kept apart from "not triggered".
+    """
+
+    invariant: Invariant
+    triggered: int = 0
+    passed: int = 0
+    violated: int = 0
+    unchecked: int = 0
+    first_violation_step: int | None = None
+    last_violation_step: int | None = None
+
+    def record_pass(self) -> None:
+        self.triggered += 1
+        self.passed += 1
+
+    def record_violation(self, violation: Violation) -> Violation:
+        self.triggered += 1
+        self.violated += 1
+        if self.first_violation_step is None:
+            self.first_violation_step = violation.step
+        self.last_violation_step = violation.step
+        return violation.numbered(self.violated)
+
+
+def results_by_api(results: Sequence[InvariantResult]) -> dict[str, list[InvariantResult]]:
+    """Index a checker's invariants by the API their first param names: the API whose
+    calls the checker must look at (every call-judging relation starts this way)."""
+    by_api: dict[str, list[InvariantResult]] = defaultdict(list)
+    for result in results:
+        api = result.invariant.params[0]
+        assert isinstance(api, APIParam)
+        by_api[api.api_full_name].append(result)
+    return by_api
+
+
+class Collector(ABC):
+    """Streams over the traces of one inference run, gathering hypotheses and examples."""
+
+    def begin_trace(self) -> None:  # noqa: B027 - optional hook
+        """A new trace starts: per-trace stream state must be reset."""
+
+    @abstractmethod
+    def on_signal(self, signal: Signal) -> None: ...
+
+    def end_trace(self) -> None:  # noqa: B027 - optional hook
+        """The trace ended: resolve examples that wait for the end of the stream."""
+
+
+class RelationChecker(ABC):
+    """Checks the invariants of one relation incrementally, signal by signal."""
+
+    @abstractmethod
+    def on_signal(self, signal: Signal) -> list[Violation]: ...
+
+    def finish(self) -> list[Violation]:
+        """End of stream: report what can only be known at the end."""
+        return []
+
+
+class Relation(ABC):
+    """An invariant template."""
+
+    name: ClassVar[str]
+    group: ClassVar[str]
+    """Example-group name used as the key of the precondition in the file."""
+
+    @abstractmethod
+    def new_collector(self) -> Collector: ...
+
+    @abstractmethod
+    def infer(
+        self, collector: Collector, settings: InferSettings = DEFAULT_SETTINGS
+    ) -> InferOutcome: ...
+
+    @abstractmethod
+    def new_checker(self, results: Sequence[InvariantResult]) -> RelationChecker: ...
+
+    @abstractmethod
+    def validate_params(self, params: tuple[Param, ...]) -> None:
+        """Raise ValueError when params do not fit this relation."""
+
+    @abstractmethod
+    def describe(self, params: tuple[Param, ...]) -> str: ...

@@ -1,0 +1,218 @@
+"""ConsistencyRelation: replicated variables hold the same value on every rank.
+
+``every torch.nn.Parameter.data is identical across ranks after each
+torch.optim.Optimizer.step``. In data-parallel training every rank keeps a
+replica of the model and DDP averages gradients during ``backward()``, so after
+the n-th optimizer step every rank holds bit-identical weights. Catches replicas
+drifting apart: a forward pass through ``model.module`` instead of the DDP
+wrapper (no gradient all-reduce), a rank that skips a step, a parameter DDP was
+told to ignore. Each rank's loss still falls, so nothing else shows it.
+
+The join that the published tool expresses as precondition clauses (same
+``var_name`` — ``consistent`` —, different ``rank`` — ``unequal`` —, same step)
+is built into the relation: the post-state of variable *v* after a process's
+n-th call of the API is compared with the same variable after the n-th call of
+the same API in every process of another rank. Ordinals, not the ``step``
+meta-variable, pair the calls, so two optimizers per step still pair correctly.
+
+Examples: one per (call, variable type) that finds a state of another rank to
+compare with; positive when every variable of the type has the same digest.
+A single-process run has no examples, so it neither yields nor checks this
+invariant. Tied parameters are one tensor, which the tracer reports under one
+name, so their equality needs no check here.
+"""
+
+from __future__ import annotations
+
+from collections import Counter, defaultdict
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+from traincheck.analysis.calls import CallRecord, Signal
+from traincheck.analysis.invariants import APIParam, Param, VarTypeParam
+from traincheck.analysis.preconditions import FeatureKey, feature_key, holds
+from traincheck.analysis.relations.base import (
+    DEFAULT_SETTINGS,
+    Collector,
+    Examples,
+    InferOutcome,
+    InferSettings,
+    InvariantResult,
+    Relation,
+    RelationChecker,
+    decide,
+    results_by_api,
+)
+from traincheck.analysis.relations.call_violation import call_violation
+from traincheck.analysis.violations import Violation
+from traincheck.events import VarState
+
+PAIRING_WINDOW_CALLS = 64
+"""Calls of one API a rank may run ahead of another and still be paired with it.
+
+Older states are forgotten, so memory is bounded by window times parameters, not by
+trace length; ranks of a synchronous job are never this far apart."""
+
+Mismatch = tuple[str, VarState, VarState, int]
+"""(variable, this rank's state, the other rank's state, the other rank)."""
+
+
+@dataclass
+class _Replicas:
+    """Post-states of the calls of one API, by call ordinal, variable and rank."""
+
+    ordinals: Counter[int] = field(default_factory=Counter)
+    states: dict[int, dict[str, dict[int, VarState]]] = field(default_factory=dict)
+    pid_of_rank: dict[int, int] = field(default_factory=dict)
+
+    def record(self, record: CallRecord) -> tuple[int, dict[str, VarState]]:
+        """Number the call within its process; return (ordinal, its digested post-states).
+
+        A new process for a rank already seen is a restarted job (elastic restart):
+        the old processes' calls are not the new ones' peers, so pairing starts over.
+        """
+        pid, rank = record.start.pid, record.start.rank
+        if self.pid_of_rank.setdefault(rank, pid) != pid:
+            self.ordinals.clear()
+            self.states.clear()
+            self.pid_of_rank = {rank: pid}
+        ordinal = self.ordinals[pid]
+        self.ordinals[pid] += 1
+        posts = {n: s for n, s in record.post.items() if s.digest is not None}
+        return ordinal, posts
+
+    def compare(
+        self, ordinal: int, rank: int, posts: dict[str, VarState]
+    ) -> dict[str, list[Mismatch]] | None:
+        """Per variable type, the variables that differ from another rank (None: nothing to
+        compare with). Then remembers this rank's states for the ranks still to come."""
+        known = self.states.setdefault(ordinal, {})
+        compared: dict[str, list[Mismatch]] | None = None
+        for name, state in posts.items():
+            others = known.setdefault(name, {})
+            other = next(((r, s) for r, s in sorted(others.items()) if r != rank), None)
+            if other is not None:
+                compared = compared if compared is not None else {}
+                found = compared.setdefault(state.var_type, [])
+                if other[1].digest != state.digest:
+                    found.append((name, state, other[1], other[0]))
+            others.setdefault(rank, state)
+        self._forget_before(ordinal - PAIRING_WINDOW_CALLS)
+        return compared
+
+    def _forget_before(self, oldest: int) -> None:
+        for ordinal in [o for o in self.states if o < oldest]:
+            del self.states[ordinal]
+
+
+class _ConsistencyCollector(Collector):
+    def __init__(self) -> None:
+        self.examples: dict[tuple[str, str], Counter[tuple[FeatureKey, bool]]] = defaultdict(
+            Counter
+        )
+        self._replicas: dict[str, _Replicas] = defaultdict(_Replicas)
+
+    def begin_trace(self) -> None:
+        self._replicas.clear()
+
+    def on_signal(self, signal: Signal) -> None:
+        if not isinstance(signal, CallRecord) or not signal.post:
+            return
+        replicas = self._replicas[signal.api]
+        ordinal, posts = replicas.record(signal)
+        compared = replicas.compare(ordinal, signal.start.rank, posts) if posts else None
+        if not compared:
+            return
+        key = feature_key(signal.start.props)
+        for var_type, mismatches in compared.items():
+            self.examples[(signal.api, var_type)][(key, not mismatches)] += 1
+
+
+class ConsistencyRelation(Relation):
+    name = "ConsistencyRelation"
+    group = "consistency"
+
+    def new_collector(self) -> Collector:
+        return _ConsistencyCollector()
+
+    def infer(
+        self, collector: Collector, settings: InferSettings = DEFAULT_SETTINGS
+    ) -> InferOutcome:
+        assert isinstance(collector, _ConsistencyCollector)
+        outcome = InferOutcome(settings=settings)
+        for api, var_type in sorted(collector.examples):
+            examples = Examples()
+            for (key, equal), count in collector.examples[(api, var_type)].items():
+                (examples.positives if equal else examples.negatives)[key] += count
+            params = (APIParam(api), VarTypeParam(var_type, "data"))
+            decide(self, params, examples, outcome)
+        return outcome
+
+    def new_checker(self, results: Sequence[InvariantResult]) -> RelationChecker:
+        return _ConsistencyChecker(results)
+
+    def validate_params(self, params: tuple[Param, ...]) -> None:
+        if (
+            len(params) != 2
+            or not isinstance(params[0], APIParam)
+            or not isinstance(params[1], VarTypeParam)
+        ):
+            raise ValueError(f"{self.name} needs params [APIParam, VarTypeParam]")
+        if params[1].attr_name != "data":
+            raise ValueError(f"{self.name}: only the 'data' attribute is compared")
+
+    def describe(self, params: tuple[Param, ...]) -> str:
+        api, var = params
+        assert isinstance(api, APIParam) and isinstance(var, VarTypeParam)
+        return (
+            f"every {var.var_type}.{var.attr_name} is identical across ranks after "
+            f"each {api.api_full_name}"
+        )
+
+
+class _ConsistencyChecker(RelationChecker):
+    def __init__(self, results: Sequence[InvariantResult]) -> None:
+        self._by_api = results_by_api(results)
+        self._replicas: dict[str, _Replicas] = defaultdict(_Replicas)
+
+    def on_signal(self, signal: Signal) -> list[Violation]:
+        if not isinstance(signal, CallRecord) or signal.api not in self._by_api:
+            return []
+        replicas = self._replicas[signal.api]
+        ordinal, posts = replicas.record(signal)
+        compared = replicas.compare(ordinal, signal.start.rank, posts) if posts else None
+        if not compared:
+            return []
+        violations = []
+        for result in self._by_api[signal.api]:
+            var = result.invariant.params[1]
+            assert isinstance(var, VarTypeParam)
+            if var.var_type not in compared:
+                continue
+            if not holds(result.invariant.precondition, signal.start.props):
+                continue
+            mismatches = compared[var.var_type]
+            if not mismatches:
+                result.record_pass()
+                continue
+            violations.append(result.record_violation(_violation(result, signal, mismatches)))
+        return violations
+
+
+def _violation(
+    result: InvariantResult, record: CallRecord, mismatches: list[Mismatch]
+) -> Violation:
+    names = sorted(mismatch[0] for mismatch in mismatches)
+    shown = ", ".join(names[:4]) + (f" and {len(names) - 4} more" if len(names) > 4 else "")
+    ranks = f"rank {record.start.rank} and rank {mismatches[0][3]}"
+    return call_violation(
+        result,
+        record.start,
+        what=f"after {record.api}, {shown} differ between {ranks}",
+        expected=f"every replica of {mismatches[0][1].var_type}.data is identical on all ranks "
+        f"after each {record.api}",
+        observed=f"{len(names)} variables differ (replicas drifting apart: gradients not "
+        "synchronised?)",
+        variables=tuple(names),
+        events=tuple(s for _, mine, theirs, _ in mismatches[:2] for s in (mine, theirs)),
+    )

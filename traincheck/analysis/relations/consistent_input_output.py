@@ -1,0 +1,152 @@
+"""ConsistentInputOutputRelation: a property of the result equals that of an input, in context.
+
+``torch.nn.Module.__call__: result dtype equals argument input.dtype`` unless
+``autocast`` is set. Catches a forward pass that silently changes precision or
+device: a layer or buffer left in float64/bfloat16 by a stray ``.to()`` or
+``.double()`` promotes the whole output, or autocast leaking out of its context.
+The inverted precondition is what lets the invariant hold "unless autocast is
+active" (learnt from healthy runs that mix autocast and full-precision calls).
+
+Hypotheses: for every API, every tensor argument and every tensor property in
+:data:`IO_PROPS` that both the argument and the result carry. Examples are the
+calls that returned a tensor and had that argument: positive when the two
+properties are equal. Only the equality is claimed, never the value itself, so the
+invariant holds whatever dtype or device a run uses.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Iterator, Sequence
+
+from traincheck.analysis.calls import CallRecord, Signal
+from traincheck.analysis.invariants import APIParam, Param, ValueParam
+from traincheck.analysis.preconditions import Scalar, feature_key, holds
+from traincheck.analysis.relations.base import (
+    DEFAULT_SETTINGS,
+    Collector,
+    Examples,
+    InferOutcome,
+    InferSettings,
+    InvariantResult,
+    Relation,
+    RelationChecker,
+    decide,
+    results_by_api,
+)
+from traincheck.analysis.relations.call_violation import call_violation
+from traincheck.analysis.relations.ordering import is_ordering_candidate
+from traincheck.analysis.violations import Violation
+
+IO_PROPS = ("dtype", "device")
+"""Tensor properties a result inherits from its input (requires_grad follows the
+parameters, not the input, so it is not one of them)."""
+
+FOLLOWS_OUTPUT = "output"
+"""``ValueParam.value`` of this relation: the input property equals the result's."""
+
+
+def io_pairs(record: CallRecord) -> Iterator[tuple[str, str, Scalar, Scalar]]:
+    """(argument, prop, input value, output value) for every comparable pair of a call."""
+    ret = record.ret
+    if ret is None or ret.exception or ret.result is None or ret.result.kind != "tensor":
+        return
+    for arg in record.start.event.args:
+        if arg.kind != "tensor":
+            continue
+        for prop in IO_PROPS:
+            before, after = getattr(arg, prop), getattr(ret.result, prop)
+            if before is not None and after is not None:
+                yield arg.name, prop, before, after
+
+
+class _IOCollector(Collector):
+    def __init__(self) -> None:
+        self.examples: dict[tuple[str, str, str], Examples] = defaultdict(Examples)
+
+    def on_signal(self, signal: Signal) -> None:
+        if not isinstance(signal, CallRecord) or not is_ordering_candidate(signal.api):
+            return
+        pairs = list(io_pairs(signal))
+        if not pairs:
+            return
+        key = feature_key(signal.start.props)
+        for name, prop, before, after in pairs:
+            examples = self.examples[(signal.api, name, prop)]
+            (examples.positives if before == after else examples.negatives)[key] += 1
+
+
+class ConsistentInputOutputRelation(Relation):
+    name = "ConsistentInputOutputRelation"
+    group = "pre_event"
+
+    def new_collector(self) -> Collector:
+        return _IOCollector()
+
+    def infer(
+        self, collector: Collector, settings: InferSettings = DEFAULT_SETTINGS
+    ) -> InferOutcome:
+        assert isinstance(collector, _IOCollector)
+        outcome = InferOutcome(settings=settings)
+        for api, name, prop in sorted(collector.examples):
+            params = (APIParam(api), ValueParam("input", name, prop, FOLLOWS_OUTPUT))
+            decide(self, params, collector.examples[(api, name, prop)], outcome)
+        return outcome
+
+    def new_checker(self, results: Sequence[InvariantResult]) -> RelationChecker:
+        return _IOChecker(results)
+
+    def validate_params(self, params: tuple[Param, ...]) -> None:
+        if (
+            len(params) != 2
+            or not isinstance(params[0], APIParam)
+            or not isinstance(params[1], ValueParam)
+            or params[1].role != "input"
+            or params[1].value != FOLLOWS_OUTPUT
+        ):
+            raise ValueError(
+                f"{self.name} needs params [APIParam, ValueParam(role=input, value=output)]"
+            )
+
+    def describe(self, params: tuple[Param, ...]) -> str:
+        api, value = params
+        assert isinstance(api, APIParam) and isinstance(value, ValueParam)
+        return f"{api.api_full_name}: result {value.prop} equals argument {value.name}.{value.prop}"
+
+
+class _IOChecker(RelationChecker):
+    def __init__(self, results: Sequence[InvariantResult]) -> None:
+        self._by_api = results_by_api(results)
+
+    def on_signal(self, signal: Signal) -> list[Violation]:
+        if not isinstance(signal, CallRecord) or signal.api not in self._by_api:
+            return []
+        observed = {(name, prop): (a, b) for name, prop, a, b in io_pairs(signal)}
+        violations = []
+        for result in self._by_api[signal.api]:
+            expected = result.invariant.params[1]
+            assert isinstance(expected, ValueParam)
+            pair = observed.get((expected.name, expected.prop))
+            if pair is None or not holds(result.invariant.precondition, signal.start.props):
+                continue
+            if pair[0] == pair[1]:
+                result.record_pass()
+                continue
+            violations.append(result.record_violation(_violation(result, signal, expected, pair)))
+        return violations
+
+
+def _violation(
+    result: InvariantResult, record: CallRecord, expected: ValueParam, pair: tuple[Scalar, Scalar]
+) -> Violation:
+    prop, name = expected.prop, expected.name
+    precondition = result.invariant.precondition
+    return call_violation(
+        result,
+        record.start,
+        what=f"{record.api} turned {name}.{prop} {pair[0]!r} into result {prop} {pair[1]!r}",
+        expected=f"result {prop} equals {name}.{prop}"
+        + (f" when {precondition.describe()}" if precondition else ""),
+        observed=f"{name}.{prop} is {pair[0]!r}, result {prop} is {pair[1]!r}",
+        events=(record.ret,) if record.ret else (),
+    )

@@ -1,0 +1,58 @@
+"""The relations TrainCheck knows, by the name used in invariants files and CLI options."""
+
+from __future__ import annotations
+
+from traincheck.analysis.relations.api_contain import APIContainRelation
+from traincheck.analysis.relations.base import Relation
+from traincheck.analysis.relations.consistency import ConsistencyRelation
+from traincheck.analysis.relations.consistent_input import ConsistentInputRelation
+from traincheck.analysis.relations.consistent_input_output import ConsistentInputOutputRelation
+from traincheck.analysis.relations.consistent_output import ConsistentOutputRelation
+from traincheck.analysis.relations.cover import FunctionCoverRelation
+from traincheck.analysis.relations.distinct_argument import DistinctArgumentRelation
+from traincheck.analysis.relations.lead import FunctionLeadRelation
+from traincheck.analysis.relations.single_update import SingleUpdateRelation
+from traincheck.analysis.relations.state_at_call import StateAtCallRelation
+from traincheck.analysis.relations.var_periodic_change import VarPeriodicChangeRelation
+
+_RELATIONS: dict[str, Relation] = {
+    r.name: r
+    for r in (
+        APIContainRelation(),
+        ConsistencyRelation(),
+        ConsistentInputRelation(),
+        ConsistentInputOutputRelation(),
+        ConsistentOutputRelation(),
+        DistinctArgumentRelation(),
+        FunctionCoverRelation(),
+        FunctionLeadRelation(),
+        SingleUpdateRelation(),
+        StateAtCallRelation(),
+        VarPeriodicChangeRelation(),
+    )
+}
+
+
+def relation_names() -> list[str]:
+    return sorted(_RELATIONS)
+
+
+def get_relation(name: str) -> Relation | None:
+    return _RELATIONS.get(name)
+
+
+def select_relations(
+    enable: list[str] | None = None, disable: list[str] | None = None
+) -> list[Relation]:
+    """Relations to run: ``enable`` (if given) wins over ``disable``.
+
+    Raises ValueError naming unknown relation names.
+    """
+    unknown = sorted({*(enable or ()), *(disable or ())} - set(_RELATIONS))
+    if unknown:
+        raise ValueError(
+            f"unknown relation {', '.join(unknown)} (known: {', '.join(relation_names())})"
+        )
+    if enable:
+        return [_RELATIONS[n] for n in relation_names() if n in enable]
+    return [_RELATIONS[n] for n in relation_names() if n not in (disable or ())]

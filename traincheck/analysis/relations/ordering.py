@@ -1,0 +1,136 @@
+"""Shared machinery of the ordering relations (FunctionCover, FunctionLead).
+
+Both look at the *outermost* traced calls of one thread of one process, in
+order (nested calls, such as ``autograd.backward`` inside ``Tensor.backward``,
+are APIContain's business). Around each call of an API X there are two windows:
+
+- the window *before* it: the APIs called since the previous X (or since the
+  start of the stream) — Cover(A, X) holds there iff A is in it;
+- the window *after* it: the APIs called until the next X (or the end of the
+  stream) — Lead(X, B) holds there iff B is in it.
+
+:class:`ThreadOrder` maintains both windows in O(APIs) per call, and the same
+class drives inference and checking, so the two cannot disagree.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+
+from traincheck.analysis.calls import CallStart, Signal
+from traincheck.analysis.invariants import APIParam, Param
+from traincheck.analysis.preconditions import FeatureKey, feature_key
+
+MIN_API_CALLS = 3
+"""An API called fewer times than this (over all traces) takes part in no ordering pair."""
+
+SKIPPED_API_MARKERS = (
+    "is_available",
+    "is_initialized",
+    "get_rank",
+    "get_world_size",
+    "device_count",
+)
+"""Environment probes: their ordering says nothing about training (published tool's noise)."""
+
+
+class ApiPairParams:
+    """What Cover and Lead share about their params: exactly ``[APIParam(A), APIParam(B)]``."""
+
+    name: str
+
+    def validate_params(self, params: tuple[Param, ...]) -> None:
+        if len(params) != 2 or not all(isinstance(p, APIParam) for p in params):
+            raise ValueError(f"{self.name} needs params [APIParam, APIParam]")
+
+
+def api_pair(params: tuple[Param, ...]) -> tuple[str, str]:
+    """The (A, B) API names of a validated ordering invariant."""
+    a, b = (p.api_full_name for p in params)  # type: ignore[union-attr]
+    return a, b
+
+
+def is_ordering_candidate(api: str) -> bool:
+    return not any(marker in api for marker in SKIPPED_API_MARKERS)
+
+
+def outermost_call(signal: Signal) -> CallStart | None:
+    """The call start, if the signal is the start of an outermost call."""
+    if isinstance(signal, CallStart) and signal.event.parent_id == 0:
+        return signal
+    return None
+
+
+@dataclass
+class ThreadOrder:
+    """Order of outermost calls on one (pid, thread)."""
+
+    counter: int = 0
+    last_index: dict[str, int] = field(default_factory=dict)
+    last_start: dict[str, CallStart] = field(default_factory=dict)
+
+    def called_since(self, api: str, other: str) -> bool:
+        """Whether ``other`` was called after the last call of ``api`` (or ever, if none)."""
+        return self.last_index.get(other, 0) > self.last_index.get(api, 0)
+
+    def window_since(self, api: str) -> frozenset[str]:
+        """The APIs called after the last call of ``api`` (since the start if none)."""
+        ref = self.last_index.get(api, 0)
+        return frozenset(a for a, i in self.last_index.items() if i > ref)
+
+    def advance(self, start: CallStart) -> None:
+        self.counter += 1
+        self.last_index[start.api] = self.counter
+        self.last_start[start.api] = start
+
+
+@dataclass
+class WindowCollector:
+    """Inference-side: records every before-window and after-window, deduplicated."""
+
+    before: Counter[tuple[str, FeatureKey, frozenset[str]]] = field(default_factory=Counter)
+    after: Counter[tuple[str, FeatureKey, frozenset[str]]] = field(default_factory=Counter)
+    after_final: Counter[tuple[str, FeatureKey, frozenset[str]]] = field(default_factory=Counter)
+    """After-windows still open when a trace ended: censored, so they can confirm a
+    lead (B was called) but never refute one (the run may simply have stopped)."""
+    calls: Counter[str] = field(default_factory=Counter)
+    _threads: dict[tuple[int, int], ThreadOrder] = field(default_factory=dict)
+    _keys: dict[tuple[tuple[int, int], str], FeatureKey] = field(default_factory=dict)
+
+    def begin_trace(self) -> None:
+        self._threads.clear()
+        self._keys.clear()
+
+    def on_signal(self, signal: Signal) -> None:
+        start = outermost_call(signal)
+        if start is None:
+            return
+        thread_key = (start.pid, start.thread)
+        order = self._threads.setdefault(thread_key, ThreadOrder())
+        window = order.window_since(start.api)
+        key = feature_key(start.props)
+        self.before[(start.api, key, window)] += 1
+        if start.api in order.last_index:
+            self.after[(start.api, self._keys[(thread_key, start.api)], window)] += 1
+        self._keys[(thread_key, start.api)] = key
+        self.calls[start.api] += 1
+        order.advance(start)
+
+    def end_trace(self) -> None:
+        for thread_key, order in sorted(self._threads.items()):
+            for api in sorted(order.last_index):
+                key = self._keys[(thread_key, api)]
+                self.after_final[(api, key, order.window_since(api))] += 1
+        self._threads.clear()
+        self._keys.clear()
+
+    def candidate_pairs(self) -> Iterator[tuple[str, str]]:
+        apis = sorted(
+            a for a, n in self.calls.items() if n >= MIN_API_CALLS and is_ordering_candidate(a)
+        )
+        for first in apis:
+            for second in apis:
+                if first != second:
+                    yield first, second

@@ -1,0 +1,206 @@
+"""Shared machinery of the value relations (ConsistentInput, ConsistentOutput).
+
+A call's *value properties* are what a relation can require of one input
+argument or of the result:
+
+- a bool or string argument: its value (``training``, ``set_to_none``, the
+  optimizer class);
+- a tensor (argument or result): ``dtype``, ``device``, ``requires_grad``.
+
+Numbers are left out on purpose: a learning rate, a batch size or a shape is
+run configuration, differs between healthy runs, and an invariant on it would
+alarm on the next healthy run with another configuration.
+
+Hypothesis: "property P of API F is always V" for every value V observed.
+Examples are calls of F that have the property (a call without it is no example):
+positive when it equals V. For inputs, the argument's own ``args.<name>``
+property is removed from the example's properties, so the precondition cannot
+be the invariant restated.
+"""
+
+from __future__ import annotations
+
+from collections import Counter, defaultdict
+from collections.abc import Iterator, Sequence
+
+from traincheck.analysis.calls import CallRecord, CallStart, Signal
+from traincheck.analysis.invariants import APIParam, Param, ValueParam
+from traincheck.analysis.preconditions import FeatureKey, Scalar, dtype_of, feature_key, holds
+from traincheck.analysis.relations.base import (
+    DEFAULT_SETTINGS,
+    Collector,
+    Examples,
+    InferOutcome,
+    InferSettings,
+    InvariantResult,
+    Relation,
+    RelationChecker,
+    decide,
+    results_by_api,
+)
+from traincheck.analysis.relations.call_violation import call_violation
+from traincheck.analysis.relations.ordering import is_ordering_candidate
+from traincheck.analysis.violations import Violation
+from traincheck.events import ArgValue
+
+TENSOR_PROPS = ("dtype", "device", "requires_grad")
+SCALAR_DTYPES = ("bool", "str")
+
+Slot = tuple[str, str, str]
+"""(role, name, prop) of a value property."""
+
+
+def arg_properties(arg: ArgValue) -> Iterator[tuple[str, Scalar]]:
+    """(prop, value) pairs a relation may require of one argument or result."""
+    if arg.kind == "tensor":
+        for prop in TENSOR_PROPS:
+            value = getattr(arg, prop)
+            if value is not None:
+                yield prop, value
+    elif dtype_of(arg.value) in SCALAR_DTYPES:
+        yield "value", arg.value  # type: ignore[misc]
+
+
+def input_properties(start: CallStart) -> Iterator[tuple[Slot, Scalar]]:
+    for arg in start.event.args:
+        for prop, value in arg_properties(arg):
+            yield ("input", arg.name, prop), value
+
+
+def output_properties(record: CallRecord) -> Iterator[tuple[Slot, Scalar]]:
+    if record.ret is None or record.ret.result is None or record.ret.exception:
+        return
+    for prop, value in arg_properties(record.ret.result):
+        yield ("output", "output", prop), value
+
+
+def _props_without(start: CallStart, slot: Slot) -> dict[str, Scalar]:
+    props = dict(start.props)
+    if slot[0] == "input":
+        props.pop(f"args.{slot[1]}", None)
+    return props
+
+
+class ValueCollector(Collector):
+    """Counts, per (API, slot), the calls with each value, keyed by their context."""
+
+    def __init__(self, role: str) -> None:
+        self.role = role
+        self.values: dict[tuple[str, Slot], Counter[tuple[FeatureKey, Scalar]]] = defaultdict(
+            Counter
+        )
+
+    def on_signal(self, signal: Signal) -> None:
+        found = _observed(signal, self.role)
+        if found is None:
+            return
+        start, pairs = found
+        if not is_ordering_candidate(start.api):
+            return
+        for slot, value in pairs:
+            key = feature_key(_props_without(start, slot))
+            self.values[(start.api, slot)][(key, value)] += 1
+
+
+def _observed(signal: Signal, role: str) -> tuple[CallStart, list[tuple[Slot, Scalar]]] | None:
+    if role == "input" and isinstance(signal, CallStart):
+        return signal, list(input_properties(signal))
+    if role == "output" and isinstance(signal, CallRecord):
+        return signal.start, list(output_properties(signal))
+    return None
+
+
+class ValueRelation(Relation):
+    """ "P of F is always V" for inputs or outputs; subclasses set ``role``."""
+
+    role: str
+
+    def new_collector(self) -> Collector:
+        return ValueCollector(self.role)
+
+    def infer(
+        self, collector: Collector, settings: InferSettings = DEFAULT_SETTINGS
+    ) -> InferOutcome:
+        assert isinstance(collector, ValueCollector)
+        outcome = InferOutcome(settings=settings)
+        for api, slot in sorted(collector.values):
+            seen = collector.values[(api, slot)]
+            for value in sorted({v for _, v in seen}, key=repr):
+                examples = Examples()
+                for (key, v), count in seen.items():
+                    (examples.positives if v == value else examples.negatives)[key] += count
+                decide(self, (APIParam(api), ValueParam(*slot, value)), examples, outcome)
+        return outcome
+
+    def new_checker(self, results: Sequence[InvariantResult]) -> RelationChecker:
+        return ValueChecker(self.role, results)
+
+    def validate_params(self, params: tuple[Param, ...]) -> None:
+        if (
+            len(params) != 2
+            or not isinstance(params[0], APIParam)
+            or not isinstance(params[1], ValueParam)
+            or params[1].role != self.role
+        ):
+            raise ValueError(f"{self.name} needs params [APIParam, ValueParam(role={self.role})]")
+
+    def describe(self, params: tuple[Param, ...]) -> str:
+        api, value = params
+        assert isinstance(api, APIParam) and isinstance(value, ValueParam)
+        return f"{api.api_full_name}: {_slot_text(value)} is always {value.value!r}"
+
+
+def _slot_text(value: ValueParam) -> str:
+    if value.role == "output":
+        return f"result {value.prop}"
+    return value.name if value.prop == "value" else f"argument {value.name}.{value.prop}"
+
+
+class ValueChecker(RelationChecker):
+    def __init__(self, role: str, results: Sequence[InvariantResult]) -> None:
+        self.role = role
+        self._by_api = results_by_api(results)
+
+    def on_signal(self, signal: Signal) -> list[Violation]:
+        found = _observed(signal, self.role) if self._by_api else None
+        if found is None or found[0].api not in self._by_api:
+            return []
+        start, pairs = found
+        observed = dict(pairs)
+        violations = []
+        for result in self._by_api[start.api]:
+            expected = result.invariant.params[1]
+            assert isinstance(expected, ValueParam)
+            slot = (expected.role, expected.name, expected.prop)
+            if slot not in observed:
+                continue
+            if not holds(result.invariant.precondition, _props_without(start, slot)):
+                continue
+            if observed[slot] == expected.value:
+                result.record_pass()
+                continue
+            violations.append(
+                result.record_violation(_violation(result, signal, expected, observed[slot]))
+            )
+        return violations
+
+
+def _violation(
+    result: InvariantResult, signal: Signal, expected: ValueParam, actual: Scalar
+) -> Violation:
+    start = signal.start if isinstance(signal, CallRecord) else signal
+    events = (signal.ret,) if isinstance(signal, CallRecord) and signal.ret else ()
+    where = "returned" if expected.role == "output" else "was called with"
+    return call_violation(
+        result,
+        start,
+        what=f"{start.api} {where} {_slot_text(expected)} = {actual!r}",
+        expected=f"{_slot_text(expected)} is {expected.value!r}"
+        + (
+            f" when {result.invariant.precondition.describe()}"
+            if result.invariant.precondition
+            else ""
+        ),
+        observed=f"{_slot_text(expected)} is {actual!r}",
+        events=events,
+    )

@@ -1,0 +1,67 @@
+"""The canonical API names the tracer emits, defined once and importable without torch.
+
+The hooks use these names; :mod:`traincheck.analysis.instrumentation` uses them to tell which
+APIs an invariants file needs that no tracer hook can produce (those invariants
+are uncheckable unless ``--modules-to-instr`` wraps a module that provides them).
+"""
+
+from __future__ import annotations
+
+OPTIMIZER_STEP = "torch.optim.Optimizer.step"
+OPTIMIZER_ZERO_GRAD = "torch.optim.Optimizer.zero_grad"
+MODULE_ZERO_GRAD = "torch.nn.Module.zero_grad"
+TENSOR_BACKWARD = "torch.Tensor.backward"
+AUTOGRAD_BACKWARD = "torch.autograd.backward"
+MODULE_CALL = "torch.nn.Module.__call__"
+CLIP_GRAD_NORM = "torch.nn.utils.clip_grad_norm_"
+CLIP_GRAD_VALUE = "torch.nn.utils.clip_grad_value_"
+SCHEDULER_STEP = "torch.optim.lr_scheduler.LRScheduler.step"
+DATALOADER_ITER = "torch.utils.data.DataLoader.__iter__"
+MODULE_TRAIN = "torch.nn.Module.train"
+MODULE_EVAL = "torch.nn.Module.eval"
+MODULE_TO = "torch.nn.Module.to"
+MODULE_LOAD_STATE_DICT = "torch.nn.Module.load_state_dict"
+
+COLLECTIVES = (
+    "all_reduce",
+    "broadcast",
+    "barrier",
+    "all_gather",
+    "all_gather_into_tensor",
+    "reduce",
+    "reduce_scatter",
+    "reduce_scatter_tensor",
+    "all_to_all",
+    "all_to_all_single",
+    "gather",
+    "scatter",
+)
+"""``torch.distributed`` functions traced as ``torch.distributed.<name>``."""
+
+DEFAULT_APIS: frozenset[str] = frozenset(
+    {
+        OPTIMIZER_STEP,
+        OPTIMIZER_ZERO_GRAD,
+        MODULE_ZERO_GRAD,
+        TENSOR_BACKWARD,
+        AUTOGRAD_BACKWARD,
+        MODULE_CALL,
+        CLIP_GRAD_NORM,
+        CLIP_GRAD_VALUE,
+        SCHEDULER_STEP,
+        DATALOADER_ITER,
+        MODULE_TRAIN,
+        MODULE_EVAL,
+        MODULE_TO,
+        MODULE_LOAD_STATE_DICT,
+        *(f"torch.distributed.{name}" for name in COLLECTIVES),
+    }
+)
+"""Every API traced by default (``--modules-to-instr torch``)."""
+
+
+def traceable(api: str, modules_to_instr: tuple[str, ...] = ()) -> bool:
+    """Whether some hook can produce events named ``api``."""
+    if api in DEFAULT_APIS:
+        return True
+    return any(api.startswith(f"{m}.") and m != "torch" for m in modules_to_instr)

@@ -1,0 +1,310 @@
+"""``traincheck-attach`` and ``traincheck-ps``: find traced jobs, attach a sidecar to one.
+
+``traincheck-attach PID|RUN_ID`` binds the job's socket (the same ipc path its
+tracer PUSHes to, so ZeroMQ reconnects every rank by itself), takes in the
+recent history each tracer kept in its backlog, stores it in the job's trace
+directory (new segments next to the old ones) and checks it live against
+``--invariants``, printing alerts here. It stops on its own when the job ends;
+Ctrl-C detaches: the job keeps running and can be attached again. An attached
+sidecar continuing a trace reads which batch the trace last stored for each
+process, so batches lost in between show up as ``batches_missing``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import signal
+import socket
+import struct
+import sys
+import time
+from pathlib import Path
+from typing import Any, NoReturn
+
+import msgspec
+
+from traincheck.cli.jobs import TracedJob, describe_age, find_jobs, select_job
+from traincheck.environment import TRAINCHECK_DEBUG
+from traincheck.errors import UserError
+from traincheck.run_registry import ensure_private_dir
+from traincheck.sidecar.receiver import IntakeLedger, ipc_socket_path
+from traincheck.sidecar.service import (
+    POLL_INTERVAL_S,
+    DrainRequest,
+    Sidecar,
+    SidecarOptions,
+    emit_alert,
+    ignore_file_size_limit,
+    make_trace_dir,
+)
+from traincheck.sidecar.store import SEGMENT_MAGIC
+from traincheck.tracedir import SEGMENT_GLOB
+
+PROG = "traincheck-attach"
+DETACH_DRAIN_S = 1.0
+"""On Ctrl-C, how long to keep taking in what is already in flight before leaving."""
+
+_FRAME_HEADER = struct.Struct("<II")
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str) -> NoReturn:
+        raise UserError(message)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = _Parser(
+        prog=PROG,
+        description="Attach a sidecar to a running traced job (started with "
+        "traincheck-run --detached, or whose sidecar died): store and check its events "
+        "from now on, with the recent history its tracer kept. Ctrl-C detaches; the job "
+        "keeps running.",
+    )
+    parser.add_argument("target", nargs="?", help="pid (of any rank, or of its launcher) or run id")
+    parser.add_argument("-i", "--invariants", type=Path, help="invariants file to check live")
+    parser.add_argument(
+        "-o",
+        "--output-dir",
+        type=Path,
+        help="trace directory (default: the job's own, continued in new segments)",
+    )
+    parser.add_argument("--list", action="store_true", help="list traced jobs and exit")
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    try:
+        args = build_parser().parse_args(argv)
+        if args.list:
+            return list_jobs()
+        if args.target is None:
+            raise UserError("name a job to attach to (pid or run id); see traincheck-ps")
+        if args.invariants is not None:
+            validate_invariants(args.invariants)
+        jobs, _ = find_jobs()
+        job = select_job(args.target, jobs)
+        if job.attached:
+            raise UserError(
+                f"run {job.run_id} already has a live sidecar (pid {job.sidecar_pid}); "
+                "detach it first"
+            )
+        return attach(job, invariants=args.invariants, output_dir=args.output_dir)
+    except UserError as exc:
+        print(f"{PROG}: error: {exc}", file=sys.stderr)
+        return 2
+    except OSError as exc:
+        if os.environ.get(TRAINCHECK_DEBUG) == "1":
+            raise
+        print(f"{PROG}: error: {exc}", file=sys.stderr)
+        return 1
+
+
+def ps_main(argv: list[str] | None = None) -> int:
+    """``traincheck-ps``: the traced jobs of this user, one row per process."""
+    parser = _Parser(prog="traincheck-ps", description="List this user's traced jobs.")
+    try:
+        parser.parse_args(argv)
+        return list_jobs()
+    except UserError as exc:
+        print(f"traincheck-ps: error: {exc}", file=sys.stderr)
+        return 2
+
+
+def list_jobs() -> int:
+    jobs, warnings = find_jobs()
+    for warning in warnings:
+        print(f"traincheck-ps: warning: skipped registry entry {warning}", file=sys.stderr)
+    print(format_table(jobs))
+    return 0
+
+
+def format_table(jobs: list[TracedJob]) -> str:
+    header = ("PID", "RANK", "RUN ID", "STARTED", "STEPS", "ATTACHED", "COMMAND")
+    rows = [header]
+    for job in jobs:
+        attached = f"yes (pid {job.sidecar_pid})" if job.attached else "no"
+        for entry in job.entries:
+            rows.append(
+                (
+                    str(entry.pid),
+                    f"{entry.rank}/{entry.world_size}",
+                    job.run_id,
+                    describe_age(entry.started_wall_s),
+                    str(entry.steps),
+                    attached,
+                    shorten_command(entry.argv),
+                )
+            )
+    widths = [max(len(row[i]) for row in rows) for i in range(len(header) - 1)]
+    lines = [
+        "  ".join([*(c.ljust(w) for c, w in zip(row[:-1], widths, strict=True)), row[-1]])
+        for row in rows
+    ]
+    if not jobs:
+        lines.append("(no traced jobs running)")
+    return "\n".join(lines)
+
+
+def shorten_command(argv: list[str], limit: int = 60) -> str:
+    """The command as a person recognises it within ``limit`` characters.
+
+    A deep checkout path would otherwise push the script's name past the cut, so
+    paths are reduced to their file names before anything is truncated.
+    """
+    command = " ".join(argv)
+    if len(command) <= limit:
+        return command
+    command = " ".join(
+        os.path.basename(arg) if os.sep in arg and not arg.startswith("-") else arg for arg in argv
+    )
+    return command if len(command) <= limit else command[: limit - 3] + "..."
+
+
+def validate_invariants(path: Path) -> None:
+    if not path.is_file():
+        raise UserError(f"invariants file not found: {path}")
+    from traincheck.analysis.invariants_file import load_invariants
+
+    load_invariants(path)
+
+
+def say(message: str) -> None:
+    emit_alert(f"{PROG}: {message}")
+
+
+def attach(job: TracedJob, *, invariants: Path | None, output_dir: Path | None) -> int:
+    """Serve the job until it ends (its processes said RunEnd or died) or Ctrl-C."""
+    trace_dir = output_dir or default_trace_dir(job)
+    drain = DrainRequest()
+    signal.signal(signal.SIGINT, drain.on_signal)
+    signal.signal(signal.SIGTERM, drain.on_signal)
+    ignore_file_size_limit()
+    make_trace_dir(trace_dir)
+    socket_path = ipc_socket_path(job.endpoint)
+    if socket_path is not None:
+        ensure_private_dir(Path(socket_path).parent)
+    options = SidecarOptions(
+        trace_dir=trace_dir,
+        endpoint=job.endpoint,
+        run_id=job.run_id,
+        invariants=invariants.resolve() if invariants else None,
+        command=list(job.entries[0].argv),
+        attach=True,
+    )
+    sidecar = Sidecar(options)
+    host = socket.gethostname()
+    for entry in job.entries:
+        sidecar.ledger.expect(entry.pid, entry.rank, host)
+    resume_ledger(sidecar.ledger, trace_dir, job.run_id)
+    sidecar._write_manifest("running")
+    say(
+        f"attached to run {job.run_id}: {len(job.entries)} process(es) "
+        f"(pid {', '.join(map(str, job.pids))}); trace: {trace_dir}; "
+        "Ctrl-C detaches, the job keeps running"
+    )
+    serve_until_job_ends(sidecar, drain)
+    detached = drain.is_set()
+    if detached:
+        take_in_flight(sidecar)
+    else:
+        sidecar.drain()
+    summary = sidecar.finish(detached=detached)
+    for line in summary_lines(summary, trace_dir):
+        say(line)
+    return 0
+
+
+def default_trace_dir(job: TracedJob) -> Path:
+    if job.trace_dir:
+        return Path(job.trace_dir)
+    return Path(f"traincheck_attach_{job.run_id}").resolve()
+
+
+def serve_until_job_ends(sidecar: Sidecar, drain: DrainRequest) -> None:
+    """Receive until Ctrl-C, or until no process of the job may still send."""
+    next_check = time.monotonic() + 1.0
+    while not drain.is_set():
+        if not sidecar.receive_once(POLL_INTERVAL_S):
+            sidecar.check.pump()  # the job went quiet: held alerts are due anyway
+        if time.monotonic() >= next_check:
+            next_check = time.monotonic() + 1.0
+            if not sidecar.ledger.unfinished_alive():
+                return
+
+
+def take_in_flight(sidecar: Sidecar) -> None:
+    """Before detaching, keep what already reached our socket (bounded)."""
+    deadline = time.monotonic() + DETACH_DRAIN_S
+    while time.monotonic() < deadline and sidecar.receive_once(0.05):
+        pass
+
+
+def resume_ledger(ledger: IntakeLedger, trace_dir: Path, run_id: str) -> None:
+    """Tell the ledger which batch the trace already holds per process, so the
+    batches lost before this attach are counted as missing."""
+    for (pid, rank), seq in last_stored_seqs(trace_dir, run_id).items():
+        if pid in ledger.producers:
+            ledger.resume(pid, rank, seq)
+
+
+class _Header(msgspec.Struct, array_like=True):
+    schema_version: int
+    run_id: str
+    pid: int
+    rank: int
+    seq: int
+
+
+_header_decoder = msgspec.msgpack.Decoder(_Header)
+
+
+def last_stored_seqs(trace_dir: Path, run_id: str) -> dict[tuple[int, int], int]:
+    """Highest batch ``seq`` stored per (pid, rank) of ``run_id``; damage ends a segment."""
+    last: dict[tuple[int, int], int] = {}
+    for segment in sorted(trace_dir.glob(SEGMENT_GLOB)):
+        try:
+            data = segment.read_bytes()
+        except OSError:
+            continue
+        if not data.startswith(SEGMENT_MAGIC):
+            continue
+        offset = len(SEGMENT_MAGIC)
+        while offset + _FRAME_HEADER.size <= len(data):
+            length, _ = _FRAME_HEADER.unpack_from(data, offset)
+            start = offset + _FRAME_HEADER.size
+            if start + length > len(data):
+                break
+            try:
+                header = _header_decoder.decode(data[start : start + length])
+            except (msgspec.DecodeError, msgspec.ValidationError):
+                break
+            if header.run_id == run_id:
+                key = (header.pid, header.rank)
+                last[key] = max(last.get(key, -1), header.seq)
+            offset = start + length
+    return last
+
+
+def summary_lines(summary: dict[str, Any], trace_dir: Path) -> list[str]:
+    status = summary.get("status")
+    lines = [
+        f"{status}: received {summary.get('events_received', 0)} events in "
+        f"{summary.get('batches_received', 0)} batches; "
+        f"{summary.get('events_dropped', 0)} events dropped by the tracer, "
+        f"{summary.get('batches_missing', 0)} batches missing; "
+        f"{summary.get('rejected', 0)} rejected messages; "
+        f"{summary.get('violations', 0)} violations",
+    ]
+    for error in summary.get("write_errors", []):
+        lines.append(f"trace write error: {error}")
+    if status == "detached":
+        lines.append("detached; the job keeps running (traincheck-attach again to resume)")
+    elif status == "killed":
+        lines.append("a traced process ended without saying goodbye; the trace stops there")
+    lines.append(f"trace: {trace_dir}")
+    return lines
+
+
+if __name__ == "__main__":
+    sys.exit(main())

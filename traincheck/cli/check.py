@@ -1,0 +1,156 @@
+"""``traincheck-check``: check a stored trace against an invariants file.
+
+It replays the stored events, in stored order, through the same
+:class:`~traincheck.analysis.checker.Checker` the sidecar feeds live, so offline
+and live results cannot differ; alerts go through the same
+:class:`~traincheck.analysis.alert_sink.AlertSink` (grouped, root cause first,
+each invariant once with its count). ``--follow`` checks a trace that a sidecar
+is still writing and ends when the run ends; ``traincheck-onlinecheck`` is the
+same command with ``--follow`` implied.
+
+Result files (``failed.log`` ... ``report.html``) go to ``-o``, by default a
+timestamped folder beside the trace. Exit code: 1 when violations were found, 0
+when none, 2 on a user error.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+from traincheck.analysis.alert_sink import AlertSink
+from traincheck.analysis.checker import Checker
+from traincheck.analysis.instrumentation import plan_of_trace, uncheckable_invariants
+from traincheck.analysis.invariants_file import load_invariants
+from traincheck.analysis.results import ViolationLedger, default_output_dir, write_results
+from traincheck.errors import NotATraceError, UserError
+from traincheck.sidecar.store import is_trace_dir, read_trace
+
+PROG = "traincheck-check"
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog=PROG, description="Check a trace against invariants.")
+    parser.add_argument("-f", "--trace-folder", required=True, type=Path, metavar="TRACE_DIR")
+    parser.add_argument("-i", "--invariants", required=True, type=Path, metavar="FILE")
+    parser.add_argument(
+        "-o",
+        "--output-dir",
+        type=Path,
+        default=None,
+        metavar="OUTDIR",
+        help="folder for failed.log, passed.log, not_triggered.log, uncheckable.log, "
+        "violations_summary.json and report.html (default: TRACE_DIR_check_<timestamp> "
+        "beside the trace)",
+    )
+    parser.add_argument(
+        "--follow",
+        action="store_true",
+        help="check a trace that is still being written, as it grows; stop when its run ends",
+    )
+    parser.add_argument(
+        "--follow-timeout-s",
+        type=float,
+        default=None,
+        metavar="S",
+        help="with --follow, stop after S seconds even if the run goes on",
+    )
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return _run(args)
+    except UserError as exc:
+        print(f"{PROG}: error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print(f"{PROG}: interrupted", file=sys.stderr)
+        return 130
+
+
+def online_main(argv: Sequence[str] | None = None) -> int:
+    """``traincheck-onlinecheck``: the seeds' name for the semi-online mode, i.e.
+    ``traincheck-check --follow`` (one code path, so the two cannot drift apart)."""
+    args = list(sys.argv[1:] if argv is None else argv)
+    if "--follow" not in args:
+        args.append("--follow")
+    return main(args)
+
+
+def _run(args: argparse.Namespace) -> int:
+    invariant_set = load_invariants(args.invariants)
+    checker = Checker(
+        invariant_set,
+        uncheckable=uncheckable_invariants(invariant_set, plan_of_trace(args.trace_folder)),
+    )
+    ledger = ViolationLedger()
+    sink = AlertSink(_write_stdout, color=_stdout_is_terminal(), running_counts=args.follow)
+    if args.follow:
+        from traincheck.cli.follow import follow_trace
+
+        _require_trace_dir(args.trace_folder)
+        for warning in follow_trace(
+            args.trace_folder, checker, ledger, sink, timeout_s=args.follow_timeout_s
+        ):
+            print(f"{PROG}: warning: {args.trace_folder}: {warning}", file=sys.stderr)
+    else:
+        trace = read_trace(args.trace_folder)
+        for warning in trace.warnings:
+            print(f"{PROG}: warning: {args.trace_folder}: {warning}", file=sys.stderr)
+        for stored in trace.events():
+            _take(checker.feed(stored), ledger, sink)
+        _take(checker.finish(), ledger, sink)
+    sink.close()
+    outdir = args.output_dir or default_output_dir(args.trace_folder)
+    summary = write_results(outdir, checker.results(), ledger, title=f"{PROG}: {args.trace_folder}")
+    print(summary_line(summary))
+    print(f"{PROG}: results in {outdir}")
+    return 1 if ledger.total else 0
+
+
+def _take(violations: list, ledger: ViolationLedger, sink: AlertSink) -> None:
+    for violation in violations:
+        ledger.add(violation)
+        sink.add(violation)
+
+
+def summary_line(summary: dict) -> str:
+    """The CLI's one-line verdict; every number is one of ``violations_summary.json``."""
+    outcomes = summary["outcomes"]
+    first = summary["first_violation_step"]
+    return (
+        f"{PROG}: {summary['total_violations']} violations of "
+        f"{summary['distinct_invariants_violated']} invariants"
+        f"{f' (first at step {first})' if first is not None else ''}; "
+        f"{summary['invariants_checked']} invariants: {outcomes['failed']} failed, "
+        f"{outcomes['passed']} passed, {outcomes['not_triggered']} not triggered, "
+        f"{outcomes['uncheckable']} uncheckable"
+    )
+
+
+def _require_trace_dir(path: Path) -> None:
+    if not path.is_dir():
+        raise NotATraceError(f"trace directory not found: {path}")
+    if not is_trace_dir(path):
+        raise NotATraceError(f"{path} is not a TrainCheck trace (no run.json)")
+
+
+def _write_stdout(text: str) -> None:
+    sys.stdout.write(text)
+    sys.stdout.flush()
+
+
+def _stdout_is_terminal() -> bool:
+    try:
+        return os.isatty(sys.stdout.fileno())
+    except (OSError, ValueError):
+        return False
+
+
+if __name__ == "__main__":
+    sys.exit(main())
