@@ -26,12 +26,13 @@ import io
 import json
 import os
 import time
-from collections.abc import Callable
-from dataclasses import dataclass
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from traincheck.analysis.alerts import INDENT, evidence_lines, headline
+from traincheck.analysis.alerts import INDENT, evidence_lines, finding_lines, headline
+from traincheck.analysis.findings import Finding, ViolatedInvariant, group_findings
 from traincheck.analysis.violations import Violation
 
 FLUSH_AFTER_S = 1.0
@@ -48,6 +49,7 @@ class _Repeats:
     first_step: int = 0
     last_step: int = 0
     reported: int = 1
+    ranks: set[int] = field(default_factory=set)
 
 
 class AlertSink:
@@ -80,12 +82,16 @@ class AlertSink:
         if repeats is not None:
             repeats.count += 1
             repeats.last_step = max(repeats.last_step, violation.step)
+            repeats.ranks.add(violation.rank)
             if self._running_counts and repeats.count >= 2 * repeats.reported:
                 repeats.reported = repeats.count
                 self._repeat_lines.append(_repeat_line(violation.invariant_id, repeats))
             return
         self._repeats[violation.invariant_id] = _Repeats(
-            violation.what, first_step=violation.step, last_step=violation.step
+            violation.what,
+            first_step=violation.step,
+            last_step=violation.step,
+            ranks={violation.rank},
         )
         if self._pending_since is None:
             self._pending_since = self._clock()
@@ -157,6 +163,10 @@ class AlertSink:
             )
         return lines
 
+    def write_block(self, lines: list[str]) -> None:
+        """Print plain lines (the end-of-run findings) as one write, like an alert group."""
+        self._emit([("finding" if i == 0 else "evidence", line) for i, line in enumerate(lines)])
+
     def _emit(self, lines: list[tuple[str, str]]) -> None:
         if not self._color:
             self._write("\n".join(text for _, text in lines) + "\n")
@@ -191,7 +201,13 @@ def _repeat_line(invariant_id: str, r: _Repeats, *, final: bool = False) -> str:
     )
 
 
-_STYLES = {"headline": "bold red", "group": "bold yellow", "evidence": "", "repeat": "dim"}
+_STYLES = {
+    "headline": "bold red",
+    "group": "bold yellow",
+    "finding": "bold red",
+    "evidence": "",
+    "repeat": "dim",
+}
 
 
 def _render_color(lines: list[tuple[str, str]]) -> str:
@@ -218,13 +234,25 @@ class LiveReporter:
     end write the same result files ``traincheck-check -o`` writes."""
 
     def __init__(
-        self, checker: Any, write: Callable[[str], None], results_dir: Path | None
+        self,
+        checker: Any,
+        write: Callable[[str], None],
+        results_dir: Path | None,
+        *,
+        verbose: bool = False,
     ) -> None:
+        """``verbose``: every violated invariant in full (:class:`AlertSink`) instead
+        of one block per finding (:class:`FindingSink`)."""
         from traincheck.analysis.results import ViolationLedger
 
         self._checker = checker
         self.results_dir = results_dir
-        self.sink = AlertSink(write, color=_stderr_is_terminal())
+        color = _stderr_is_terminal()
+        self.sink: AlertSink = (
+            AlertSink(write, color=color)
+            if verbose
+            else FindingSink(write, api_calls=lambda: checker.api_calls, color=color)
+        )
         self.ledger = ViolationLedger()
 
     def report(self, violations: list[Violation]) -> None:
@@ -247,12 +275,20 @@ class LiveReporter:
 
         self.sink.close()
         results = self._checker.results()
+        calls = self._checker.api_calls
         if self.results_dir is None:
-            summary = summarize(results, self.ledger)
+            summary = summarize(results, self.ledger, calls)
         else:
             summary = write_results(
-                self.results_dir, results, self.ledger, title="TrainCheck live check"
+                self.results_dir,
+                results,
+                self.ledger,
+                title="TrainCheck live check",
+                api_calls=calls,
             )
+        findings = finding_lines(summary)
+        if findings:
+            self.sink.write_block(findings)
         return {
             "invariants_checked": summary["invariants_checked"],
             "outcomes": summary["outcomes"],
@@ -276,3 +312,110 @@ def _stderr_is_terminal() -> bool:
         return os.isatty(2)
     except OSError:
         return False
+
+
+class FindingSink(AlertSink):
+    """Live alerts as findings: one block when a finding is established, then one
+    line when it grows, never a wall (``--verbose`` gives :class:`AlertSink`).
+
+    The violations are held and released exactly as :class:`AlertSink` holds them
+    (so a finding appears within the step its first violation does); at each
+    release the findings of everything seen so far are recomputed with
+    :func:`~traincheck.analysis.findings.group_findings`, the same grouping the
+    result files use. A finding is known by its subject: a new subject prints a
+    block, a known one prints an update line when its invariants grow or its
+    violations double.
+    """
+
+    def __init__(
+        self,
+        write: Callable[[str], None],
+        *,
+        api_calls: Callable[[], Mapping[str, int]] | None = None,
+        color: bool = False,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        super().__init__(write, color=color, running_counts=False, clock=clock)
+        self._api_calls = api_calls
+        self._firsts: dict[str, Violation] = {}
+        self._shown: dict[str, tuple[int, int]] = {}
+        """Subject -> (invariants, violations) when its last line was printed."""
+        self._last_update = clock()
+        self._released: set[str] = set()
+        """Invariants whose first violation was released (printed as part of a finding)."""
+        self.findings_shown = 0
+
+    def add(self, violation: Violation) -> None:
+        self._firsts.setdefault(violation.invariant_id, violation)
+        super().add(violation)
+
+    def pump(self, current_step: int) -> None:
+        super().pump(current_step)
+        if self._shown and self._clock() - self._last_update >= FLUSH_AFTER_S:
+            self._report()
+
+    def close(self) -> None:
+        self._flush(self._pending)
+
+    def _flush(self, ready: list[Violation]) -> None:
+        ready_ids = {id(v) for v in ready}
+        self._pending = [v for v in self._pending if id(v) not in ready_ids]
+        self._pending_since = self._clock() if self._pending else None
+        self._repeat_lines = []
+        self._released.update(v.invariant_id for v in ready)
+        if ready:
+            self._report()
+
+    def _report(self) -> None:
+        self._last_update = self._clock()
+        violated = [
+            ViolatedInvariant(
+                self._firsts[inv_id],
+                self._repeats[inv_id].count,
+                self._repeats[inv_id].last_step,
+                frozenset(self._repeats[inv_id].ranks),
+            )
+            for inv_id in self._released
+        ]
+        calls = self._api_calls() if self._api_calls is not None else None
+        lines: list[tuple[str, str]] = []
+        for finding in group_findings(violated, calls):
+            size = (len(finding.members), finding.violations)
+            shown = self._shown.get(finding.subject)
+            if shown is None:
+                lines += self._finding_block(finding)
+            elif size[0] > shown[0] or size[1] >= 2 * shown[1]:
+                lines.append(("repeat", _finding_update(finding)))
+            else:
+                continue
+            self._shown[finding.subject] = size
+        if lines:
+            self._emit(lines)
+
+    def _finding_block(self, finding: Finding) -> list[tuple[str, str]]:
+        self.findings_shown += 1
+        if self.findings_shown > MAX_FULL_ALERTS:
+            self.suppressed += 1
+            return [("repeat", f"... finding not shown (limit reached): {finding.headline}")]
+        first = finding.first
+        self.order.append(first)
+        lines = [("headline", f"FINDING at step {finding.first_step}: {finding.headline}")]
+        lines += [("evidence", INDENT + line) for line in evidence_lines(first)]
+        others = len(finding.members) - 1
+        if others:
+            lines.append(
+                (
+                    "evidence",
+                    f"{INDENT}supported by {others} more violated invariant"
+                    f"{'s' if others != 1 else ''} (--verbose shows each; all are in the "
+                    "result files)",
+                )
+            )
+        return lines
+
+
+def _finding_update(finding: Finding) -> str:
+    return (
+        f"  finding `{finding.subject}`: {len(finding.members)} invariants, "
+        f"{finding.violations} violations so far, steps {finding.first_step}..{finding.last_step}"
+    )

@@ -13,7 +13,7 @@ example of the same invariant.
 
 from __future__ import annotations
 
-from collections import defaultdict
+from collections import Counter, defaultdict
 from collections.abc import Mapping
 from dataclasses import dataclass, replace
 from typing import Any
@@ -23,7 +23,7 @@ from traincheck.analysis.invariants import Invariant, InvariantSet
 from traincheck.analysis.relations.base import InvariantResult, RelationChecker
 from traincheck.analysis.relations.known import get_relation
 from traincheck.analysis.violations import Violation, event_to_json
-from traincheck.events import StoredEvent
+from traincheck.events import ApiCall, StoredEvent
 
 __all__ = ["Checker", "InvariantResult", "Violation"]
 
@@ -105,6 +105,8 @@ class Checker:
         self.violations_found = 0
         self.current_step = 0
         """The highest step any event of the stream has carried so far."""
+        self.api_calls: Counter[str] = Counter()
+        """Calls per API so far: lets a finding say an API was never called at all."""
 
     def _new_result(self, invariant: Invariant) -> TrackedResult:
         return TrackedResult(invariant, cursor=self._cursor)
@@ -112,7 +114,10 @@ class Checker:
     def feed(self, stored_event: StoredEvent) -> list[Violation]:
         """Consume one event; return the violations it revealed (usually none)."""
         self.events_fed += 1
-        step = getattr(stored_event.event, "step", None)
+        event = stored_event.event
+        if type(event) is ApiCall:
+            self.api_calls[event.api] += 1
+        step = getattr(event, "step", None)
         if isinstance(step, int) and step > self.current_step:
             self.current_step = step
         signal = self._tracker.feed(stored_event)

@@ -20,11 +20,12 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from traincheck.analysis.findings import ViolatedInvariant, group_findings
 from traincheck.analysis.relations.base import InvariantResult
 from traincheck.analysis.violations import Violation
 from traincheck.errors import UserError
@@ -72,6 +73,13 @@ class ViolationLedger:
         """Violated invariants, most likely root cause first (by their first violation)."""
         return sorted(self._by_invariant.values(), key=lambda e: e.first.root_cause_key())
 
+    def violated(self) -> list[ViolatedInvariant]:
+        """Each violated invariant with its first violation and totals, for findings."""
+        return [
+            ViolatedInvariant(e.first, e.count, e.last_step, frozenset(e.ranks))
+            for e in self.in_root_cause_order()
+        ]
+
     def examples(self, invariant_id: str) -> list[Violation]:
         entry = self._by_invariant.get(invariant_id)
         return list(entry.examples) if entry else []
@@ -88,8 +96,16 @@ def outcome_of(result: InvariantResult) -> str:
     return "not_triggered"
 
 
-def summarize(results: list[InvariantResult], ledger: ViolationLedger) -> dict[str, Any]:
-    """The one summary every report is built from (CLI line, JSON file, HTML page)."""
+def summarize(
+    results: list[InvariantResult],
+    ledger: ViolationLedger,
+    api_calls: Mapping[str, int] | None = None,
+) -> dict[str, Any]:
+    """The one summary every report is built from (CLI line, JSON file, HTML page).
+
+    ``api_calls`` (calls per API in the checked run, :attr:`Checker.api_calls`)
+    lets a finding say that an API was never called.
+    """
     counts = dict.fromkeys(OUTCOMES, 0)
     for result in results:
         counts[outcome_of(result)] += 1
@@ -125,6 +141,10 @@ def summarize(results: list[InvariantResult], ledger: ViolationLedger) -> dict[s
         "invariants_checked": len(results),
         "outcomes": counts,
         "violations": violations,
+        "findings": [
+            finding.to_json(rank)
+            for rank, finding in enumerate(group_findings(ledger.violated(), api_calls), start=1)
+        ],
     }
 
 
@@ -156,6 +176,7 @@ def write_results(
     ledger: ViolationLedger,
     *,
     title: str = "TrainCheck report",
+    api_calls: Mapping[str, int] | None = None,
 ) -> dict[str, Any]:
     """Write every result file into ``outdir`` (created); return the summary."""
     from traincheck.analysis.report_html import render_report
@@ -163,7 +184,7 @@ def write_results(
     rows: dict[str, list[str]] = {name: [] for name in OUTCOMES}
     for result in results:
         rows[outcome_of(result)].append(json.dumps(result_row(result, ledger), sort_keys=True))
-    summary = summarize(results, ledger)
+    summary = summarize(results, ledger, api_calls)
     try:
         outdir.mkdir(parents=True, exist_ok=True)
         for name, lines in rows.items():

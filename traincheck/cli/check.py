@@ -21,7 +21,8 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from traincheck.analysis.alert_sink import AlertSink
+from traincheck.analysis.alert_sink import AlertSink, FindingSink
+from traincheck.analysis.alerts import finding_lines
 from traincheck.analysis.checker import Checker
 from traincheck.analysis.instrumentation import plan_of_trace, uncheckable_invariants
 from traincheck.analysis.invariants_file import load_invariants
@@ -34,8 +35,22 @@ PROG = "traincheck-check"
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog=PROG, description="Check a trace against invariants.")
-    parser.add_argument("-f", "--trace-folder", required=True, type=Path, metavar="TRACE_DIR")
-    parser.add_argument("-i", "--invariants", required=True, type=Path, metavar="FILE")
+    parser.add_argument(
+        "-f",
+        "--trace-folder",
+        required=True,
+        type=Path,
+        metavar="TRACE_DIR",
+        help="the trace to check: a folder written by traincheck-run (or its sidecar)",
+    )
+    parser.add_argument(
+        "-i",
+        "--invariants",
+        required=True,
+        type=Path,
+        metavar="FILE",
+        help="the invariants to check it against, as written by traincheck-infer",
+    )
     parser.add_argument(
         "-o",
         "--output-dir",
@@ -57,6 +72,11 @@ def build_parser() -> argparse.ArgumentParser:
         default=None,
         metavar="S",
         help="with --follow, stop after S seconds even if the run goes on",
+    )
+    parser.add_argument(
+        "--verbose",
+        action="store_true",
+        help="print every violated invariant in full instead of one block per finding",
     )
     return parser
 
@@ -89,7 +109,12 @@ def _run(args: argparse.Namespace) -> int:
         uncheckable=uncheckable_invariants(invariant_set, plan_of_trace(args.trace_folder)),
     )
     ledger = ViolationLedger()
-    sink = AlertSink(_write_stdout, color=_stdout_is_terminal(), running_counts=args.follow)
+    color = _stdout_is_terminal()
+    sink = (
+        AlertSink(_write_stdout, color=color, running_counts=args.follow)
+        if args.verbose
+        else FindingSink(_write_stdout, api_calls=lambda: checker.api_calls, color=color)
+    )
     if args.follow:
         from traincheck.cli.follow import follow_trace
 
@@ -107,7 +132,15 @@ def _run(args: argparse.Namespace) -> int:
         _take(checker.finish(), ledger, sink)
     sink.close()
     outdir = args.output_dir or default_output_dir(args.trace_folder)
-    summary = write_results(outdir, checker.results(), ledger, title=f"{PROG}: {args.trace_folder}")
+    summary = write_results(
+        outdir,
+        checker.results(),
+        ledger,
+        title=f"{PROG}: {args.trace_folder}",
+        api_calls=checker.api_calls,
+    )
+    for line in finding_lines(summary):
+        print(line)
     print(summary_line(summary))
     print(f"{PROG}: results in {outdir}")
     return 1 if ledger.total else 0
