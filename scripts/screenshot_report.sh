@@ -30,6 +30,14 @@ shown = {k: int(v) for k, v in re.findall(r'data-key="([\w-]+)" data-count="(\d+
 expected = {k: summary[k] for k in ("total_violations", "distinct_invariants_violated",
                                     "invariants_checked")}
 expected |= {f"outcome-{k}": v for k, v in summary["outcomes"].items()}
+expected["findings"] = len(summary["findings"])
+marks = dom.count('class="mark"')
+want_marks = sum(len(s) for f in summary["findings"] for s in f["steps_by_rank"].values())
+if marks != want_marks:
+    sys.exit(f"report.html draws {marks} timeline marks, the summary has {want_marks}")
+shown_findings = len(re.findall(r'data-finding="\d+"', dom))
+if shown_findings != len(summary["findings"]):
+    sys.exit(f"report.html shows {shown_findings} findings, the summary {len(summary['findings'])}")
 if shown != expected:
     sys.exit(f"report.html shows {shown}, violations_summary.json says {expected}")
 print(f"counts in the rendered page equal violations_summary.json: {expected}")

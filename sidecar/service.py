@@ -120,13 +120,15 @@ class LiveCheck:
         if self._reporter is not None:
             self._report(lambda: [])
 
-    def finish(self) -> None:
+    def finish(self, manifest: dict[str, Any] | None = None) -> None:
+        """End of run; ``manifest`` (what ``run.json`` will say) describes the run in
+        the report."""
         if self._checker is not None:
             self._report(self._checker.finish)
-            self._report(self._close_reporter)
+            self._report(lambda: self._close_reporter(manifest or {}))
 
-    def _close_reporter(self) -> list[Any]:
-        self.outcomes = self._reporter.close()
+    def _close_reporter(self, manifest: dict[str, Any]) -> list[Any]:
+        self.outcomes = self._reporter.close(manifest)
         return []
 
     def _report(self, produce: Any) -> None:
@@ -279,7 +281,7 @@ class Sidecar:
 
         ``detached``: the user stopped an attached sidecar while the job runs on;
         the run is ``detached`` (re-attachable), not killed."""
-        self.check.finish()
+        self.check.finish(self.manifest("finished"))
         self.writer.close()
         self.receiver.close()
         remove_marker(self.options.endpoint)

@@ -38,9 +38,19 @@ def test_healthy_run_exits_0_with_results_beside_the_trace(
     assert json.loads((outdir / "violations_summary.json").read_text())["total_violations"] == 0
 
 
-def test_missing_zero_grad_exits_1_with_alert(invariants_file, tmp_path, capsys) -> None:
+def test_missing_zero_grad_exits_1_with_one_finding(invariants_file, tmp_path, capsys) -> None:
     trace = write_trace(tmp_path / "t", LoopSpec(steps=8, seed=3, zero_grad=False))
     assert check_main(["-f", str(trace), "-i", str(invariants_file)]) == 1
+    out = capsys.readouterr().out
+    assert out.count("FINDING at step") == 1 and "VIOLATION" not in out
+    assert "FINDING at step 0: `Optimizer.zero_grad` is never called" in out
+    assert "1 finding, most likely root cause first:" in out
+    assert "(first at step 0)" in out.splitlines()[-2]
+
+
+def test_verbose_prints_every_invariant(invariants_file, tmp_path, capsys) -> None:
+    trace = write_trace(tmp_path / "t", LoopSpec(steps=8, seed=3, zero_grad=False))
+    assert check_main(["-f", str(trace), "-i", str(invariants_file), "--verbose"]) == 1
     out = capsys.readouterr().out
     first = next(line for line in out.splitlines() if line.startswith("VIOLATION"))
     assert first.startswith("VIOLATION at step 0 (rank 0): ") and "zero_grad" in first

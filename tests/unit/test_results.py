@@ -82,7 +82,35 @@ def test_report_escapes_trace_data() -> None:
     ledger.add(bad)
     page = render_report(summarize([], ledger))
     assert "<img" not in page and "&lt;img" in page
-    assert "No invariant was violated." in render_report(summary)
+    assert "No problem found" in render_report(summary)
+
+
+def test_report_leads_with_findings_and_a_timeline_then_lists_the_rest(tmp_path: Path) -> None:
+    results = results_of_each_kind()
+    results[0].violated = 7
+    ledger = _ledger(results)
+    run = {"command": ["python", "train.py"], "script": "train.py", "ranks": [0, 1]}
+    summary = write_results(tmp_path, results, ledger, run=run)
+    page = (tmp_path / "report.html").read_text()
+    (finding,) = summary["findings"]
+    assert finding["invariant_ids"] == [results[0].invariant.id]
+    assert finding["steps_by_rank"] == {"0": [0, 2, 4, 6], "1": [1, 3, 5]}
+    assert page.index("data-finding='1'") < page.index("<svg") < page.index("data-outcome=")
+    assert page.count("class='mark'") == 7  # one mark per (rank, step) with a violation
+    assert "<dd>python train.py</dd>" in page and "<dd>0, 1</dd>" in page
+    for outcome in ("passed", "not_triggered", "uncheckable"):
+        (row,) = summary["invariants_by_outcome"][outcome]
+        assert f"data-outcome='{outcome}'" in page and row["id"] in page
+    counts = dict(re.findall(r"data-key='([\w-]+)' data-count='(\d+)'", page))
+    assert int(counts["findings"]) == len(summary["findings"]) == 1
+
+
+def test_a_clean_run_says_so_without_red_zeros() -> None:
+    results = results_of_each_kind()[1:]
+    page = render_report(summarize(results, ViolationLedger()))
+    cards = page[page.index("class='cards'") :]
+    assert "No problem found" in page and "failed nonzero" not in cards
+    assert "<svg" not in page and "data-finding" not in page
 
 
 def test_default_output_dir_is_beside_the_trace(tmp_path: Path) -> None:

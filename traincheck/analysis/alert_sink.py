@@ -263,21 +263,33 @@ class LiveReporter:
             self.sink.add(violation)
         self.sink.pump(self._checker.current_step)
 
-    def close(self) -> dict[str, Any]:
+    def close(self, manifest: Mapping[str, Any] | None = None) -> dict[str, Any]:
         """Print what is held, write the result files; return the outcome counts and
-        the invariants never triggered, for the run's summary.
+        the invariants never triggered, for the run's summary. ``manifest``: the
+        trace's ``run.json`` content, which the report describes the run from.
 
         "Not triggered" is easy to miss and can be the only trace of a bug that
         silences instead of breaking: an optimizer that never steps makes "its
         parameters change at every step" vacuous, not violated.
         """
-        from traincheck.analysis.results import outcome_of, summarize, write_results
+        from traincheck.analysis.results import (
+            outcome_of,
+            run_description,
+            summarize,
+            write_results,
+        )
 
         self.sink.close()
         results = self._checker.results()
         calls = self._checker.api_calls
+        run = run_description(
+            manifest or {},
+            trace_dir=self.results_dir.parent if self.results_dir is not None else None,
+            invariants=(manifest or {}).get("invariants"),
+            last_step=self._checker.current_step,
+        )
         if self.results_dir is None:
-            summary = summarize(results, self.ledger, calls)
+            summary = summarize(results, self.ledger, calls, run)
         else:
             summary = write_results(
                 self.results_dir,
@@ -285,6 +297,7 @@ class LiveReporter:
                 self.ledger,
                 title="TrainCheck live check",
                 api_calls=calls,
+                run=run,
             )
         findings = finding_lines(summary)
         if findings:

@@ -19,10 +19,11 @@ variables, its step and ranks) and from what each relation means:
    becomes a finding with all the invariants that mention it; repeat with the
    rest (a subject the run never called at all wins ties: a missing API is the
    most specific explanation there is).
-3. **Consequences.** A finding that starts at the same step as a finding about
-   control flow, or the step after, on the same ranks, is folded into it: a
-   wrong call sequence is what makes states and effects go wrong (the same rule
-   that orders alerts root cause first).
+3. **Consequences.** A finding that starts at the same step as an earlier one,
+   or the step after, on the same ranks, is folded into it when the earlier one
+   is about control flow (a wrong call sequence is what makes states and effects
+   go wrong: the rule that orders alerts root cause first) or when both speak of
+   a same API or model part.
 
 Findings are ranked by their earliest violation's root-cause key, so the first
 finding is the most likely root cause. Nothing here matches the text of a known
@@ -135,7 +136,7 @@ def group_findings(
 
 
 def _cover(violated: list[ViolatedInvariant], calls: Mapping[str, int]) -> list[Finding]:
-    mentions = [subjects_of(v.first) for v in violated]
+    mentions = [subjects_of(v.first, calls) for v in violated]
     remaining = set(range(len(violated)))
     findings: list[Finding] = []
     while remaining:
@@ -167,27 +168,33 @@ def _finding(
 
 
 def _fold_consequences(findings: list[Finding]) -> list[Finding]:
-    """Fold every finding that starts within the window of an earlier control-flow
-    finding, on the same ranks, into it: its violations are what the wrong call
-    sequence caused."""
+    """Fold every finding that is the consequence of an earlier one into it."""
     ordered = sorted(findings, key=lambda f: f.first.root_cause_key())
     kept: list[Finding] = []
     for finding in ordered:
-        cause = next(
-            (
-                c
-                for c in kept
-                if c.kind != "state"
-                and 0 <= finding.first_step - c.first_step <= CONSEQUENCE_WINDOW_STEPS
-                and set(c.ranks) & set(finding.ranks)
-            ),
-            None,
-        )
+        cause = next((c for c in kept if _is_consequence(finding, of=c)), None)
         if cause is None:
             kept.append(finding)
-        else:
-            cause.members += finding.members
+            continue
+        cause.members += finding.members
+        if cause.kind == finding.kind == "state":
+            cause.subject = common_prefix([cause.subject, finding.subject]) or cause.subject
     return _merge_same_state(kept)
+
+
+def _is_consequence(finding: Finding, *, of: Finding) -> bool:
+    """Starts within the window after ``of``, on its ranks, and is either downstream of
+    a wrong call sequence or about something ``of`` also speaks of."""
+    cause = of
+    if not 0 <= finding.first_step - cause.first_step <= CONSEQUENCE_WINDOW_STEPS:
+        return False
+    if not set(cause.ranks) & set(finding.ranks):
+        return False
+    return cause.kind != "state" or bool(_mentions(cause) & _mentions(finding))
+
+
+def _mentions(finding: Finding) -> set[str]:
+    return {s for m in finding.members for s in subjects_of(m.first)}
 
 
 def _merge_same_state(findings: list[Finding]) -> list[Finding]:
@@ -218,10 +225,10 @@ def _merge_same_state(findings: list[Finding]) -> list[Finding]:
 _VAR_PREFIX = "var:"
 
 
-def subjects_of(v: Violation) -> dict[str, int]:
+def subjects_of(v: Violation, calls: Mapping[str, int] | None = None) -> dict[str, int]:
     """The subjects a violation mentions, with the weight of each (blamed ones more)."""
     subjects: dict[str, int] = {}
-    blamed_api = blamed_api_of(v)
+    blamed_api = blamed_api_of(v, calls)
     if v.variables:
         owner = common_prefix([module_path(name) for name in v.variables])
         if owner:
@@ -232,13 +239,18 @@ def subjects_of(v: Violation) -> dict[str, int]:
     return subjects
 
 
-def blamed_api_of(v: Violation) -> str | None:
-    """The API an ordering relation found missing; otherwise the API it is about."""
+def blamed_api_of(v: Violation, calls: Mapping[str, int] | None = None) -> str | None:
+    """The API an ordering relation found missing; otherwise the API it is about.
+
+    "A was not followed by B" blames B, unless the run did call B: then A ran
+    where the healthy runs did not (an extra or misplaced A), and A is blamed.
+    """
     if not v.apis:
         return None
     position = _BLAMED_API_POSITION.get(v.relation)
-    if position is not None and len(v.apis) > position:
-        return v.apis[position]
+    if position is not None and len(v.apis) == 2:
+        missing, other = v.apis[position], v.apis[1 - position]
+        return other if calls and calls.get(missing, 0) > 0 else missing
     return v.apis[-1] if v.relation == "APIContainRelation" and not v.variables else v.apis[0]
 
 
@@ -282,8 +294,11 @@ def headline_of(finding: Finding, calls: Mapping[str, int]) -> str:
         context = _missing_call_context(finding)
         return f"`{short_api(finding.subject)}` is never called{where}; {context}"
     if finding.kind == "state":
-        return f"`{finding.subject}` {_state_words(first)} {since}{where}"
-    return f"`{short_api(finding.subject)}`: {first.what} ({since}{where})"
+        return f"`{finding.subject}` is not as in the healthy runs: {first.what} ({since}{where})"
+    return (
+        f"`{short_api(finding.subject)}` does not run as in the healthy runs: "
+        f"{first.what} ({since}{where})"
+    )
 
 
 def _missing_call_context(finding: Finding) -> str:
@@ -314,11 +329,6 @@ def _cadence(apis: set[str]) -> str:
     return f"`{short_api(ordered[0])}`" + (
         f" (and {more} other call{'s' * (more > 1)})" if more else ""
     )
-
-
-def _state_words(v: Violation) -> str:
-    """What went wrong with the variables, in the violation's own words."""
-    return "is not as in the healthy runs: " + v.what
 
 
 def sources_of(violations: Iterable[Violation]) -> list[str]:

@@ -5,27 +5,43 @@ so every count on the page is that file's count. Each count is also carried in a
 ``data-count`` attribute, so a test (or a person with a browser's inspector) can
 compare the page with the file without parsing prose. Every value from the trace
 or the invariants file is HTML-escaped: a variable name is data, never markup.
+
+The page reads top-down as a diagnosis: the run, the verdict, the findings (each
+expandable into the invariants behind it), a timeline of when each finding's
+violations happened on which rank, then the invariants that held or could not
+be checked. Expanding uses ``<details>``, which needs no script.
 """
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
 from html import escape
 from typing import Any
 
 _STYLE = """
-body { font: 14px/1.45 system-ui, sans-serif; margin: 24px; color: #1d2330; }
-h1 { font-size: 20px; margin: 0 0 4px; } .sub { color: #5b6475; margin-bottom: 16px; }
+body { font: 14px/1.45 system-ui, sans-serif; margin: 24px; color: #1d2330; max-width: 1100px; }
+h1 { font-size: 20px; margin: 0 0 4px; } h2 { font-size: 16px; margin: 24px 0 8px; }
+.verdict { font-size: 16px; margin: 8px 0 12px; } .verdict.bad { color: #b42318; }
+.verdict.good { color: #067647; }
+.run { display: grid; grid-template-columns: max-content 1fr; gap: 2px 14px; color: #344054; }
+.run dt { color: #5b6475; } .run dd { margin: 0; overflow-wrap: anywhere; }
 .cards { display: flex; gap: 12px; flex-wrap: wrap; margin: 12px 0 20px; }
-.card { border: 1px solid #d8dde6; border-radius: 8px; padding: 10px 14px; min-width: 120px; }
+.card { border: 1px solid #d8dde6; border-radius: 8px; padding: 10px 14px; min-width: 110px; }
 .card .n { font-size: 24px; font-weight: 600; } .card .l { color: #5b6475; }
-.failed .n { color: #b42318; } .passed .n { color: #067647; }
-.uncheckable .n { color: #b54708; }
-table { border-collapse: collapse; width: 100%; }
+.card.failed.nonzero .n { color: #b42318; } .card.passed .n { color: #067647; }
+.card.uncheckable.nonzero .n { color: #b54708; }
+details.finding { border: 1px solid #f3c3be; border-radius: 8px; padding: 8px 12px;
+                  margin: 8px 0; background: #fffbfa; }
+details.finding > summary { cursor: pointer; font-weight: 600; }
+.meta { color: #5b6475; font-size: 13px; margin: 4px 0; }
+table { border-collapse: collapse; width: 100%; margin-top: 6px; }
 th, td { border-bottom: 1px solid #e4e7ec; padding: 6px 8px; text-align: left;
          vertical-align: top; }
 th { background: #f5f6f8; } td.num { text-align: right; font-variant-numeric: tabular-nums; }
 code { font-size: 12px; background: #f2f4f7; padding: 1px 4px; border-radius: 4px; }
 .ev { color: #475467; font-size: 12px; }
+details.list { margin: 6px 0; } details.list li { margin: 2px 0; }
+svg text { font: 11px system-ui, sans-serif; fill: #475467; }
 """
 
 _CARDS = (
@@ -39,45 +55,173 @@ _OUTCOME_CARDS = (
     ("not_triggered", "not triggered"),
     ("uncheckable", "uncheckable (inputs not traced)"),
 )
+_LISTS = (
+    ("passed", "passed: held every time they applied"),
+    ("not_triggered", "not triggered: what they speak of never happened in this run"),
+    ("uncheckable", "uncheckable: the run did not trace what they need"),
+)
+_RANK_COLOURS = ("#b42318", "#175cd3", "#067647", "#b54708", "#6941c6", "#c11574")
 
 
-def render_report(summary: dict[str, Any], *, title: str = "TrainCheck report") -> str:
+def render_report(summary: Mapping[str, Any], *, title: str = "TrainCheck report") -> str:
     """The whole page as a string."""
-    cards = [_card(key, label, css, summary[key]) for key, label, css in _CARDS]
+    findings = summary.get("findings") or []
+    body = [
+        f"<h1>{escape(title)}</h1>",
+        _run_section(summary.get("run") or {}),
+        _verdict(summary, findings),
+        _cards(summary, findings),
+    ]
+    if findings:
+        violations = {v["invariant_id"]: v for v in summary.get("violations", [])}
+        body.append("<h2>Findings, most likely root cause first</h2>")
+        body += [_finding(f, violations, open_=i == 0) for i, f in enumerate(findings)]
+        body += ["<h2>Timeline</h2>", _timeline(findings, summary.get("run") or {})]
+        body += ["<h2>Every violated invariant</h2>", _violations_table(summary)]
+    body.append(_other_invariants(summary))
+    return (
+        "<!DOCTYPE html>\n<html lang='en'><head><meta charset='utf-8'>"
+        f"<title>{escape(title)}</title><style>{_STYLE}</style></head><body>"
+        + "".join(body)
+        + "</body></html>\n"
+    )
+
+
+def _run_section(run: Mapping[str, Any]) -> str:
+    rows = [
+        ("command", " ".join(run.get("command") or []) or None),
+        ("script", run.get("script")),
+        ("started", run.get("started")),
+        ("duration", f"{run['duration_s']} s" if run.get("duration_s") is not None else None),
+        ("trace", run.get("trace")),
+        ("ranks", ", ".join(map(str, run.get("ranks") or [])) or None),
+        ("invariants", run.get("invariants")),
+        ("TrainCheck", run.get("traincheck_version")),
+    ]
+    items = "".join(
+        f"<dt>{escape(label)}</dt><dd>{escape(str(value))}</dd>"
+        for label, value in rows
+        if value is not None
+    )
+    return f"<dl class='run'>{items}</dl>" if items else ""
+
+
+def _verdict(summary: Mapping[str, Any], findings: Sequence[Mapping[str, Any]]) -> str:
+    if not findings and not summary.get("total_violations"):
+        passed = summary.get("outcomes", {}).get("passed", 0)
+        return (
+            "<div class='verdict good'>No problem found: every invariant that applied held "
+            f"({int(summary.get('invariants_checked', 0))} checked, {int(passed)} applied "
+            "and held).</div>"
+        )
+    noun = "finding" if len(findings) == 1 else "findings"
+    first = summary.get("first_violation_step")
+    return (
+        f"<div class='verdict bad'>{len(findings)} {noun} from "
+        f"{int(summary.get('total_violations', 0))} violations of "
+        f"{int(summary.get('distinct_invariants_violated', 0))} invariants; "
+        f"the first at step {escape(str(first))}.</div>"
+    )
+
+
+def _cards(summary: Mapping[str, Any], findings: Sequence[Mapping[str, Any]]) -> str:
+    cards = [_card("findings", "findings", "failed", len(findings))]
+    cards += [_card(key, label, css, summary[key]) for key, label, css in _CARDS]
     outcomes = summary.get("outcomes", {})
     cards += [
         _card(f"outcome-{key}", label, key, outcomes.get(key, 0)) for key, label in _OUTCOME_CARDS
     ]
-    first = summary.get("first_violation_step")
-    headline = (
-        "No invariant was violated."
-        if first is None
-        else f"First violation at step {first}; violated invariants, most likely root cause first:"
-    )
-    rows = "\n".join(_row(v) for v in summary.get("violations", []))
-    table = (
-        "<table><thead><tr><th>#</th><th>what broke</th><th>relation</th><th>steps</th>"
-        "<th>occurrences</th><th>ranks</th><th>evidence</th></tr></thead>"
-        f"<tbody>{rows}</tbody></table>"
-        if rows
-        else ""
-    )
-    return (
-        "<!DOCTYPE html>\n<html lang='en'><head><meta charset='utf-8'>"
-        f"<title>{escape(title)}</title><style>{_STYLE}</style></head><body>"
-        f"<h1>{escape(title)}</h1><div class='sub'>{escape(headline)}</div>"
-        f"<div class='cards'>{''.join(cards)}</div>{table}</body></html>\n"
-    )
+    return f"<div class='cards'>{''.join(cards)}</div>"
 
 
 def _card(key: str, label: str, css: str, value: Any) -> str:
+    nonzero = " nonzero" if int(value) else ""
     return (
-        f"<div class='card {escape(css)}' data-key='{escape(key)}' data-count='{int(value)}'>"
-        f"<div class='n'>{int(value)}</div><div class='l'>{escape(label)}</div></div>"
+        f"<div class='card {escape(css)}{nonzero}' data-key='{escape(key)}' "
+        f"data-count='{int(value)}'><div class='n'>{int(value)}</div>"
+        f"<div class='l'>{escape(label)}</div></div>"
     )
 
 
-def _row(v: dict[str, Any]) -> str:
+def _finding(
+    finding: Mapping[str, Any], violations: Mapping[str, Mapping[str, Any]], *, open_: bool
+) -> str:
+    steps = _steps_text(finding["first_step"], finding["last_step"])
+    ranks = ", ".join(map(str, finding.get("ranks", [])))
+    sources = "".join(f"<div><code>{escape(s)}</code></div>" for s in finding.get("sources", []))
+    members = [violations[i] for i in finding.get("invariant_ids", []) if i in violations]
+    rows = "".join(_violation_row(v) for v in members)
+    return (
+        f"<details class='finding' data-finding='{int(finding['rank'])}'"
+        f"{' open' if open_ else ''}><summary>{int(finding['rank'])}. "
+        f"{escape(str(finding['headline']))}</summary>"
+        f"<div class='meta' data-count='{int(finding['violations'])}'>"
+        f"{int(finding['invariants'])} invariants, {int(finding['violations'])} violations, "
+        f"{escape(steps)}, ranks {escape(ranks)}</div>"
+        f"<div>expected: {escape(str(finding.get('expected', '')))}</div>"
+        f"<div>observed: {escape(str(finding.get('observed', '')))}</div>"
+        f"{sources}{_table(rows)}</details>"
+    )
+
+
+def _steps_text(first: int, last: int) -> str:
+    return f"step {first}" if first == last else f"steps {first}..{last}"
+
+
+_TIMELINE_WIDTH = 900
+_ROW_HEIGHT = 22
+_LABEL_WIDTH = 40
+
+
+def _timeline(findings: Sequence[Mapping[str, Any]], run: Mapping[str, Any]) -> str:
+    """Steps across, one row per finding, a mark per step with a violation (per rank)."""
+    last = max([int(f["last_step"]) for f in findings] + [int(run.get("last_step") or 0), 1])
+    plot = _TIMELINE_WIDTH - _LABEL_WIDTH - 10
+    height = _ROW_HEIGHT * len(findings) + 24
+    parts = [
+        f"<svg width='{_TIMELINE_WIDTH}' height='{height}' "
+        f"role='img' aria-label='violations per step'>"
+    ]
+    for row, finding in enumerate(findings):
+        y = row * _ROW_HEIGHT + 4
+        parts.append(f"<text x='0' y='{y + 13}'>#{int(finding['rank'])}</text>")
+        parts.append(
+            f"<line x1='{_LABEL_WIDTH}' y1='{y + 9}' x2='{_LABEL_WIDTH + plot}' y2='{y + 9}' "
+            "stroke='#e4e7ec'/>"
+        )
+        for rank_text, steps in sorted((finding.get("steps_by_rank") or {}).items()):
+            colour = _RANK_COLOURS[int(rank_text) % len(_RANK_COLOURS)]
+            for step in steps:
+                x = _LABEL_WIDTH + plot * int(step) / last
+                parts.append(
+                    f"<rect class='mark' x='{x:.1f}' y='{y + 2}' width='3' height='14' "
+                    f"fill='{colour}'><title>finding {int(finding['rank'])}, rank "
+                    f"{escape(rank_text)}, step {int(step)}</title></rect>"
+                )
+    axis_y = height - 6
+    parts.append(f"<text x='{_LABEL_WIDTH}' y='{axis_y}'>step 0</text>")
+    parts.append(
+        f"<text x='{_LABEL_WIDTH + plot}' y='{axis_y}' text-anchor='end'>step {last}</text>"
+    )
+    parts.append("</svg>")
+    return "".join(parts)
+
+
+def _violations_table(summary: Mapping[str, Any]) -> str:
+    return _table("".join(_violation_row(v) for v in summary.get("violations", [])))
+
+
+def _table(rows: str) -> str:
+    if not rows:
+        return ""
+    return (
+        "<table><thead><tr><th>#</th><th>what broke</th><th>relation</th><th>steps</th>"
+        "<th>occurrences</th><th>ranks</th><th>evidence</th></tr></thead>"
+        f"<tbody>{rows}</tbody></table>"
+    )
+
+
+def _violation_row(v: Mapping[str, Any]) -> str:
     steps = f"{v['first_step']}..{v['last_step']}"
     detected = v.get("first_detection_step")
     if detected is not None and detected != v["first_step"]:
@@ -97,3 +241,29 @@ def _row(v: dict[str, Any]) -> str:
         f"<td class='num' data-count='{int(v['occurrences'])}'>{int(v['occurrences'])}</td>"
         f"<td>{escape(ranks)}</td><td>{evidence}</td></tr>"
     )
+
+
+def _other_invariants(summary: Mapping[str, Any]) -> str:
+    listed = summary.get("invariants_by_outcome") or {}
+    counts = summary.get("outcomes", {})
+    blocks = []
+    for outcome, label in _LISTS:
+        rows = listed.get(outcome) or []
+        total = int(counts.get(outcome, len(rows)))
+        if not total:
+            continue
+        items = "".join(
+            f"<li><code>{escape(str(r['id']))}</code> {escape(str(r['text']))}</li>" for r in rows
+        )
+        more = (
+            f"<li>... and {total - len(rows)} more (in {escape(outcome)}.log)</li>"
+            if total > len(rows)
+            else ""
+        )
+        blocks.append(
+            f"<details class='list' data-outcome='{escape(outcome)}'><summary>{total} "
+            f"{escape(label)}</summary><ul>{items}{more}</ul></details>"
+        )
+    if not blocks:
+        return ""
+    return "<h2>The other invariants</h2>" + "".join(blocks)

@@ -31,6 +31,12 @@ from traincheck.analysis.violations import Violation
 from traincheck.errors import UserError
 
 MAX_EXAMPLES_PER_INVARIANT = 5
+MAX_TIMELINE_STEPS = 2000
+"""Distinct steps kept per invariant and rank for the report's timeline: enough to
+draw any run at one mark per pixel column, bounded for a run that lasts days."""
+MAX_LISTED_PER_OUTCOME = 1000
+"""Invariants named per outcome in the summary (passed, not triggered...); the
+``*.log`` files have them all."""
 OUTCOMES = ("failed", "passed", "not_triggered", "uncheckable")
 SUMMARY_FILE = "violations_summary.json"
 LIVE_RESULTS_DIR = "live_check"
@@ -45,6 +51,8 @@ class _InvariantViolations:
     last_step: int = 0
     ranks: set[int] = field(default_factory=set)
     examples: list[Violation] = field(default_factory=list)
+    steps: dict[int, set[int]] = field(default_factory=dict)
+    """Rank -> distinct steps with a violation (at most MAX_TIMELINE_STEPS each)."""
 
 
 class ViolationLedger:
@@ -62,6 +70,9 @@ class ViolationLedger:
         entry.count += 1
         entry.last_step = max(entry.last_step, violation.step)
         entry.ranks.add(violation.rank)
+        steps = entry.steps.setdefault(violation.rank, set())
+        if len(steps) < MAX_TIMELINE_STEPS:
+            steps.add(violation.step)
         if len(entry.examples) < MAX_EXAMPLES_PER_INVARIANT:
             entry.examples.append(violation)
 
@@ -79,6 +90,15 @@ class ViolationLedger:
             ViolatedInvariant(e.first, e.count, e.last_step, frozenset(e.ranks))
             for e in self.in_root_cause_order()
         ]
+
+    def steps_by_rank(self, invariant_ids: Iterable[str]) -> dict[str, list[int]]:
+        """Steps with a violation of any of ``invariant_ids``, per rank (JSON keys)."""
+        merged: dict[int, set[int]] = {}
+        for invariant_id in invariant_ids:
+            entry = self._by_invariant.get(invariant_id)
+            for rank, steps in (entry.steps if entry else {}).items():
+                merged.setdefault(rank, set()).update(steps)
+        return {str(rank): sorted(steps) for rank, steps in sorted(merged.items())}
 
     def examples(self, invariant_id: str) -> list[Violation]:
         entry = self._by_invariant.get(invariant_id)
@@ -100,11 +120,13 @@ def summarize(
     results: list[InvariantResult],
     ledger: ViolationLedger,
     api_calls: Mapping[str, int] | None = None,
+    run: Mapping[str, Any] | None = None,
 ) -> dict[str, Any]:
     """The one summary every report is built from (CLI line, JSON file, HTML page).
 
     ``api_calls`` (calls per API in the checked run, :attr:`Checker.api_calls`)
-    lets a finding say that an API was never called.
+    lets a finding say that an API was never called; ``run`` describes the run
+    checked (command, times, trace, invariants: :func:`run_description`).
     """
     counts = dict.fromkeys(OUTCOMES, 0)
     for result in results:
@@ -133,6 +155,7 @@ def summarize(
             }
         )
     detections = [v["first_detection_step"] for v in violations]
+    findings = group_findings(ledger.violated(), api_calls)
     return {
         "first_violation_step": min((v["first_step"] for v in violations), default=None),
         "first_detection_step": min((d for d in detections if d is not None), default=None),
@@ -142,10 +165,67 @@ def summarize(
         "outcomes": counts,
         "violations": violations,
         "findings": [
-            finding.to_json(rank)
-            for rank, finding in enumerate(group_findings(ledger.violated(), api_calls), start=1)
+            {
+                **finding.to_json(rank),
+                "steps_by_rank": ledger.steps_by_rank(finding.invariant_ids()),
+            }
+            for rank, finding in enumerate(findings, start=1)
         ],
+        "invariants_by_outcome": _listed_by_outcome(results),
+        "run": dict(run or {}),
     }
+
+
+def _listed_by_outcome(results: list[InvariantResult]) -> dict[str, list[dict[str, str]]]:
+    """The invariants that did not fail, named (bounded), so a report can list them."""
+    listed: dict[str, list[dict[str, str]]] = {name: [] for name in OUTCOMES if name != "failed"}
+    for result in results:
+        rows = listed.get(outcome_of(result))
+        if rows is not None and len(rows) < MAX_LISTED_PER_OUTCOME:
+            inv = result.invariant
+            rows.append({"id": inv.id, "text": inv.text_description, "relation": inv.relation})
+    return listed
+
+
+def run_description(
+    manifest: Mapping[str, Any],
+    *,
+    trace_dir: Path | None,
+    invariants: Path | str | None,
+    last_step: int | None = None,
+) -> dict[str, Any]:
+    """What a report says about the run it checked, from the trace's manifest."""
+    command = [str(part) for part in manifest.get("command") or []]
+    started, ended = manifest.get("started_wall_ns"), manifest.get("ended_wall_ns")
+    producers = (manifest.get("counters") or {}).get("producers") or []
+    return {
+        "command": command,
+        "script": next((part for part in command if part.endswith(".py")), None),
+        "started": _iso(started),
+        "duration_s": round((ended - started) / 1e9, 1)
+        if isinstance(started, int) and isinstance(ended, int)
+        else None,
+        "trace": str(trace_dir.resolve()) if trace_dir is not None else None,
+        "ranks": sorted({p["rank"] for p in producers if isinstance(p, dict) and "rank" in p}),
+        "traincheck_version": _version(),
+        "invariants": str(invariants) if invariants is not None else None,
+        "last_step": last_step,
+    }
+
+
+def _iso(wall_ns: Any) -> str | None:
+    if not isinstance(wall_ns, int):
+        return None
+    return time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(wall_ns / 1e9))
+
+
+def _version() -> str:
+    from importlib import metadata
+
+    try:
+        return metadata.version("traincheck-live")
+    except metadata.PackageNotFoundError:
+        return "unknown"
 
 
 def result_row(result: InvariantResult, ledger: ViolationLedger) -> dict[str, Any]:
@@ -177,6 +257,7 @@ def write_results(
     *,
     title: str = "TrainCheck report",
     api_calls: Mapping[str, int] | None = None,
+    run: Mapping[str, Any] | None = None,
 ) -> dict[str, Any]:
     """Write every result file into ``outdir`` (created); return the summary."""
     from traincheck.analysis.report_html import render_report
@@ -184,7 +265,7 @@ def write_results(
     rows: dict[str, list[str]] = {name: [] for name in OUTCOMES}
     for result in results:
         rows[outcome_of(result)].append(json.dumps(result_row(result, ledger), sort_keys=True))
-    summary = summarize(results, ledger, api_calls)
+    summary = summarize(results, ledger, api_calls, run)
     try:
         outdir.mkdir(parents=True, exist_ok=True)
         for name, lines in rows.items():

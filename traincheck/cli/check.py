@@ -16,21 +16,30 @@ when none, 2 on a user error.
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import sys
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 from traincheck.analysis.alert_sink import AlertSink, FindingSink
 from traincheck.analysis.alerts import finding_lines
 from traincheck.analysis.checker import Checker
 from traincheck.analysis.instrumentation import plan_of_trace, uncheckable_invariants
 from traincheck.analysis.invariants_file import load_invariants
-from traincheck.analysis.results import ViolationLedger, default_output_dir, write_results
+from traincheck.analysis.results import (
+    ViolationLedger,
+    default_output_dir,
+    run_description,
+    write_results,
+)
 from traincheck.errors import NotATraceError, UserError
 from traincheck.sidecar.store import is_trace_dir, read_trace
+from traincheck.tracedir import MANIFEST_NAME
 
 PROG = "traincheck-check"
+MAX_MANIFEST_BYTES = 1 << 20
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -138,6 +147,12 @@ def _run(args: argparse.Namespace) -> int:
         ledger,
         title=f"{PROG}: {args.trace_folder}",
         api_calls=checker.api_calls,
+        run=run_description(
+            _manifest(args.trace_folder),
+            trace_dir=args.trace_folder,
+            invariants=args.invariants,
+            last_step=checker.current_step,
+        ),
     )
     for line in finding_lines(summary):
         print(line)
@@ -164,6 +179,19 @@ def summary_line(summary: dict) -> str:
         f"{outcomes['passed']} passed, {outcomes['not_triggered']} not triggered, "
         f"{outcomes['uncheckable']} uncheckable"
     )
+
+
+def _manifest(trace_dir: Path) -> dict[str, Any]:
+    """The trace's run.json, for the report's description of the run ({} if unreadable:
+    the check itself never depends on it)."""
+    path = trace_dir / MANIFEST_NAME
+    try:
+        if path.stat().st_size > MAX_MANIFEST_BYTES:
+            return {}
+        manifest = json.loads(path.read_text())
+    except (OSError, ValueError, RecursionError):
+        return {}
+    return manifest if isinstance(manifest, dict) else {}
 
 
 def _require_trace_dir(path: Path) -> None:
