@@ -16,6 +16,9 @@ Printed table, one row per pair:
 - root-cause rank: position, in the alert order (root cause first, the order
   of violations_summary.json and of the live alerts), of the first alert whose
   APIs, variables or headline match the pair's ``root_cause`` expression;
+- findings: how many findings the buggy run's violations were grouped into
+  (target: 1 for a single-cause bug), whether the first one matches the pair's
+  ``root_cause`` expression, and its headline;
 - false alarms: violations raised on the extra healthy variants.
 
 Usage: scripts/eval_suite.py [--work-dir DIR] [--jobs N] [--only NAME ...] [--json FILE]
@@ -52,6 +55,9 @@ class PairResult:
     alerts: int = 0
     root_cause_rank: int | None = None
     top_alert: str = ""
+    findings: int = 0
+    root_cause_finding_first: bool = False
+    top_finding: str = ""
     false_alarms: int = 0
     false_alarm_invariants: list[str] = field(default_factory=list)
     invariants: int = 0
@@ -133,35 +139,52 @@ def _score_buggy(result: PairResult, summary: dict, root_cause: re.Pattern[str])
     if violations:
         result.top_alert = violations[0]["what"]
     for v in violations:
-        haystack = " ".join([*v["apis"], *v["variables"], v["what"], v["display_name"]])
-        if root_cause.search(haystack):
+        if root_cause.search(_haystack(v)):
             result.root_cause_rank = v["root_cause_rank"]
             break
+    findings = summary.get("findings", [])
+    result.findings = len(findings)
+    if findings:
+        top = findings[0]
+        result.top_finding = top["headline"]
+        by_id = {v["invariant_id"]: v for v in violations}
+        members = " ".join(_haystack(by_id[i]) for i in top["invariant_ids"] if i in by_id)
+        result.root_cause_finding_first = bool(
+            root_cause.search(f"{top['headline']} {top['subject']} {members}")
+        )
+
+
+def _haystack(v: dict) -> str:
+    return " ".join([*v["apis"], *v["variables"], v["what"], v["display_name"]])
 
 
 def table(results: list[PairResult]) -> str:
     rows = [
         "| pair | detected | first alert step (trigger) | within 1 step | root-cause rank "
-        "(of alerts) | false alarms on healthy variants | top alert |",
-        "|---|---|---|---|---|---|---|",
+        "(of alerts) | findings | root cause is finding 1 | false alarms on healthy variants "
+        "| first finding |",
+        "|---|---|---|---|---|---|---|---|---|",
     ]
     for r in results:
         if r.error:
-            rows.append(f"| {r.name} | error: {r.error} | | | | | |")
+            rows.append(f"| {r.name} | error: {r.error} | | | | | | | |")
             continue
         first = "-" if r.first_alert_step is None else str(r.first_alert_step)
         rank = "-" if r.root_cause_rank is None else str(r.root_cause_rank)
         rows.append(
             f"| {r.name} | {'yes' if r.detected else 'no'} | {first} ({r.trigger_step}) | "
-            f"{'yes' if r.in_time else 'no'} | {rank} (of {r.alerts}) | {r.false_alarms} | "
-            f"{r.top_alert.replace('|', '/')} |"
+            f"{'yes' if r.in_time else 'no'} | {rank} (of {r.alerts}) | {r.findings} | "
+            f"{'yes' if r.root_cause_finding_first else 'no'} | {r.false_alarms} | "
+            f"{r.top_finding.replace('|', '/')} |"
         )
     ok = [r for r in results if not r.error]
     rows.append("")
     rows.append(
         f"detected {sum(r.detected for r in ok)}/{len(results)}; within one step "
         f"{sum(r.in_time for r in ok)}/{len(results)}; root cause ranked first "
-        f"{sum(r.root_cause_rank == 1 for r in ok)}/{len(results)}; false alarms on healthy "
+        f"{sum(r.root_cause_rank == 1 for r in ok)}/{len(results)}; one finding "
+        f"{sum(r.findings == 1 for r in ok)}/{len(results)}, root cause the first finding "
+        f"{sum(r.root_cause_finding_first for r in ok)}/{len(results)}; false alarms on healthy "
         f"variants: {sum(r.false_alarms for r in ok)}"
     )
     return "\n".join(rows)

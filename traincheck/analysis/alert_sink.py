@@ -254,14 +254,23 @@ class LiveReporter:
             else FindingSink(write, api_calls=lambda: checker.api_calls, color=color)
         )
         self.ledger = ViolationLedger()
+        self._marked = False
 
     def report(self, violations: list[Violation]) -> None:
-        if violations and self.ledger.total == 0 and self.results_dir is not None:
-            self._mark_first(violations[0])
         for violation in violations:
             self.ledger.add(violation)
             self.sink.add(violation)
         self.sink.pump(self._checker.current_step)
+        self._mark_first_printed()
+
+    def _mark_first_printed(self) -> None:
+        """Mark the first violation once its alert is on the terminal, not before:
+        ``--on-violation stop`` reacts to the mark, and its "stopping the job" line
+        must come after the alert that explains it."""
+        if self._marked or not self.sink.order or self.results_dir is None:
+            return
+        self._marked = True
+        self._mark_first(self.sink.order[0])
 
     def close(self, manifest: Mapping[str, Any] | None = None) -> dict[str, Any]:
         """Print what is held, write the result files; return the outcome counts and
@@ -280,6 +289,7 @@ class LiveReporter:
         )
 
         self.sink.close()
+        self._mark_first_printed()
         results = self._checker.results()
         calls = self._checker.api_calls
         run = run_description(

@@ -32,6 +32,7 @@ bug.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 
@@ -293,12 +294,21 @@ def headline_of(finding: Finding, calls: Mapping[str, int]) -> str:
     if finding.kind == "missing_call":
         context = _missing_call_context(finding)
         return f"`{short_api(finding.subject)}` is never called{where}; {context}"
+    what = shorten_api_names(first.what)
     if finding.kind == "state":
-        return f"`{finding.subject}` is not as in the healthy runs: {first.what} ({since}{where})"
+        return f"`{finding.subject}` is not as in the healthy runs: {what} ({since}{where})"
     return (
         f"`{short_api(finding.subject)}` does not run as in the healthy runs: "
-        f"{first.what} ({since}{where})"
+        f"{what} ({since}{where})"
     )
+
+
+_QUALIFIED_API = re.compile(r"\btorch(?:\.[A-Za-z_]\w*)+")
+
+
+def shorten_api_names(text: str) -> str:
+    """``torch.optim.Optimizer.step`` -> ``Optimizer.step`` inside a sentence."""
+    return _QUALIFIED_API.sub(lambda m: short_api(m.group(0)), text)
 
 
 def _missing_call_context(finding: Finding) -> str:
