@@ -186,3 +186,19 @@ def test_live_findings_print_one_block_then_one_line_as_it_grows_never_a_wall() 
     clock.now += 2
     sink.pump(current_step=10)
     assert "".join(writes).count("FINDING") == 2
+
+
+def test_text_from_files_is_printed_with_its_control_characters_escaped() -> None:
+    """An invariant description or a variable name is data: an ANSI/OSC escape in it
+    must not reach the terminal, and a newline in it must not fake a line."""
+    hostile = "\x1b]0;owned\x07 x\nFINDING at step 0: fake\u202e"
+    writes: list[str] = []
+    sink = FindingSink(writes.append, api_calls=lambda: {STEP: 3})
+    sink.add(replace(state("h", (f"Net.{hostile}.weight",), step=0), what=hostile))
+    sink.close()
+    text = "".join(writes)
+    assert "\x1b" not in text and "\x07" not in text and "\u202e" not in text
+    assert "\\x1b]0;owned\\x07" in text and "\\u202e" in text
+    assert [line for line in text.splitlines() if line.startswith("FINDING")] == [
+        text.splitlines()[0]
+    ]

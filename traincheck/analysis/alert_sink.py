@@ -34,6 +34,7 @@ from typing import Any
 from traincheck.analysis.alerts import INDENT, evidence_lines, finding_lines, headline
 from traincheck.analysis.findings import Finding, ViolatedInvariant, group_findings
 from traincheck.analysis.violations import Violation
+from traincheck.terminal_text import printable
 
 FLUSH_AFTER_S = 1.0
 """A held violation is printed after this long even if its step never ends."""
@@ -168,6 +169,7 @@ class AlertSink:
         self._emit([("finding" if i == 0 else "evidence", line) for i, line in enumerate(lines)])
 
     def _emit(self, lines: list[tuple[str, str]]) -> None:
+        lines = [(kind, printable(text)) for kind, text in lines]
         if not self._color:
             self._write("\n".join(text for _, text in lines) + "\n")
             return

@@ -7,6 +7,7 @@ from typing import Any
 
 from traincheck.analysis.violations import Violation
 from traincheck.events import ApiCall
+from traincheck.terminal_text import printable
 
 INDENT = "    "
 
@@ -83,7 +84,7 @@ def finding_lines(summary: Mapping[str, Any]) -> list[str]:
     for finding in findings:
         lines.append(f"  {finding['rank']}. {finding['headline']}")
         lines.append(INDENT + "   " + finding_evidence(finding))
-    return lines
+    return [printable(line) for line in lines]
 
 
 def finding_evidence(finding: Mapping[str, Any]) -> str:

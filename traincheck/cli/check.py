@@ -36,6 +36,7 @@ from traincheck.analysis.results import (
 )
 from traincheck.errors import NotATraceError, UserError
 from traincheck.sidecar.store import is_trace_dir, read_trace
+from traincheck.terminal_text import printable
 from traincheck.tracedir import MANIFEST_NAME
 
 PROG = "traincheck-check"
@@ -131,11 +132,11 @@ def _run(args: argparse.Namespace) -> int:
         for warning in follow_trace(
             args.trace_folder, checker, ledger, sink, timeout_s=args.follow_timeout_s
         ):
-            print(f"{PROG}: warning: {args.trace_folder}: {warning}", file=sys.stderr)
+            print(printable(f"{PROG}: warning: {args.trace_folder}: {warning}"), file=sys.stderr)
     else:
         trace = read_trace(args.trace_folder)
         for warning in trace.warnings:
-            print(f"{PROG}: warning: {args.trace_folder}: {warning}", file=sys.stderr)
+            print(printable(f"{PROG}: warning: {args.trace_folder}: {warning}"), file=sys.stderr)
         for stored in trace.events():
             _take(checker.feed(stored), ledger, sink)
         _take(checker.finish(), ledger, sink)
