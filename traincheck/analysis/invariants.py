@@ -33,9 +33,9 @@ class APIParam:
 class VarTypeParam:
     """An attribute of every variable of a type, optionally with a value transition.
 
-    ``attr_name`` ``data`` uses ``pre_value="anything"``, ``post_value="changed"``
-    (the content digest changed); ``grad`` uses the grad states ``None`` (no
-    gradient), ``"zero"`` and ``"non_zero"``, as in the published tool.
+    The attribute names and values are those of :mod:`traincheck.analysis.var_attrs`
+    (``data`` changes ``anything -> changed``; ``grad`` goes between ``None``, ``zero``
+    and ``non_zero``), as in the published tool.
     """
 
     var_type: str

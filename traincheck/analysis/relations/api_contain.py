@@ -21,7 +21,7 @@ from collections import Counter, defaultdict
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from traincheck.analysis.calls import DATA_PRE, CallRecord, Change, Signal
+from traincheck.analysis.calls import CallRecord, Change, Signal
 from traincheck.analysis.invariants import APIParam, Param, VarTypeParam
 from traincheck.analysis.preconditions import FeatureKey, feature_key, holds
 from traincheck.analysis.relations.base import (
@@ -36,6 +36,7 @@ from traincheck.analysis.relations.base import (
     decide,
     results_by_api,
 )
+from traincheck.analysis.var_attrs import ANYTHING, DATA, GRAD, grad_value_text
 from traincheck.analysis.violations import Violation
 from traincheck.events import Event
 
@@ -66,10 +67,6 @@ class _ContainCollector(Collector):
             frozenset(signal.child_apis()),
         )
         self.calls[signal.api][summary] += 1
-
-
-def _describe_value(value: str | None) -> str:
-    return "None" if value is None else value
 
 
 class APIContainRelation(Relation):
@@ -105,7 +102,7 @@ class APIContainRelation(Relation):
             or not isinstance(params[1], (APIParam, VarTypeParam))
         ):
             raise ValueError(f"{self.name} needs params [APIParam, APIParam | VarTypeParam]")
-        if isinstance(params[1], VarTypeParam) and params[1].attr_name not in ("data", "grad"):
+        if isinstance(params[1], VarTypeParam) and params[1].attr_name not in (DATA, GRAD):
             raise ValueError(f"{self.name}: attribute {params[1].attr_name!r} is not tracked")
 
     def describe(self, params: tuple[Param, ...]) -> str:
@@ -115,11 +112,11 @@ class APIContainRelation(Relation):
             return f"{parent.api_full_name} calls {event.api_full_name}"
         assert isinstance(event, VarTypeParam)
         target = f"{event.var_type}.{event.attr_name}"
-        if event.pre_value == DATA_PRE:
+        if event.pre_value == ANYTHING:
             return f"{parent.api_full_name} changes {target}"
         return (
             f"{parent.api_full_name} changes {target} from "
-            f"{_describe_value(event.pre_value)} to {_describe_value(event.post_value)}"
+            f"{grad_value_text(event.pre_value)} to {grad_value_text(event.post_value)}"
         )
 
 
@@ -236,12 +233,12 @@ def _missing_change(signal: CallRecord, result: InvariantResult, var: VarTypePar
         if var.var_type == "torch.nn.Parameter"
         else f"the {var.var_type} variables"
     )
-    if var.pre_value == DATA_PRE:
+    if var.pre_value == ANYTHING:
         what = f"{signal.api} does not change {subject} (no {var.var_type}.data changed)"
         expected = f"at least one {var.var_type}.data changes during {signal.api}"
         observed = f"{var.attr_name} of {len(names)} tracked variables: {observed}"
     else:
-        change = f"{_describe_value(var.pre_value)} to {_describe_value(var.post_value)}"
+        change = f"{grad_value_text(var.pre_value)} to {grad_value_text(var.post_value)}"
         what = f"{signal.api} does not change {var.var_type}.{var.attr_name} from {change}"
         expected = (
             f"at least one {var.var_type}.{var.attr_name} goes from {change} during {signal.api}"

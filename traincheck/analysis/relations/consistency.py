@@ -44,6 +44,7 @@ from traincheck.analysis.relations.base import (
     results_by_api,
 )
 from traincheck.analysis.relations.call_violation import call_violation
+from traincheck.analysis.var_attrs import DATA
 from traincheck.analysis.violations import Violation
 from traincheck.events import VarState
 
@@ -144,7 +145,7 @@ class ConsistencyRelation(Relation):
             examples = Examples()
             for (key, equal), count in collector.examples[(api, var_type)].items():
                 (examples.positives if equal else examples.negatives)[key] += count
-            params = (APIParam(api), VarTypeParam(var_type, "data"))
+            params = (APIParam(api), VarTypeParam(var_type, DATA))
             decide(self, params, examples, outcome)
         return outcome
 
@@ -158,7 +159,7 @@ class ConsistencyRelation(Relation):
             or not isinstance(params[1], VarTypeParam)
         ):
             raise ValueError(f"{self.name} needs params [APIParam, VarTypeParam]")
-        if params[1].attr_name != "data":
+        if params[1].attr_name != DATA:
             raise ValueError(f"{self.name}: only the 'data' attribute is compared")
 
     def describe(self, params: tuple[Param, ...]) -> str:

@@ -22,7 +22,7 @@ from collections import Counter, defaultdict
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
-from traincheck.analysis.calls import DATA_POST, DATA_PRE, CallRecord, CallStart, Signal
+from traincheck.analysis.calls import CallRecord, CallStart, Signal
 from traincheck.analysis.invariants import APIParam, Invariant, Param, VarTypeParam
 from traincheck.analysis.preconditions import FeatureKey, feature_key, holds
 from traincheck.analysis.relations.base import (
@@ -45,6 +45,7 @@ from traincheck.analysis.relations.ordering import (
     is_ordering_candidate,
     outermost_call,
 )
+from traincheck.analysis.var_attrs import ANYTHING, CHANGED, DATA
 from traincheck.analysis.violations import Violation
 
 
@@ -143,7 +144,7 @@ class SingleUpdateRelation(Relation):
                         target[key] += count
                 params = (
                     APIParam(api),
-                    VarTypeParam(var_type, "data", DATA_PRE, DATA_POST),
+                    VarTypeParam(var_type, DATA, ANYTHING, CHANGED),
                     APIParam(reset),
                 )
                 decide(self, params, examples, outcome)

@@ -49,25 +49,14 @@ from traincheck.analysis.relations.base import (
     results_by_api,
 )
 from traincheck.analysis.relations.call_violation import call_violation
+from traincheck.analysis.var_attrs import ANYTHING, GRAD, grad_presence
 from traincheck.analysis.violations import Violation
 from traincheck.events import VarState
 
 PHASES = ("pre", "post")
 PHASE_WORDS = {"pre": "before", "post": "after"}
-GRAD = "grad"
-ANY = "anything"
-"""The ``pre_value``/``post_value`` of the phase the invariant does not speak about."""
-
 StateKey = tuple[str, str, str]
 """(api, phase, var_type)."""
-
-
-NO_GRAD, HAS_GRAD = "None", "present"
-
-
-def grad_value(state: VarState) -> str:
-    """Whether the variable has a gradient tensor, as written in invariants."""
-    return NO_GRAD if state.grad == "none" else HAS_GRAD
 
 
 def states_by_type(record: CallRecord, phase: str) -> dict[str, list[VarState]]:
@@ -78,7 +67,7 @@ def states_by_type(record: CallRecord, phase: str) -> dict[str, list[VarState]]:
 
 
 def _phase_and_value(var: VarTypeParam) -> tuple[str, str]:
-    if var.pre_value != ANY:
+    if var.pre_value != ANYTHING:
         return "pre", str(var.pre_value)
     return "post", str(var.post_value)
 
@@ -95,7 +84,7 @@ class _StateCollector(Collector):
         key = feature_key(signal.start.props)
         for phase in PHASES:
             for var_type, states in states_by_type(signal, phase).items():
-                values = frozenset(grad_value(s) for s in states)
+                values = frozenset(grad_presence(s.grad) for s in states)
                 self.calls[(signal.api, phase, var_type)][(key, values)] += 1
 
 
@@ -133,10 +122,10 @@ class StateAtCallRelation(Relation):
         ):
             raise ValueError(f"{self.name} needs params [APIParam, VarTypeParam]")
         var = params[1]
-        if var.attr_name != GRAD or (var.pre_value == ANY) == (var.post_value == ANY):
+        if var.attr_name != GRAD or (var.pre_value == ANYTHING) == (var.post_value == ANYTHING):
             raise ValueError(
                 f"{self.name}: the VarTypeParam must be about 'grad', with exactly one of "
-                f"pre_value/post_value set to {ANY!r}"
+                f"pre_value/post_value set to {ANYTHING!r}"
             )
 
     def describe(self, params: tuple[Param, ...]) -> str:
@@ -151,8 +140,8 @@ class StateAtCallRelation(Relation):
 
 def _var_param(var_type: str, phase: str, value: str) -> VarTypeParam:
     if phase == "pre":
-        return VarTypeParam(var_type, GRAD, value, ANY)
-    return VarTypeParam(var_type, GRAD, ANY, value)
+        return VarTypeParam(var_type, GRAD, value, ANYTHING)
+    return VarTypeParam(var_type, GRAD, ANYTHING, value)
 
 
 def _without_repeated_post(invariants: list[Invariant]) -> list[Invariant]:
@@ -160,14 +149,14 @@ def _without_repeated_post(invariants: list[Invariant]) -> list[Invariant]:
     pre = {
         (inv.params[0], inv.params[1].var_type, inv.params[1].pre_value, inv.precondition)
         for inv in invariants
-        if isinstance(inv.params[1], VarTypeParam) and inv.params[1].pre_value != ANY
+        if isinstance(inv.params[1], VarTypeParam) and inv.params[1].pre_value != ANYTHING
     }
     kept = []
     for inv in invariants:
         var = inv.params[1]
         assert isinstance(var, VarTypeParam)
         twin = (inv.params[0], var.var_type, var.post_value, inv.precondition)
-        if var.pre_value == ANY and twin in pre:
+        if var.pre_value == ANYTHING and twin in pre:
             continue
         kept.append(inv)
     return kept
@@ -188,7 +177,7 @@ class _StateChecker(RelationChecker):
             states = [s for s in getattr(signal, phase).values() if s.var_type == var.var_type]
             if not states or not holds(result.invariant.precondition, signal.start.props):
                 continue
-            wrong = [s for s in states if grad_value(s) != value]
+            wrong = [s for s in states if grad_presence(s.grad) != value]
             if not wrong:
                 result.record_pass()
                 continue
@@ -203,7 +192,7 @@ def _violation(
     names = sorted(s.var_name for s in wrong)
     shown = ", ".join(names[:4]) + (f" and {len(names) - 4} more" if len(names) > 4 else "")
     frozen = sum(1 for s in wrong if not s.requires_grad)
-    observed = f"{len(wrong)} with grad == {grad_value(wrong[0])}"
+    observed = f"{len(wrong)} with grad == {grad_presence(wrong[0].grad)}"
     if frozen:
         observed += f"; {frozen} of them have requires_grad == False"
     return call_violation(

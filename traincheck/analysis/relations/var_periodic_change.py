@@ -50,6 +50,7 @@ from traincheck.analysis.relations.base import (
     decide,
 )
 from traincheck.analysis.relations.call_violation import call_violation
+from traincheck.analysis.var_attrs import DATA
 from traincheck.analysis.violations import Violation
 from traincheck.events import VarState
 
@@ -127,7 +128,7 @@ class VarPeriodicChangeRelation(Relation):
                 (examples.positives if changed else examples.negatives)[key] += count
             if not examples.positives:
                 continue
-            params = (APIParam(api), VarNameParam(var_type, var_name, "data"))
+            params = (APIParam(api), VarNameParam(var_type, var_name, DATA))
             hints = collector.first_update_hint((api, var_type, var_name))
             decide(self, params, examples, outcome, hints)
         return outcome
@@ -142,7 +143,7 @@ class VarPeriodicChangeRelation(Relation):
             or not isinstance(params[1], VarNameParam)
         ):
             raise ValueError(f"{self.name} needs params [APIParam, VarNameParam]")
-        if params[1].attr_name != "data":
+        if params[1].attr_name != DATA:
             raise ValueError(f"{self.name}: only the 'data' attribute is tracked")
 
     def describe(self, params: tuple[Param, ...]) -> str:
