@@ -36,9 +36,10 @@ from traincheck.analysis.relations.base import (
     decide,
     results_by_api,
 )
+from traincheck.analysis.relations.call_violation import call_violation
 from traincheck.analysis.var_attrs import ANYTHING, DATA, GRAD, grad_value_text
 from traincheck.analysis.violations import Violation
-from traincheck.events import Event
+from traincheck.events import ApiReturn
 
 MAX_EVIDENCE_STATES = 8
 
@@ -178,49 +179,16 @@ class _ContainChecker(RelationChecker):
         return violations
 
 
-def _base(
-    signal: CallRecord,
-    result: InvariantResult,
-    *,
-    apis: tuple[str, ...],
-    variables: tuple[str, ...],
-    what: str,
-    expected: str,
-    observed: str,
-    extra_events: Sequence[Event] = (),
-) -> Violation:
-    inv, ev = result.invariant, signal.start.event
-    events: tuple[Event, ...] = (ev, *((signal.ret,) if signal.ret else ()), *extra_events)
-    return Violation(
-        invariant_id=inv.id,
-        relation=inv.relation,
-        text_description=inv.text_description,
-        step=ev.step,
-        stage=ev.stage,
-        pid=signal.start.pid,
-        rank=signal.start.rank,
-        thread=ev.thread,
-        apis=apis,
-        variables=variables,
-        what=what,
-        expected=expected,
-        observed=observed,
-        events=events,
-        num_positive_examples=inv.num_positive_examples,
-        num_negative_examples=inv.num_negative_examples,
-    )
-
-
 def _missing_child(signal: CallRecord, result: InvariantResult, child: APIParam) -> Violation:
     seen = sorted(signal.child_apis())
-    return _base(
-        signal,
+    return call_violation(
         result,
+        signal.start,
         apis=(signal.api, child.api_full_name),
-        variables=(),
         what=f"{signal.api} did not call {child.api_full_name}",
         expected=f"every {signal.api} call calls {child.api_full_name}",
         observed=f"it called {', '.join(seen) if seen else 'no traced API'}",
+        events=_returned(signal),
     )
 
 
@@ -247,13 +215,17 @@ def _missing_change(signal: CallRecord, result: InvariantResult, var: VarTypePar
     evidence = [
         s for n in names[:MAX_EVIDENCE_STATES] for s in (signal.pre[n], signal.post.get(n)) if s
     ]
-    return _base(
-        signal,
+    return call_violation(
         result,
-        apis=(signal.api,),
+        signal.start,
         variables=names,
         what=what,
         expected=expected,
         observed=observed,
-        extra_events=evidence,
+        events=(*_returned(signal), *evidence),
     )
+
+
+def _returned(signal: CallRecord) -> tuple[ApiReturn, ...]:
+    """The call's return event, when the tracer sent one (the call ended here)."""
+    return (signal.ret,) if signal.ret else ()

@@ -24,6 +24,7 @@ from traincheck.analysis.relations.base import (
     RelationChecker,
     decide,
 )
+from traincheck.analysis.relations.call_violation import call_violation
 from traincheck.analysis.relations.ordering import (
     ApiPairParams,
     ThreadOrder,
@@ -95,28 +96,17 @@ class _CoverChecker(RelationChecker):
 def _violation(
     result: InvariantResult, a: str, start: CallStart, previous: CallStart | None
 ) -> Violation:
-    inv, b, ev = result.invariant, start.api, start.event
+    b = start.api
     if previous is None:
         since = "since the start of the run"
-        events: tuple = (ev,)
     else:
         since = f"since the previous {b} (step {previous.event.step})"
-        events = (previous.event, ev)
-    return Violation(
-        invariant_id=inv.id,
-        relation=inv.relation,
-        text_description=inv.text_description,
-        step=ev.step,
-        stage=ev.stage,
-        pid=start.pid,
-        rank=start.rank,
-        thread=ev.thread,
+    return call_violation(
+        result,
+        start,
         apis=(a, b),
-        variables=(),
         what=f"{b} was called without a {a} call before it",
         expected=f"{a} is called before every {b}",
         observed=f"no {a} call {since}",
-        events=events,
-        num_positive_examples=inv.num_positive_examples,
-        num_negative_examples=inv.num_negative_examples,
+        earlier=(previous.event,) if previous is not None else (),
     )

@@ -27,6 +27,7 @@ from traincheck.analysis.relations.base import (
     RelationChecker,
     decide,
 )
+from traincheck.analysis.relations.call_violation import call_violation
 from traincheck.analysis.relations.ordering import (
     ApiPairParams,
     ThreadOrder,
@@ -121,24 +122,14 @@ class _LeadChecker(RelationChecker):
 def _violation(
     result: InvariantResult, b: str, previous: CallStart, next_call: CallStart
 ) -> Violation:
-    inv, a, ev = result.invariant, previous.api, previous.event
+    a = previous.api
     until = f"before the next {a} (step {next_call.event.step})"
-    events = (ev, next_call.event)
-    return Violation(
-        invariant_id=inv.id,
-        relation=inv.relation,
-        text_description=inv.text_description,
-        step=ev.step,
-        stage=ev.stage,
-        pid=previous.pid,
-        rank=previous.rank,
-        thread=ev.thread,
+    return call_violation(
+        result,
+        previous,
         apis=(a, b),
-        variables=(),
         what=f"{a} was not followed by {b}",
         expected=f"every {a} is followed by {b} before the next {a}",
         observed=f"no {b} call {until}",
-        events=events,
-        num_positive_examples=inv.num_positive_examples,
-        num_negative_examples=inv.num_negative_examples,
+        events=(next_call.event,),
     )
