@@ -20,9 +20,10 @@ from __future__ import annotations
 from collections import Counter, defaultdict
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import NamedTuple
 
 from traincheck.analysis.calls import CallRecord, Change, Signal
-from traincheck.analysis.invariants import APIParam, Param, VarTypeParam
+from traincheck.analysis.invariants import APIParam, VarTypeParam
 from traincheck.analysis.preconditions import FeatureKey, feature_key, holds
 from traincheck.analysis.relations.base import (
     DEFAULT_SETTINGS,
@@ -42,6 +43,13 @@ from traincheck.analysis.violations import Violation
 from traincheck.events import ApiReturn
 
 MAX_EVIDENCE_STATES = 8
+
+
+class ContainParams(NamedTuple):
+    """Every call of ``api`` contains ``event``: a call of another API, or a variable change."""
+
+    api: APIParam
+    event: APIParam | VarTypeParam
 
 
 @dataclass(frozen=True)
@@ -70,53 +78,42 @@ class _ContainCollector(Collector):
         self.calls[signal.api][summary] += 1
 
 
-class APIContainRelation(Relation):
+class APIContainRelation(Relation[ContainParams, _ContainCollector]):
     name = "APIContainRelation"
     group = "parent_func_call_pre"
+    params_type = ContainParams
+    var_attrs = (DATA, GRAD)
 
-    def new_collector(self) -> Collector:
+    def new_collector(self) -> _ContainCollector:
         return _ContainCollector()
 
     def infer(
-        self, collector: Collector, settings: InferSettings = DEFAULT_SETTINGS
+        self, collector: _ContainCollector, settings: InferSettings = DEFAULT_SETTINGS
     ) -> InferOutcome:
-        assert isinstance(collector, _ContainCollector)
         outcome = InferOutcome(settings=settings)
         for api in sorted(collector.calls):
             calls = collector.calls[api]
             changes = sorted({c for s in calls for c in s.changes}, key=_change_sort_key)
             for change in changes:
-                params = (APIParam(api), VarTypeParam(*change))
+                params = ContainParams(APIParam(api), VarTypeParam(*change))
                 decide(self, params, _change_examples(calls, change), outcome)
             for child in sorted({c for s in calls for c in s.children}):
-                params = (APIParam(api), APIParam(child))
+                params = ContainParams(APIParam(api), APIParam(child))
                 decide(self, params, _child_examples(calls, child), outcome)
         return outcome
 
-    def new_checker(self, results: Sequence[InvariantResult]) -> RelationChecker:
+    def new_checker(self, results: Sequence[InvariantResult[ContainParams]]) -> RelationChecker:
         return _ContainChecker(results)
 
-    def validate_params(self, params: tuple[Param, ...]) -> None:
-        if (
-            len(params) != 2
-            or not isinstance(params[0], APIParam)
-            or not isinstance(params[1], (APIParam, VarTypeParam))
-        ):
-            raise ValueError(f"{self.name} needs params [APIParam, APIParam | VarTypeParam]")
-        if isinstance(params[1], VarTypeParam) and params[1].attr_name not in (DATA, GRAD):
-            raise ValueError(f"{self.name}: attribute {params[1].attr_name!r} is not tracked")
-
-    def describe(self, params: tuple[Param, ...]) -> str:
-        parent, event = params
-        assert isinstance(parent, APIParam)
+    def describe(self, params: ContainParams) -> str:
+        parent, event = params.api.api_full_name, params.event
         if isinstance(event, APIParam):
-            return f"{parent.api_full_name} calls {event.api_full_name}"
-        assert isinstance(event, VarTypeParam)
+            return f"{parent} calls {event.api_full_name}"
         target = f"{event.var_type}.{event.attr_name}"
         if event.pre_value == ANYTHING:
-            return f"{parent.api_full_name} changes {target}"
+            return f"{parent} changes {target}"
         return (
-            f"{parent.api_full_name} changes {target} from "
+            f"{parent} changes {target} from "
             f"{grad_value_text(event.pre_value)} to {grad_value_text(event.post_value)}"
         )
 
@@ -144,7 +141,7 @@ def _child_examples(calls: Counter[_CallSummary], child: str) -> Examples:
 
 
 class _ContainChecker(RelationChecker):
-    def __init__(self, results: Sequence[InvariantResult]) -> None:
+    def __init__(self, results: Sequence[InvariantResult[ContainParams]]) -> None:
         self._by_api = results_by_api(results)
 
     def on_signal(self, signal: Signal) -> list[Violation]:
@@ -156,7 +153,7 @@ class _ContainChecker(RelationChecker):
             inv = result.invariant
             if not holds(inv.precondition, signal.start.props):
                 continue
-            event = inv.params[1]
+            event = inv.params.event
             if isinstance(event, APIParam):
                 if event.api_full_name in signal.child_apis():
                     result.record_pass()
@@ -165,7 +162,6 @@ class _ContainChecker(RelationChecker):
                         result.record_violation(_missing_child(signal, result, event))
                     )
                 continue
-            assert isinstance(event, VarTypeParam)
             if event.var_type not in signal.observed_types():
                 result.unchecked += 1
                 continue
@@ -179,7 +175,9 @@ class _ContainChecker(RelationChecker):
         return violations
 
 
-def _missing_child(signal: CallRecord, result: InvariantResult, child: APIParam) -> Violation:
+def _missing_child(
+    signal: CallRecord, result: InvariantResult[ContainParams], child: APIParam
+) -> Violation:
     seen = sorted(signal.child_apis())
     return call_violation(
         result,
@@ -192,7 +190,9 @@ def _missing_child(signal: CallRecord, result: InvariantResult, child: APIParam)
     )
 
 
-def _missing_change(signal: CallRecord, result: InvariantResult, var: VarTypeParam) -> Violation:
+def _missing_change(
+    signal: CallRecord, result: InvariantResult[ContainParams], var: VarTypeParam
+) -> Violation:
     seen = signal.transitions(var.var_type, var.attr_name)
     names = tuple(sorted(n for n, s in signal.pre.items() if s.var_type == var.var_type))
     observed = ", ".join(f"{word} x{n}" for word, n in sorted(seen.items()))
