@@ -70,6 +70,26 @@ class Examples:
         return sum(self.negatives.values())
 
 
+HypothesisT = TypeVar("HypothesisT", bound=tuple[str, ...])
+
+
+class KeyedExamples(Generic[HypothesisT]):
+    """Examples per hypothesis, for relations where an example speaks about one
+    hypothesis only, named by a key (Consistency's ``(api, var_type)``): the collector
+    adds them as they stream by, ``infer`` walks the hypotheses in key order (so the
+    order of the traces never changes the invariants)."""
+
+    def __init__(self) -> None:
+        self._examples: dict[HypothesisT, Examples] = defaultdict(Examples)
+
+    def add(self, hypothesis: HypothesisT, context: FeatureKey, positive: bool) -> None:
+        examples = self._examples[hypothesis]
+        (examples.positives if positive else examples.negatives)[context] += 1
+
+    def in_order(self) -> list[tuple[HypothesisT, Examples]]:
+        return [(key, self._examples[key]) for key in sorted(self._examples)]
+
+
 @dataclass
 class Rejection:
     """A hypothesis that did not become an invariant, and why (for ``--debug``)."""

@@ -31,14 +31,14 @@ from typing import NamedTuple
 
 from traincheck.analysis.calls import CallRecord, Signal
 from traincheck.analysis.invariants import APIParam, VarTypeParam
-from traincheck.analysis.preconditions import FeatureKey, feature_key, holds
+from traincheck.analysis.preconditions import feature_key, holds
 from traincheck.analysis.relations.base import (
     DEFAULT_SETTINGS,
     Collector,
-    Examples,
     InferOutcome,
     InferSettings,
     InvariantResult,
+    KeyedExamples,
     Relation,
     RelationChecker,
     decide,
@@ -116,9 +116,9 @@ class _Replicas:
 
 class _ConsistencyCollector(Collector):
     def __init__(self) -> None:
-        self.examples: dict[tuple[str, str], Counter[tuple[FeatureKey, bool]]] = defaultdict(
-            Counter
-        )
+        self.examples = KeyedExamples[tuple[str, str]]()
+        """(api, var_type) -> calls after which every variable of the type equalled
+        another rank's."""
         self._replicas: dict[str, _Replicas] = defaultdict(_Replicas)
 
     def begin_trace(self) -> None:
@@ -134,7 +134,7 @@ class _ConsistencyCollector(Collector):
             return
         key = feature_key(signal.start.props)
         for var_type, mismatches in compared.items():
-            self.examples[(signal.api, var_type)][(key, not mismatches)] += 1
+            self.examples.add((signal.api, var_type), key, not mismatches)
 
 
 class ConsistencyRelation(Relation[ConsistencyParams, _ConsistencyCollector]):
@@ -150,10 +150,7 @@ class ConsistencyRelation(Relation[ConsistencyParams, _ConsistencyCollector]):
         self, collector: _ConsistencyCollector, settings: InferSettings = DEFAULT_SETTINGS
     ) -> InferOutcome:
         outcome = InferOutcome(settings=settings)
-        for api, var_type in sorted(collector.examples):
-            examples = Examples()
-            for (key, equal), count in collector.examples[(api, var_type)].items():
-                (examples.positives if equal else examples.negatives)[key] += count
+        for (api, var_type), examples in collector.examples.in_order():
             params = ConsistencyParams(APIParam(api), VarTypeParam(var_type, DATA))
             decide(self, params, examples, outcome)
         return outcome

@@ -16,7 +16,6 @@ invariant holds whatever dtype or device a run uses.
 
 from __future__ import annotations
 
-from collections import defaultdict
 from collections.abc import Iterator, Sequence
 from typing import NamedTuple
 
@@ -26,10 +25,10 @@ from traincheck.analysis.preconditions import Scalar, feature_key, holds
 from traincheck.analysis.relations.base import (
     DEFAULT_SETTINGS,
     Collector,
-    Examples,
     InferOutcome,
     InferSettings,
     InvariantResult,
+    KeyedExamples,
     Relation,
     RelationChecker,
     decide,
@@ -71,7 +70,8 @@ def io_pairs(record: CallRecord) -> Iterator[tuple[str, str, Scalar, Scalar]]:
 
 class _IOCollector(Collector):
     def __init__(self) -> None:
-        self.examples: dict[tuple[str, str, str], Examples] = defaultdict(Examples)
+        self.examples = KeyedExamples[tuple[str, str, str]]()
+        """(api, argument, prop) -> calls where the result's prop equals the argument's."""
 
     def on_signal(self, signal: Signal) -> None:
         if not isinstance(signal, CallRecord) or not is_ordering_candidate(signal.api):
@@ -81,8 +81,7 @@ class _IOCollector(Collector):
             return
         key = feature_key(signal.start.props)
         for name, prop, before, after in pairs:
-            examples = self.examples[(signal.api, name, prop)]
-            (examples.positives if before == after else examples.negatives)[key] += 1
+            self.examples.add((signal.api, name, prop), key, before == after)
 
 
 class ConsistentInputOutputRelation(Relation[IOParams, _IOCollector]):
@@ -97,9 +96,9 @@ class ConsistentInputOutputRelation(Relation[IOParams, _IOCollector]):
         self, collector: _IOCollector, settings: InferSettings = DEFAULT_SETTINGS
     ) -> InferOutcome:
         outcome = InferOutcome(settings=settings)
-        for api, name, prop in sorted(collector.examples):
+        for (api, name, prop), examples in collector.examples.in_order():
             params = IOParams(APIParam(api), ValueParam("input", name, prop, FOLLOWS_OUTPUT))
-            decide(self, params, collector.examples[(api, name, prop)], outcome)
+            decide(self, params, examples, outcome)
         return outcome
 
     def new_checker(self, results: Sequence[InvariantResult[IOParams]]) -> RelationChecker:

@@ -31,10 +31,10 @@ from traincheck.analysis.preconditions import Props, feature_key, holds, pair_pr
 from traincheck.analysis.relations.base import (
     DEFAULT_SETTINGS,
     Collector,
-    Examples,
     InferOutcome,
     InferSettings,
     InvariantResult,
+    KeyedExamples,
     Relation,
     RelationChecker,
     decide,
@@ -117,7 +117,8 @@ class InputPairing:
 
 class _DistinctCollector(Collector):
     def __init__(self) -> None:
-        self.examples: dict[tuple[str, str, str], Examples] = defaultdict(Examples)
+        self.examples = KeyedExamples[tuple[str, str, str]]()
+        """(api, argument, scope) -> calls whose input differed from the one compared."""
         self._pairing = InputPairing()
 
     def begin_trace(self) -> None:
@@ -127,8 +128,7 @@ class _DistinctCollector(Collector):
         if not isinstance(signal, CallStart) or not is_ordering_candidate(signal.api):
             return
         for c in self._pairing.compare(signal):
-            target = self.examples[(c.api, c.name, c.scope)]
-            (target.positives if c.distinct else target.negatives)[feature_key(c.props)] += 1
+            self.examples.add((c.api, c.name, c.scope), feature_key(c.props), c.distinct)
 
 
 class DistinctArgumentRelation(Relation[DistinctParams, _DistinctCollector]):
@@ -143,9 +143,9 @@ class DistinctArgumentRelation(Relation[DistinctParams, _DistinctCollector]):
         self, collector: _DistinctCollector, settings: InferSettings = DEFAULT_SETTINGS
     ) -> InferOutcome:
         outcome = InferOutcome(settings=settings)
-        for api, name, scope in sorted(collector.examples):
+        for (api, name, scope), examples in collector.examples.in_order():
             params = DistinctParams(APIParam(api), ValueParam("input", name, DIGEST_PROP, scope))
-            decide(self, params, collector.examples[(api, name, scope)], outcome)
+            decide(self, params, examples, outcome)
         return outcome
 
     def new_checker(self, results: Sequence[InvariantResult[DistinctParams]]) -> RelationChecker:

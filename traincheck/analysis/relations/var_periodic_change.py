@@ -42,10 +42,10 @@ from traincheck.analysis.preconditions import FeatureKey, feature_key, holds
 from traincheck.analysis.relations.base import (
     DEFAULT_SETTINGS,
     Collector,
-    Examples,
     InferOutcome,
     InferSettings,
     InvariantResult,
+    KeyedExamples,
     Relation,
     RelationChecker,
     decide,
@@ -85,7 +85,8 @@ def digest_change(record: CallRecord, name: str) -> tuple[bool, VarState, VarSta
 
 class _PeriodicCollector(Collector):
     def __init__(self) -> None:
-        self.calls: dict[VarKey, Counter[tuple[FeatureKey, bool]]] = defaultdict(Counter)
+        self.calls = KeyedExamples[VarKey]()
+        """var -> calls of the API that changed it."""
         self.api_calls: Counter[tuple[int, str]] = Counter()
         """(pid, api) -> calls of the API with variable states seen so far."""
         self.first_seen: dict[VarKey, dict[int, int]] = defaultdict(dict)
@@ -105,7 +106,7 @@ class _PeriodicCollector(Collector):
                 key = feature_key(signal.start.props)
             changed, before, _ = seen
             var = (signal.api, before.var_type, name)
-            self.calls[var][(key, changed)] += 1
+            self.calls.add(var, key, changed)
             self.first_seen[var].setdefault(pid, self.api_calls[(pid, signal.api)])
 
     def first_update_hint(self, var: VarKey) -> tuple[tuple[str, int], ...]:
@@ -131,10 +132,7 @@ class VarPeriodicChangeRelation(Relation[PeriodicParams, _PeriodicCollector]):
         self, collector: _PeriodicCollector, settings: InferSettings = DEFAULT_SETTINGS
     ) -> InferOutcome:
         outcome = InferOutcome(settings=settings)
-        for api, var_type, var_name in sorted(collector.calls):
-            examples = Examples()
-            for (key, changed), count in collector.calls[(api, var_type, var_name)].items():
-                (examples.positives if changed else examples.negatives)[key] += count
+        for (api, var_type, var_name), examples in collector.calls.in_order():
             if not examples.positives:
                 continue
             params = PeriodicParams(APIParam(api), VarNameParam(var_type, var_name, DATA))
