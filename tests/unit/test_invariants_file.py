@@ -3,14 +3,20 @@
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
+from typing import NamedTuple
 
 import pytest
+from tracegen import LoopSpec, stored_events
 
 from traincheck.analysis import invariants_file as inv_mod
+from traincheck.analysis.infer_engine import infer_from_streams
 from traincheck.analysis.invariants import APIParam, InvariantSet, VarTypeParam, make_invariant
 from traincheck.analysis.invariants_file import dump_invariants, load_invariants
 from traincheck.analysis.preconditions import Clause, Precondition
+from traincheck.analysis.relations.known import get_relation, relation_names
+from traincheck.analysis.relations.param_shape import param_classes, shape_text
 from traincheck.errors import InvariantsFileError
 
 SEED_INVARIANT = {
@@ -193,3 +199,80 @@ def test_hints_round_trip_and_are_validated(tmp_path: Path) -> None:
     path.write_text(json.dumps(data))
     with pytest.raises(InvariantsFileError, match="hints"):
         load_invariants(path)
+
+
+API = {"param_type": "APIParam", "api_full_name": "torch.optim.Optimizer.step"}
+
+
+def _var(attr: str, pre: str | None = None, post: str | None = None) -> dict[str, object]:
+    return {"param_type": "VarTypeParam", "var_type": "torch.nn.Parameter", "attr_name": attr,
+            "pre_value": pre, "post_value": post}  # fmt: skip
+
+
+def _value(role: str, prop: str, value: object) -> dict[str, object]:
+    return {"param_type": "ValueParam", "role": role, "name": "input", "prop": prop, "value": value}
+
+
+@pytest.mark.parametrize(
+    ("relation", "params", "message"),
+    [
+        ("APIContainRelation", [API], "APIContainRelation needs params "
+         "[APIParam, APIParam | VarTypeParam]"),
+        ("APIContainRelation", [API, _var("weight")], "APIContainRelation: attribute 'weight' "
+         "is not tracked (expected 'data' or 'grad')"),
+        ("FunctionLeadRelation", [API, _var("data")], "FunctionLeadRelation needs params "
+         "[APIParam, APIParam]"),
+        ("SingleUpdateRelation", [API, _var("data")], "SingleUpdateRelation needs params "
+         "[APIParam, VarTypeParam, APIParam]"),
+        ("VarPeriodicChangeRelation", [API, _var("data")], "VarPeriodicChangeRelation needs "
+         "params [APIParam, VarNameParam]"),
+        ("ConsistencyRelation", [API, _var("grad")], "ConsistencyRelation: attribute 'grad' "
+         "is not tracked (expected 'data')"),
+        ("StateAtCallRelation", [API, _var("data", "present", "anything")],
+         "StateAtCallRelation: attribute 'data' is not tracked (expected 'grad')"),
+        ("StateAtCallRelation", [API, _var("grad", "present", "None")],
+         "StateAtCallRelation: exactly one of pre_value/post_value must be 'anything'"),
+        ("ConsistentInputRelation", [API, _value("output", "dtype", "torch.float32")],
+         "ConsistentInputRelation: the ValueParam's role must be 'input'"),
+        ("ConsistentInputOutputRelation", [API, _value("input", "dtype", "torch.float32")],
+         "ConsistentInputOutputRelation: the ValueParam must have role 'input' and value "
+         "'output'"),
+        ("DistinctArgumentRelation", [API, _value("input", "digest", "always")],
+         "DistinctArgumentRelation: the ValueParam must have prop 'digest' and value 'ranks' "
+         "or 'consecutive calls'"),
+    ],
+)  # fmt: skip
+def test_params_are_checked_against_the_relation_declaration(
+    tmp_path: Path, relation: str, params: list[object], message: str
+) -> None:
+    text = _doc({"relation": relation, "params": params})
+    with pytest.raises(InvariantsFileError, match=re.escape(message)) as info:
+        load_invariants(_write(tmp_path, text))
+    assert "\n" not in str(info.value)
+
+
+def test_every_relation_declares_its_params() -> None:
+    for name in relation_names():
+        relation = get_relation(name)
+        assert relation is not None
+        assert shape_text(relation.params_type).startswith("[APIParam, ")
+
+
+def test_a_declared_field_that_is_no_param_class_is_refused() -> None:
+    class CountParams(NamedTuple):
+        api: APIParam
+        count: int
+
+    with pytest.raises(TypeError, match=r"CountParams\.count"):
+        param_classes(CountParams)
+
+
+def test_inferred_and_loaded_invariants_carry_their_relation_typed_params(tmp_path: Path) -> None:
+    runs = [LoopSpec(steps=12, seed=1), LoopSpec(steps=12, seed=2, pid=5151)]
+    inferred = infer_from_streams([stored_events(s) for s in runs]).invariant_set
+    dump_invariants(inferred, tmp_path / "inv.json")
+    loaded = load_invariants(tmp_path / "inv.json")
+    assert loaded == inferred and len({inv.relation for inv in loaded}) >= 5
+    for invariant in (*inferred, *loaded):
+        relation = get_relation(invariant.relation)
+        assert relation is not None and isinstance(invariant.params, relation.params_type)

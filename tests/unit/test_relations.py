@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import pytest
 from tracegen import BACKWARD, STEP, ZERO_GRAD, LoopSpec, stored_events
 
 from traincheck.analysis.calls import CallRecord, CallStart, CallTracker
 from traincheck.analysis.checker import Checker
 from traincheck.analysis.invariants import APIParam, InvariantSet, VarTypeParam, make_invariant
+from traincheck.analysis.relations.api_contain import ContainParams
 from traincheck.events import ApiCall, ApiReturn, StoredEvent
 
 
@@ -47,6 +49,15 @@ def test_missing_child_call_is_a_violation() -> None:
     assert [v.step for v in violations] == [0, 1]
     assert violations[0].what == f"{BACKWARD} did not call torch.autograd.grad"
     assert "torch.autograd.backward" in violations[0].observed
+
+
+def test_hand_built_params_are_typed_for_the_checker_and_validated() -> None:
+    inv = _contain(BACKWARD, APIParam("torch.autograd.backward"))
+    assert type(inv.params) is tuple
+    (result,) = Checker(_set(inv)).results()
+    assert isinstance(result.invariant.params, ContainParams) and result.invariant == inv
+    with pytest.raises(ValueError, match="attribute 'weight' is not tracked"):
+        Checker(_set(_contain(BACKWARD, VarTypeParam("torch.nn.Parameter", "weight"))))
 
 
 def test_call_without_variable_states_is_unchecked_not_violated() -> None:

@@ -14,6 +14,15 @@ from collections import Counter
 from dataclasses import dataclass, field
 
 from traincheck.analysis.preconditions import Scalar, dtype_of, example_props
+from traincheck.analysis.var_attrs import (
+    ANYTHING,
+    CHANGED,
+    DATA,
+    GRAD,
+    GRAD_VALUES,
+    UNCHANGED,
+    grad_state_text,
+)
 from traincheck.events import (
     ApiCall,
     ApiReturn,
@@ -26,12 +35,6 @@ from traincheck.events import (
 
 MAX_OPEN_CALLS_PER_PROCESS = 10_000
 """Calls that never return (a crashed thread) are forgotten beyond this many."""
-
-GRAD_VALUES: dict[str, str | None] = {"none": None, "zero": "zero", "nonzero": "non_zero"}
-"""Grad states in the published tool's spelling (``None`` = no gradient tensor)."""
-
-DATA_PRE, DATA_POST = "anything", "changed"
-"""How a content change of ``data`` is written in a VarTypeParam."""
 
 Change = tuple[str, str, str | None, str | None]
 """(var_type, attr_name, pre_value, post_value) of a variable change inside a call."""
@@ -82,10 +85,10 @@ class CallRecord:
                 continue
             if before.digest is not None and after.digest is not None:
                 if before.digest != after.digest:
-                    found.add((before.var_type, "data", DATA_PRE, DATA_POST))
+                    found.add((before.var_type, DATA, ANYTHING, CHANGED))
             if before.grad != after.grad:
                 found.add(
-                    (before.var_type, "grad", GRAD_VALUES[before.grad], GRAD_VALUES[after.grad])
+                    (before.var_type, GRAD, GRAD_VALUES[before.grad], GRAD_VALUES[after.grad])
                 )
         return found
 
@@ -96,20 +99,16 @@ class CallRecord:
             after = self.post.get(name)
             if after is None or before.var_type != var_type:
                 continue
-            if attr == "grad":
-                seen[f"{_grad_word(before.grad)} -> {_grad_word(after.grad)}"] += 1
+            if attr == GRAD:
+                seen[f"{grad_state_text(before.grad)} -> {grad_state_text(after.grad)}"] += 1
             elif before.digest is None or after.digest is None:
                 seen["not digested"] += 1
             else:
-                seen["changed" if before.digest != after.digest else "unchanged"] += 1
+                seen[CHANGED if before.digest != after.digest else UNCHANGED] += 1
         return seen
 
     def child_apis(self) -> set[str]:
         return {c.api for c in self.children}
-
-
-def _grad_word(state: str) -> str:
-    return str(GRAD_VALUES[state])
 
 
 Signal = CallStart | CallRecord

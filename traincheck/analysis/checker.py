@@ -35,7 +35,7 @@ class _Cursor:
 
 
 @dataclass
-class TrackedResult(InvariantResult):
+class TrackedResult(InvariantResult[Any]):
     """An :class:`InvariantResult` that remembers where its invariant last held.
 
     Relations call ``record_pass`` at the point that satisfied the invariant; we
@@ -86,7 +86,7 @@ class Checker:
         self.invariant_set = invariant_set
         self._cursor = _Cursor()
         self._results = [self._new_result(inv) for inv in invariant_set]
-        grouped: dict[str, list[InvariantResult]] = defaultdict(list)
+        grouped: dict[str, list[InvariantResult[Any]]] = defaultdict(list)
         for result in self._results:
             reason = (uncheckable or {}).get(result.invariant.id)
             if reason is not None:
@@ -98,7 +98,7 @@ class Checker:
             relation = get_relation(name)
             if relation is None:
                 raise ValueError(f"unknown relation {name!r}")
-            self._checkers.append(relation.new_checker(grouped[name]))
+            self._checkers.append(relation.checker_for(grouped[name]))
         self._tracker = CallTracker()
         self._finished = False
         self.events_fed = 0
@@ -108,7 +108,7 @@ class Checker:
         self.api_calls: Counter[str] = Counter()
         """Calls per API so far: lets a finding say an API was never called at all."""
 
-    def _new_result(self, invariant: Invariant) -> TrackedResult:
+    def _new_result(self, invariant: Invariant[Any]) -> TrackedResult:
         return TrackedResult(invariant, cursor=self._cursor)
 
     def feed(self, stored_event: StoredEvent) -> list[Violation]:
@@ -151,6 +151,6 @@ class Checker:
             )
         return stamped
 
-    def results(self) -> list[InvariantResult]:
+    def results(self) -> list[InvariantResult[Any]]:
         """Per-invariant counts (triggered / passed / violated / unchecked), in file order."""
         return list(self._results)

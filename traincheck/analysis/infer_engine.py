@@ -13,7 +13,7 @@ from __future__ import annotations
 from collections import Counter
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
-from typing import Protocol
+from typing import Any, Protocol
 
 from traincheck.analysis.calls import CallTracker
 from traincheck.analysis.invariants import Invariant, InvariantSet
@@ -22,9 +22,8 @@ from traincheck.analysis.relations.base import (
     Collector,
     InferSettings,
     Rejection,
-    Relation,
 )
-from traincheck.analysis.relations.known import select_relations
+from traincheck.analysis.relations.known import AnyRelation, select_relations
 from traincheck.events import StoredEvent
 
 
@@ -48,7 +47,7 @@ class InferResult:
 
 def infer_from_streams(
     streams: Iterable[Iterable[StoredEvent]],
-    relations: Sequence[Relation] | None = None,
+    relations: Sequence[AnyRelation] | None = None,
     settings: InferSettings = DEFAULT_SETTINGS,
     on_trace_done: Callable[[], None] | None = None,
 ) -> InferResult:
@@ -57,7 +56,7 @@ def infer_from_streams(
     ``on_trace_done`` is called after each stream (the CLI's progress bar).
     """
     relations = list(relations) if relations is not None else select_relations()
-    collectors: list[tuple[Relation, Collector]] = [(r, r.new_collector()) for r in relations]
+    collectors: list[tuple[AnyRelation, Collector]] = [(r, r.new_collector()) for r in relations]
     for stream in streams:
         tracker = CallTracker()
         for _, collector in collectors:
@@ -71,7 +70,7 @@ def infer_from_streams(
             collector.end_trace()
         if on_trace_done is not None:
             on_trace_done()
-    invariants: list[Invariant] = []
+    invariants: list[Invariant[Any]] = []
     rejections: list[Rejection] = []
     for relation, collector in collectors:
         outcome = relation.infer(collector, settings)
@@ -84,7 +83,7 @@ def infer_from_streams(
 
 def infer(
     traces: Sequence[EventSource],
-    relations: Sequence[Relation] | None = None,
+    relations: Sequence[AnyRelation] | None = None,
     settings: InferSettings = DEFAULT_SETTINGS,
     on_trace_done: Callable[[], None] | None = None,
 ) -> InferResult:

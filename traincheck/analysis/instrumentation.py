@@ -24,6 +24,7 @@ from traincheck.analysis.invariants import (
     VarNameParam,
     VarTypeParam,
 )
+from traincheck.analysis.var_attrs import ANYTHING, DATA, GRAD
 from traincheck.catalogue import traceable
 from traincheck.tracing_plan import TRACE_PLAN_FILE, TracingPlan, plan_from_json
 
@@ -58,10 +59,6 @@ def instrumentation_for(invariants: Iterable[Invariant]) -> dict[str, Any]:
     }
 
 
-ANY_VALUE = "anything"
-"""A transition value that says nothing about its phase (``pre_value="anything"``)."""
-
-
 def needed_state(invariant: Invariant) -> set[tuple[str, str, bool]]:
     """``(api, phase, with_digest)``: where the invariant reads variable state.
 
@@ -69,7 +66,7 @@ def needed_state(invariant: Invariant) -> set[tuple[str, str, bool]]:
     about the API param before it (``Optimizer.step`` in "step changes data",
     the first API of SingleUpdate's ``(U, var, R)``). Data is compared before and
     after the call, so both phases need digests; a gradient state is needed at
-    every phase whose value is not ``"anything"`` (StateAtCall's "grad present
+    every phase whose value is not ``ANYTHING`` (StateAtCall's "grad present
     before step" needs the pre phase only). A value of None is the state "no
     gradient", not "unconstrained": APIContain's "backward changes grad from None
     to non_zero" needs both phases.
@@ -80,13 +77,13 @@ def needed_state(invariant: Invariant) -> set[tuple[str, str, bool]]:
         if isinstance(param, APIParam):
             api = param.api_full_name
         elif isinstance(param, (VarTypeParam, VarNameParam)) and api is not None:
-            digest = param.attr_name == "data"
-            phases = ("pre", "post")
+            digest = param.attr_name == DATA
+            phases: tuple[str, ...] = ("pre", "post")
             if isinstance(param, VarTypeParam) and not digest:
                 valued = tuple(
                     phase
                     for phase, value in (("pre", param.pre_value), ("post", param.post_value))
-                    if value != ANY_VALUE
+                    if value != ANYTHING
                 )
                 phases = valued or phases
             points.update((api, phase, digest) for phase in phases)
@@ -116,8 +113,8 @@ def tracing_plan(
     digests = any(_needs_input_digest(param) for inv in invariants for param in inv.params)
     return TracingPlan(
         apis=frozenset(section["apis"]),
-        param_digests="data" in attrs,
-        grad_states="grad" in attrs,
+        param_digests=DATA in attrs,
+        grad_states=GRAD in attrs,
         state_points=state_points_for(invariants),
         modules_to_instr=modules_to_instr,
         models_to_track=models_to_track,
@@ -175,9 +172,9 @@ def _missing_input(invariant: Invariant, plan: TracingPlan) -> str | None:
             if not plan.traces(api):
                 return f"{api} was not traced (selective plan)"
         elif isinstance(param, (VarTypeParam, VarNameParam)):
-            if param.attr_name == "data" and not plan.param_digests:
+            if param.attr_name == DATA and not plan.param_digests:
                 return "parameter data digests were not traced (selective plan)"
-            if param.attr_name == "grad" and not plan.grad_states:
+            if param.attr_name == GRAD and not plan.grad_states:
                 return "gradient states were not traced (selective plan)"
             if isinstance(param, VarNameParam) and not plan.tracks(param.var_name):
                 return f"{param.var_name} is outside --models-to-track"

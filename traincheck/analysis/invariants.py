@@ -2,16 +2,18 @@
 
 The file that carries them (parse, validate, dump) is ``invariants_file``; the
 relations build invariants with :func:`make_invariant` so that every id is a
-hash of what the invariant says.
+hash of what the invariant says. An invariant's params are a tuple of the param
+classes below; each relation declares which tuple it takes (a NamedTuple, see
+``relations.param_shape``), so ``Invariant`` is generic in it.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Generic, TypeVar
 
 from traincheck.analysis.preconditions import (
     Precondition,
@@ -33,9 +35,9 @@ class APIParam:
 class VarTypeParam:
     """An attribute of every variable of a type, optionally with a value transition.
 
-    ``attr_name`` ``data`` uses ``pre_value="anything"``, ``post_value="changed"``
-    (the content digest changed); ``grad`` uses the grad states ``None`` (no
-    gradient), ``"zero"`` and ``"non_zero"``, as in the published tool.
+    The attribute names and values are those of :mod:`traincheck.analysis.var_attrs`
+    (``data`` changes ``anything -> changed``; ``grad`` goes between ``None``, ``zero``
+    and ``non_zero``), as in the published tool.
     """
 
     var_type: str
@@ -100,13 +102,19 @@ class ValueParam:
 
 Param = APIParam | VarTypeParam | VarNameParam | ValueParam
 
+PARAM_CLASSES: tuple[type[Param], ...] = (APIParam, VarTypeParam, VarNameParam, ValueParam)
+
+ParamsT = TypeVar("ParamsT", bound=Iterable[Param])
+"""An invariant's params: its relation's NamedTuple of params (or, built by hand, a
+plain tuple of them)."""
+
 
 @dataclass(frozen=True)
-class Invariant:
+class Invariant(Generic[ParamsT]):
     """One inferred invariant. ``group`` names the example group of the precondition."""
 
     relation: str
-    params: tuple[Param, ...]
+    params: ParamsT
     precondition: Precondition | None
     group: str
     text_description: str
@@ -141,7 +149,7 @@ def _precondition_json(group: str, precondition: Precondition | None) -> Any:
 
 def invariant_id(
     relation: str,
-    params: tuple[Param, ...],
+    params: Iterable[Param],
     group: str,
     pre: Precondition | None,
     hints: tuple[tuple[str, int], ...] = (),
@@ -160,7 +168,7 @@ def invariant_id(
 
 def make_invariant(
     relation: str,
-    params: tuple[Param, ...],
+    params: ParamsT,
     precondition: Precondition | None,
     *,
     group: str,
@@ -168,7 +176,7 @@ def make_invariant(
     num_positive_examples: int,
     num_negative_examples: int,
     hints: tuple[tuple[str, int], ...] = (),
-) -> Invariant:
+) -> Invariant[ParamsT]:
     """Build an invariant with its id computed from its content."""
     return Invariant(
         relation=relation,
@@ -187,10 +195,10 @@ def make_invariant(
 class InvariantSet:
     """The invariants of one file, in file order."""
 
-    invariants: tuple[Invariant, ...] = ()
+    invariants: tuple[Invariant[Any], ...] = ()
     source: str | None = field(default=None, compare=False)
 
-    def __iter__(self) -> Iterator[Invariant]:
+    def __iter__(self) -> Iterator[Invariant[Any]]:
         return iter(self.invariants)
 
     def __len__(self) -> int:

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import json
 import os
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -35,7 +36,7 @@ from traincheck.analysis.invariants import (
     make_invariant,
 )
 from traincheck.analysis.preconditions import Precondition, dtype_of, precondition_from_json
-from traincheck.analysis.relations.known import get_relation, relation_names
+from traincheck.analysis.relations.known import AnyRelation, get_relation, relation_names
 from traincheck.errors import InvariantsFileError
 
 FILE_FORMAT = "traincheck-invariants"
@@ -154,8 +155,11 @@ def _depth(value: Any) -> int:
     return deepest
 
 
-def invariant_from_json(data: Any) -> Invariant:
-    """Parse one invariant object; raise ValueError naming the problem."""
+def invariant_from_json(data: Any) -> Invariant[Any]:
+    """Parse one invariant object; raise ValueError naming the problem.
+
+    Its params are checked against the relation's declaration (``params_type``) here,
+    once, and the invariant carries them typed: relation code checks nothing again."""
     if not isinstance(data, dict):
         raise ValueError("not a JSON object")
     name = data.get("relation")
@@ -167,8 +171,7 @@ def invariant_from_json(data: Any) -> Invariant:
     raw_params = data.get("params")
     if not isinstance(raw_params, list):
         raise ValueError("'params' must be a list")
-    params = tuple(_param_from_json(p) for p in raw_params)
-    relation.validate_params(params)
+    params = relation.parse_params([_param_from_json(p) for p in raw_params])
     group, precondition = _group_from_json(data.get("precondition", "Unconditional"), relation)
     counts = [data.get(k, 0) for k in ("num_positive_examples", "num_negative_examples")]
     if not all(isinstance(c, int) and not isinstance(c, bool) and c >= 0 for c in counts):
@@ -195,7 +198,7 @@ def invariant_from_json(data: Any) -> Invariant:
     given_id = data.get("id")
     if given_id is not None and not isinstance(given_id, str):
         raise ValueError("'id' must be a string")
-    return Invariant(**{**inv.__dict__, "id": given_id or inv.id})
+    return replace(inv, id=given_id or inv.id)
 
 
 def _param_from_json(data: Any) -> Param:
@@ -240,7 +243,7 @@ def _value_param_from_json(data: dict[str, Any]) -> ValueParam:
     return ValueParam(data["role"], data["name"], data["prop"], data["value"])
 
 
-def _group_from_json(data: Any, relation: Any) -> tuple[str, Precondition | None]:
+def _group_from_json(data: Any, relation: AnyRelation) -> tuple[str, Precondition | None]:
     if data == "Unconditional":
         return relation.group, None
     if not isinstance(data, dict) or len(data) != 1:

@@ -20,9 +20,10 @@ from __future__ import annotations
 from collections import Counter, defaultdict
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import NamedTuple
 
-from traincheck.analysis.calls import DATA_PRE, CallRecord, Change, Signal
-from traincheck.analysis.invariants import APIParam, Param, VarTypeParam
+from traincheck.analysis.calls import CallRecord, Change, Signal
+from traincheck.analysis.invariants import APIParam, VarTypeParam
 from traincheck.analysis.preconditions import FeatureKey, feature_key, holds
 from traincheck.analysis.relations.base import (
     DEFAULT_SETTINGS,
@@ -36,10 +37,19 @@ from traincheck.analysis.relations.base import (
     decide,
     results_by_api,
 )
+from traincheck.analysis.relations.call_violation import call_violation
+from traincheck.analysis.var_attrs import ANYTHING, DATA, GRAD, grad_value_text
 from traincheck.analysis.violations import Violation
-from traincheck.events import Event
+from traincheck.events import ApiReturn
 
 MAX_EVIDENCE_STATES = 8
+
+
+class ContainParams(NamedTuple):
+    """Every call of ``api`` contains ``event``: a call of another API, or a variable change."""
+
+    api: APIParam
+    event: APIParam | VarTypeParam
 
 
 @dataclass(frozen=True)
@@ -68,58 +78,43 @@ class _ContainCollector(Collector):
         self.calls[signal.api][summary] += 1
 
 
-def _describe_value(value: str | None) -> str:
-    return "None" if value is None else value
-
-
-class APIContainRelation(Relation):
+class APIContainRelation(Relation[ContainParams, _ContainCollector]):
     name = "APIContainRelation"
     group = "parent_func_call_pre"
+    params_type = ContainParams
+    var_attrs = (DATA, GRAD)
 
-    def new_collector(self) -> Collector:
+    def new_collector(self) -> _ContainCollector:
         return _ContainCollector()
 
     def infer(
-        self, collector: Collector, settings: InferSettings = DEFAULT_SETTINGS
+        self, collector: _ContainCollector, settings: InferSettings = DEFAULT_SETTINGS
     ) -> InferOutcome:
-        assert isinstance(collector, _ContainCollector)
         outcome = InferOutcome(settings=settings)
         for api in sorted(collector.calls):
             calls = collector.calls[api]
             changes = sorted({c for s in calls for c in s.changes}, key=_change_sort_key)
             for change in changes:
-                params = (APIParam(api), VarTypeParam(*change))
+                params = ContainParams(APIParam(api), VarTypeParam(*change))
                 decide(self, params, _change_examples(calls, change), outcome)
             for child in sorted({c for s in calls for c in s.children}):
-                params = (APIParam(api), APIParam(child))
+                params = ContainParams(APIParam(api), APIParam(child))
                 decide(self, params, _child_examples(calls, child), outcome)
         return outcome
 
-    def new_checker(self, results: Sequence[InvariantResult]) -> RelationChecker:
+    def new_checker(self, results: Sequence[InvariantResult[ContainParams]]) -> RelationChecker:
         return _ContainChecker(results)
 
-    def validate_params(self, params: tuple[Param, ...]) -> None:
-        if (
-            len(params) != 2
-            or not isinstance(params[0], APIParam)
-            or not isinstance(params[1], (APIParam, VarTypeParam))
-        ):
-            raise ValueError(f"{self.name} needs params [APIParam, APIParam | VarTypeParam]")
-        if isinstance(params[1], VarTypeParam) and params[1].attr_name not in ("data", "grad"):
-            raise ValueError(f"{self.name}: attribute {params[1].attr_name!r} is not tracked")
-
-    def describe(self, params: tuple[Param, ...]) -> str:
-        parent, event = params
-        assert isinstance(parent, APIParam)
+    def describe(self, params: ContainParams) -> str:
+        parent, event = params.api.api_full_name, params.event
         if isinstance(event, APIParam):
-            return f"{parent.api_full_name} calls {event.api_full_name}"
-        assert isinstance(event, VarTypeParam)
+            return f"{parent} calls {event.api_full_name}"
         target = f"{event.var_type}.{event.attr_name}"
-        if event.pre_value == DATA_PRE:
-            return f"{parent.api_full_name} changes {target}"
+        if event.pre_value == ANYTHING:
+            return f"{parent} changes {target}"
         return (
-            f"{parent.api_full_name} changes {target} from "
-            f"{_describe_value(event.pre_value)} to {_describe_value(event.post_value)}"
+            f"{parent} changes {target} from "
+            f"{grad_value_text(event.pre_value)} to {grad_value_text(event.post_value)}"
         )
 
 
@@ -146,7 +141,7 @@ def _child_examples(calls: Counter[_CallSummary], child: str) -> Examples:
 
 
 class _ContainChecker(RelationChecker):
-    def __init__(self, results: Sequence[InvariantResult]) -> None:
+    def __init__(self, results: Sequence[InvariantResult[ContainParams]]) -> None:
         self._by_api = results_by_api(results)
 
     def on_signal(self, signal: Signal) -> list[Violation]:
@@ -158,7 +153,7 @@ class _ContainChecker(RelationChecker):
             inv = result.invariant
             if not holds(inv.precondition, signal.start.props):
                 continue
-            event = inv.params[1]
+            event = inv.params.event
             if isinstance(event, APIParam):
                 if event.api_full_name in signal.child_apis():
                     result.record_pass()
@@ -167,7 +162,6 @@ class _ContainChecker(RelationChecker):
                         result.record_violation(_missing_child(signal, result, event))
                     )
                 continue
-            assert isinstance(event, VarTypeParam)
             if event.var_type not in signal.observed_types():
                 result.unchecked += 1
                 continue
@@ -181,53 +175,24 @@ class _ContainChecker(RelationChecker):
         return violations
 
 
-def _base(
-    signal: CallRecord,
-    result: InvariantResult,
-    *,
-    apis: tuple[str, ...],
-    variables: tuple[str, ...],
-    what: str,
-    expected: str,
-    observed: str,
-    extra_events: Sequence[Event] = (),
+def _missing_child(
+    signal: CallRecord, result: InvariantResult[ContainParams], child: APIParam
 ) -> Violation:
-    inv, ev = result.invariant, signal.start.event
-    events: tuple[Event, ...] = (ev, *((signal.ret,) if signal.ret else ()), *extra_events)
-    return Violation(
-        invariant_id=inv.id,
-        relation=inv.relation,
-        text_description=inv.text_description,
-        step=ev.step,
-        stage=ev.stage,
-        pid=signal.start.pid,
-        rank=signal.start.rank,
-        thread=ev.thread,
-        apis=apis,
-        variables=variables,
-        what=what,
-        expected=expected,
-        observed=observed,
-        events=events,
-        num_positive_examples=inv.num_positive_examples,
-        num_negative_examples=inv.num_negative_examples,
-    )
-
-
-def _missing_child(signal: CallRecord, result: InvariantResult, child: APIParam) -> Violation:
     seen = sorted(signal.child_apis())
-    return _base(
-        signal,
+    return call_violation(
         result,
+        signal.start,
         apis=(signal.api, child.api_full_name),
-        variables=(),
         what=f"{signal.api} did not call {child.api_full_name}",
         expected=f"every {signal.api} call calls {child.api_full_name}",
         observed=f"it called {', '.join(seen) if seen else 'no traced API'}",
+        events=_returned(signal),
     )
 
 
-def _missing_change(signal: CallRecord, result: InvariantResult, var: VarTypeParam) -> Violation:
+def _missing_change(
+    signal: CallRecord, result: InvariantResult[ContainParams], var: VarTypeParam
+) -> Violation:
     seen = signal.transitions(var.var_type, var.attr_name)
     names = tuple(sorted(n for n, s in signal.pre.items() if s.var_type == var.var_type))
     observed = ", ".join(f"{word} x{n}" for word, n in sorted(seen.items()))
@@ -236,12 +201,12 @@ def _missing_change(signal: CallRecord, result: InvariantResult, var: VarTypePar
         if var.var_type == "torch.nn.Parameter"
         else f"the {var.var_type} variables"
     )
-    if var.pre_value == DATA_PRE:
+    if var.pre_value == ANYTHING:
         what = f"{signal.api} does not change {subject} (no {var.var_type}.data changed)"
         expected = f"at least one {var.var_type}.data changes during {signal.api}"
         observed = f"{var.attr_name} of {len(names)} tracked variables: {observed}"
     else:
-        change = f"{_describe_value(var.pre_value)} to {_describe_value(var.post_value)}"
+        change = f"{grad_value_text(var.pre_value)} to {grad_value_text(var.post_value)}"
         what = f"{signal.api} does not change {var.var_type}.{var.attr_name} from {change}"
         expected = (
             f"at least one {var.var_type}.{var.attr_name} goes from {change} during {signal.api}"
@@ -250,13 +215,17 @@ def _missing_change(signal: CallRecord, result: InvariantResult, var: VarTypePar
     evidence = [
         s for n in names[:MAX_EVIDENCE_STATES] for s in (signal.pre[n], signal.post.get(n)) if s
     ]
-    return _base(
-        signal,
+    return call_violation(
         result,
-        apis=(signal.api,),
+        signal.start,
         variables=names,
         what=what,
         expected=expected,
         observed=observed,
-        extra_events=evidence,
+        events=(*_returned(signal), *evidence),
     )
+
+
+def _returned(signal: CallRecord) -> tuple[ApiReturn, ...]:
+    """The call's return event, when the tracer sent one (the call ended here)."""
+    return (signal.ret,) if signal.ret else ()

@@ -7,6 +7,11 @@ A relation is an invariant template with three parts, kept in one module each:
 - ``infer``: hypotheses → examples → precondition deduction → invariants;
 - a :class:`RelationChecker`, the incremental checker the sidecar feeds live and
   ``traincheck-check`` feeds from disk (one code path).
+
+A relation also declares the params it takes (``params_type``, a NamedTuple of
+param classes, see :mod:`param_shape`), so that its inference, description and
+checker handle typed params and a file is validated against the declaration once,
+when it is read.
 """
 
 from __future__ import annotations
@@ -14,12 +19,18 @@ from __future__ import annotations
 import hashlib
 from abc import ABC, abstractmethod
 from collections import Counter, defaultdict
-from collections.abc import Sequence
-from dataclasses import dataclass, field
-from typing import Any, ClassVar
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field, replace
+from typing import Any, ClassVar, Generic, Protocol, TypeVar
 
 from traincheck.analysis.calls import Signal
-from traincheck.analysis.invariants import APIParam, Invariant, Param, make_invariant
+from traincheck.analysis.invariants import (
+    APIParam,
+    Invariant,
+    Param,
+    ParamsT,
+    make_invariant,
+)
 from traincheck.analysis.preconditions import (
     TOO_SPECIFIC,
     FeatureKey,
@@ -28,6 +39,7 @@ from traincheck.analysis.preconditions import (
     feature_key,
     in_initialisation,
 )
+from traincheck.analysis.relations.param_shape import ShapeT, param_classes, parse_params
 from traincheck.analysis.violations import Violation
 
 MIN_POSITIVE_EXAMPLES = 3
@@ -56,6 +68,26 @@ class Examples:
     @property
     def num_negative(self) -> int:
         return sum(self.negatives.values())
+
+
+HypothesisT = TypeVar("HypothesisT", bound=tuple[str, ...])
+
+
+class KeyedExamples(Generic[HypothesisT]):
+    """Examples per hypothesis, for relations where an example speaks about one
+    hypothesis only, named by a key (Consistency's ``(api, var_type)``): the collector
+    adds them as they stream by, ``infer`` walks the hypotheses in key order (so the
+    order of the traces never changes the invariants)."""
+
+    def __init__(self) -> None:
+        self._examples: dict[HypothesisT, Examples] = defaultdict(Examples)
+
+    def add(self, hypothesis: HypothesisT, context: FeatureKey, positive: bool) -> None:
+        examples = self._examples[hypothesis]
+        (examples.positives if positive else examples.negatives)[context] += 1
+
+    def in_order(self) -> list[tuple[HypothesisT, Examples]]:
+        return [(key, self._examples[key]) for key in sorted(self._examples)]
 
 
 @dataclass
@@ -94,14 +126,14 @@ DEFAULT_SETTINGS = InferSettings()
 
 @dataclass
 class InferOutcome:
-    invariants: list[Invariant] = field(default_factory=list)
+    invariants: list[Invariant[Any]] = field(default_factory=list)
     rejections: list[Rejection] = field(default_factory=list)
     settings: InferSettings = DEFAULT_SETTINGS
 
 
 def decide(
-    relation: Relation,
-    params: tuple[Param, ...],
+    relation: Relation[ShapeT, Any],
+    params: ShapeT,
     examples: Examples,
     outcome: InferOutcome,
     hints: tuple[tuple[str, int], ...] = (),
@@ -172,7 +204,7 @@ def _without_initialisation(examples: Examples) -> Examples:
 
 
 @dataclass
-class InvariantResult:
+class InvariantResult(Generic[ParamsT]):
     """How one invariant fared in a checked run.
 
     ``triggered`` counts the points where its precondition held (each is then
@@ -180,7 +212,7 @@ class InvariantResult:
     to judge it (e.g. no variable states), kept apart from "not triggered".
     """
 
-    invariant: Invariant
+    invariant: Invariant[ParamsT]
     triggered: int = 0
     passed: int = 0
     violated: int = 0
@@ -201,14 +233,24 @@ class InvariantResult:
         return violation.numbered(self.violated)
 
 
-def results_by_api(results: Sequence[InvariantResult]) -> dict[str, list[InvariantResult]]:
-    """Index a checker's invariants by the API their first param names: the API whose
+class OnApi(Iterable[Param], Protocol):
+    """Params about the calls of one API, named by their ``api`` field."""
+
+    @property
+    def api(self) -> APIParam: ...
+
+
+OnApiT = TypeVar("OnApiT", bound=OnApi)
+
+
+def results_by_api(
+    results: Sequence[InvariantResult[OnApiT]],
+) -> dict[str, list[InvariantResult[OnApiT]]]:
+    """Index a checker's invariants by the API their ``api`` param names: the API whose
     calls the checker must look at (every call-judging relation starts this way)."""
-    by_api: dict[str, list[InvariantResult]] = defaultdict(list)
+    by_api: dict[str, list[InvariantResult[OnApiT]]] = defaultdict(list)
     for result in results:
-        api = result.invariant.params[0]
-        assert isinstance(api, APIParam)
-        by_api[api.api_full_name].append(result)
+        by_api[result.invariant.params.api.api_full_name].append(result)
     return by_api
 
 
@@ -236,27 +278,63 @@ class RelationChecker(ABC):
         return []
 
 
-class Relation(ABC):
-    """An invariant template."""
+CollectorT = TypeVar("CollectorT", bound=Collector)
+
+
+class Relation(ABC, Generic[ShapeT, CollectorT]):
+    """An invariant template, with the params it takes and the collector it infers from."""
 
     name: ClassVar[str]
     group: ClassVar[str]
     """Example-group name used as the key of the precondition in the file."""
+    params_type: type[ShapeT]
+    """The params it takes, as a NamedTuple of param classes (see :mod:`param_shape`)."""
+    var_attrs: ClassVar[tuple[str, ...] | None] = None
+    """The attributes its variable params may name (None: any)."""
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        """A malformed ``params_type`` fails when the relation is defined, not on a file."""
+        super().__init_subclass__(**kwargs)
+        if "params_type" in cls.__dict__:
+            param_classes(cls.params_type)
 
     @abstractmethod
-    def new_collector(self) -> Collector: ...
+    def new_collector(self) -> CollectorT: ...
 
     @abstractmethod
     def infer(
-        self, collector: Collector, settings: InferSettings = DEFAULT_SETTINGS
+        self, collector: CollectorT, settings: InferSettings = DEFAULT_SETTINGS
     ) -> InferOutcome: ...
 
     @abstractmethod
-    def new_checker(self, results: Sequence[InvariantResult]) -> RelationChecker: ...
+    def new_checker(self, results: Sequence[InvariantResult[ShapeT]]) -> RelationChecker: ...
 
     @abstractmethod
-    def validate_params(self, params: tuple[Param, ...]) -> None:
-        """Raise ValueError when params do not fit this relation."""
+    def describe(self, params: ShapeT) -> str: ...
 
-    @abstractmethod
-    def describe(self, params: tuple[Param, ...]) -> str: ...
+    def params_problem(self, params: ShapeT) -> str | None:
+        """What keeps params of the declared types from being checkable (None: nothing),
+        e.g. a value this relation never infers."""
+        return None
+
+    def parse_params(self, params: Sequence[Param]) -> ShapeT:
+        """``params`` (as read from a file) as this relation's typed params; raise
+        ValueError, one line naming the relation, when they do not fit it."""
+        typed = parse_params(self.name, self.params_type, params, self.var_attrs)
+        problem = self.params_problem(typed)
+        if problem is not None:
+            raise ValueError(f"{self.name}: {problem}")
+        return typed
+
+    def typed(self, invariant: Invariant[Any]) -> Invariant[ShapeT]:
+        """The invariant with this relation's typed params. Invariants read from a file
+        or inferred have them already; one built by hand from a plain tuple is parsed."""
+        if isinstance(invariant.params, self.params_type):
+            return invariant
+        return replace(invariant, params=self.parse_params(tuple(invariant.params)))
+
+    def checker_for(self, results: Sequence[InvariantResult[Any]]) -> RelationChecker:
+        """The checker of ``results``, whose invariants are first given typed params."""
+        for result in results:
+            result.invariant = self.typed(result.invariant)
+        return self.new_checker(results)

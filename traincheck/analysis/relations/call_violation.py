@@ -1,4 +1,9 @@
-"""Building a :class:`Violation` from the call that revealed it (shared by the relations)."""
+"""Building a :class:`Violation` from the call it is located at: the one place relations make one.
+
+Every relation reports through :func:`call_violation`, so what a violation carries
+(its invariant's id, text and support; the step, stage, process and thread it is
+located at) is filled in the same way for all of them.
+"""
 
 from __future__ import annotations
 
@@ -20,8 +25,14 @@ def call_violation(
     apis: Sequence[str] = (),
     variables: Sequence[str] = (),
     events: Sequence[Event] = (),
+    earlier: Sequence[Event] = (),
 ) -> Violation:
-    """A violation located at ``start`` (its step, stage, process and thread)."""
+    """A violation located at ``start`` (its step, stage, process and thread).
+
+    Its evidence is ``start``'s call event, preceded by the ``earlier`` events (a
+    previous call that opened the window being judged) and followed by ``events``;
+    ``apis`` defaults to ``start``'s API.
+    """
     inv, ev = result.invariant, start.event
     return Violation(
         invariant_id=inv.id,
@@ -37,7 +48,7 @@ def call_violation(
         what=what,
         expected=expected,
         observed=observed,
-        events=(ev, *events),
+        events=(*earlier, ev, *events),
         num_positive_examples=inv.num_positive_examples,
         num_negative_examples=inv.num_negative_examples,
     )

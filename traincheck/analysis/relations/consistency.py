@@ -27,23 +27,25 @@ from __future__ import annotations
 from collections import Counter, defaultdict
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from typing import NamedTuple
 
 from traincheck.analysis.calls import CallRecord, Signal
-from traincheck.analysis.invariants import APIParam, Param, VarTypeParam
-from traincheck.analysis.preconditions import FeatureKey, feature_key, holds
+from traincheck.analysis.invariants import APIParam, VarTypeParam
+from traincheck.analysis.preconditions import feature_key, holds
 from traincheck.analysis.relations.base import (
     DEFAULT_SETTINGS,
     Collector,
-    Examples,
     InferOutcome,
     InferSettings,
     InvariantResult,
+    KeyedExamples,
     Relation,
     RelationChecker,
     decide,
     results_by_api,
 )
 from traincheck.analysis.relations.call_violation import call_violation
+from traincheck.analysis.var_attrs import DATA
 from traincheck.analysis.violations import Violation
 from traincheck.events import VarState
 
@@ -55,6 +57,13 @@ trace length; ranks of a synchronous job are never this far apart."""
 
 Mismatch = tuple[str, VarState, VarState, int]
 """(variable, this rank's state, the other rank's state, the other rank)."""
+
+
+class ConsistencyParams(NamedTuple):
+    """After each call of ``api``, every variable of ``var.var_type`` is identical on all ranks."""
+
+    api: APIParam
+    var: VarTypeParam
 
 
 @dataclass
@@ -107,9 +116,9 @@ class _Replicas:
 
 class _ConsistencyCollector(Collector):
     def __init__(self) -> None:
-        self.examples: dict[tuple[str, str], Counter[tuple[FeatureKey, bool]]] = defaultdict(
-            Counter
-        )
+        self.examples = KeyedExamples[tuple[str, str]]()
+        """(api, var_type) -> calls after which every variable of the type equalled
+        another rank's."""
         self._replicas: dict[str, _Replicas] = defaultdict(_Replicas)
 
     def begin_trace(self) -> None:
@@ -125,45 +134,32 @@ class _ConsistencyCollector(Collector):
             return
         key = feature_key(signal.start.props)
         for var_type, mismatches in compared.items():
-            self.examples[(signal.api, var_type)][(key, not mismatches)] += 1
+            self.examples.add((signal.api, var_type), key, not mismatches)
 
 
-class ConsistencyRelation(Relation):
+class ConsistencyRelation(Relation[ConsistencyParams, _ConsistencyCollector]):
     name = "ConsistencyRelation"
     group = "consistency"
+    params_type = ConsistencyParams
+    var_attrs = (DATA,)
 
-    def new_collector(self) -> Collector:
+    def new_collector(self) -> _ConsistencyCollector:
         return _ConsistencyCollector()
 
     def infer(
-        self, collector: Collector, settings: InferSettings = DEFAULT_SETTINGS
+        self, collector: _ConsistencyCollector, settings: InferSettings = DEFAULT_SETTINGS
     ) -> InferOutcome:
-        assert isinstance(collector, _ConsistencyCollector)
         outcome = InferOutcome(settings=settings)
-        for api, var_type in sorted(collector.examples):
-            examples = Examples()
-            for (key, equal), count in collector.examples[(api, var_type)].items():
-                (examples.positives if equal else examples.negatives)[key] += count
-            params = (APIParam(api), VarTypeParam(var_type, "data"))
+        for (api, var_type), examples in collector.examples.in_order():
+            params = ConsistencyParams(APIParam(api), VarTypeParam(var_type, DATA))
             decide(self, params, examples, outcome)
         return outcome
 
-    def new_checker(self, results: Sequence[InvariantResult]) -> RelationChecker:
+    def new_checker(self, results: Sequence[InvariantResult[ConsistencyParams]]) -> RelationChecker:
         return _ConsistencyChecker(results)
 
-    def validate_params(self, params: tuple[Param, ...]) -> None:
-        if (
-            len(params) != 2
-            or not isinstance(params[0], APIParam)
-            or not isinstance(params[1], VarTypeParam)
-        ):
-            raise ValueError(f"{self.name} needs params [APIParam, VarTypeParam]")
-        if params[1].attr_name != "data":
-            raise ValueError(f"{self.name}: only the 'data' attribute is compared")
-
-    def describe(self, params: tuple[Param, ...]) -> str:
+    def describe(self, params: ConsistencyParams) -> str:
         api, var = params
-        assert isinstance(api, APIParam) and isinstance(var, VarTypeParam)
         return (
             f"every {var.var_type}.{var.attr_name} is identical across ranks after "
             f"each {api.api_full_name}"
@@ -171,7 +167,7 @@ class ConsistencyRelation(Relation):
 
 
 class _ConsistencyChecker(RelationChecker):
-    def __init__(self, results: Sequence[InvariantResult]) -> None:
+    def __init__(self, results: Sequence[InvariantResult[ConsistencyParams]]) -> None:
         self._by_api = results_by_api(results)
         self._replicas: dict[str, _Replicas] = defaultdict(_Replicas)
 
@@ -185,8 +181,7 @@ class _ConsistencyChecker(RelationChecker):
             return []
         violations = []
         for result in self._by_api[signal.api]:
-            var = result.invariant.params[1]
-            assert isinstance(var, VarTypeParam)
+            var = result.invariant.params.var
             if var.var_type not in compared:
                 continue
             if not holds(result.invariant.precondition, signal.start.props):
@@ -200,7 +195,7 @@ class _ConsistencyChecker(RelationChecker):
 
 
 def _violation(
-    result: InvariantResult, record: CallRecord, mismatches: list[Mismatch]
+    result: InvariantResult[ConsistencyParams], record: CallRecord, mismatches: list[Mismatch]
 ) -> Violation:
     names = sorted(mismatch[0] for mismatch in mismatches)
     shown = ", ".join(names[:4]) + (f" and {len(names) - 4} more" if len(names) > 4 else "")

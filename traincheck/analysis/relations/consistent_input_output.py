@@ -16,19 +16,19 @@ invariant holds whatever dtype or device a run uses.
 
 from __future__ import annotations
 
-from collections import defaultdict
 from collections.abc import Iterator, Sequence
+from typing import NamedTuple
 
 from traincheck.analysis.calls import CallRecord, Signal
-from traincheck.analysis.invariants import APIParam, Param, ValueParam
+from traincheck.analysis.invariants import APIParam, ValueParam
 from traincheck.analysis.preconditions import Scalar, feature_key, holds
 from traincheck.analysis.relations.base import (
     DEFAULT_SETTINGS,
     Collector,
-    Examples,
     InferOutcome,
     InferSettings,
     InvariantResult,
+    KeyedExamples,
     Relation,
     RelationChecker,
     decide,
@@ -44,6 +44,14 @@ parameters, not the input, so it is not one of them)."""
 
 FOLLOWS_OUTPUT = "output"
 """``ValueParam.value`` of this relation: the input property equals the result's."""
+
+
+class IOParams(NamedTuple):
+    """At every call of ``api``, the result's ``input.prop`` equals that of the argument
+    ``input.name`` (``input.value`` is always :data:`FOLLOWS_OUTPUT`)."""
+
+    api: APIParam
+    input: ValueParam
 
 
 def io_pairs(record: CallRecord) -> Iterator[tuple[str, str, Scalar, Scalar]]:
@@ -62,7 +70,8 @@ def io_pairs(record: CallRecord) -> Iterator[tuple[str, str, Scalar, Scalar]]:
 
 class _IOCollector(Collector):
     def __init__(self) -> None:
-        self.examples: dict[tuple[str, str, str], Examples] = defaultdict(Examples)
+        self.examples = KeyedExamples[tuple[str, str, str]]()
+        """(api, argument, prop) -> calls where the result's prop equals the argument's."""
 
     def on_signal(self, signal: Signal) -> None:
         if not isinstance(signal, CallRecord) or not is_ordering_candidate(signal.api):
@@ -72,50 +81,41 @@ class _IOCollector(Collector):
             return
         key = feature_key(signal.start.props)
         for name, prop, before, after in pairs:
-            examples = self.examples[(signal.api, name, prop)]
-            (examples.positives if before == after else examples.negatives)[key] += 1
+            self.examples.add((signal.api, name, prop), key, before == after)
 
 
-class ConsistentInputOutputRelation(Relation):
+class ConsistentInputOutputRelation(Relation[IOParams, _IOCollector]):
     name = "ConsistentInputOutputRelation"
     group = "pre_event"
+    params_type = IOParams
 
-    def new_collector(self) -> Collector:
+    def new_collector(self) -> _IOCollector:
         return _IOCollector()
 
     def infer(
-        self, collector: Collector, settings: InferSettings = DEFAULT_SETTINGS
+        self, collector: _IOCollector, settings: InferSettings = DEFAULT_SETTINGS
     ) -> InferOutcome:
-        assert isinstance(collector, _IOCollector)
         outcome = InferOutcome(settings=settings)
-        for api, name, prop in sorted(collector.examples):
-            params = (APIParam(api), ValueParam("input", name, prop, FOLLOWS_OUTPUT))
-            decide(self, params, collector.examples[(api, name, prop)], outcome)
+        for (api, name, prop), examples in collector.examples.in_order():
+            params = IOParams(APIParam(api), ValueParam("input", name, prop, FOLLOWS_OUTPUT))
+            decide(self, params, examples, outcome)
         return outcome
 
-    def new_checker(self, results: Sequence[InvariantResult]) -> RelationChecker:
+    def new_checker(self, results: Sequence[InvariantResult[IOParams]]) -> RelationChecker:
         return _IOChecker(results)
 
-    def validate_params(self, params: tuple[Param, ...]) -> None:
-        if (
-            len(params) != 2
-            or not isinstance(params[0], APIParam)
-            or not isinstance(params[1], ValueParam)
-            or params[1].role != "input"
-            or params[1].value != FOLLOWS_OUTPUT
-        ):
-            raise ValueError(
-                f"{self.name} needs params [APIParam, ValueParam(role=input, value=output)]"
-            )
+    def params_problem(self, params: IOParams) -> str | None:
+        if params.input.role != "input" or params.input.value != FOLLOWS_OUTPUT:
+            return f"the ValueParam must have role 'input' and value {FOLLOWS_OUTPUT!r}"
+        return None
 
-    def describe(self, params: tuple[Param, ...]) -> str:
+    def describe(self, params: IOParams) -> str:
         api, value = params
-        assert isinstance(api, APIParam) and isinstance(value, ValueParam)
         return f"{api.api_full_name}: result {value.prop} equals argument {value.name}.{value.prop}"
 
 
 class _IOChecker(RelationChecker):
-    def __init__(self, results: Sequence[InvariantResult]) -> None:
+    def __init__(self, results: Sequence[InvariantResult[IOParams]]) -> None:
         self._by_api = results_by_api(results)
 
     def on_signal(self, signal: Signal) -> list[Violation]:
@@ -124,8 +124,7 @@ class _IOChecker(RelationChecker):
         observed = {(name, prop): (a, b) for name, prop, a, b in io_pairs(signal)}
         violations = []
         for result in self._by_api[signal.api]:
-            expected = result.invariant.params[1]
-            assert isinstance(expected, ValueParam)
+            expected = result.invariant.params.input
             pair = observed.get((expected.name, expected.prop))
             if pair is None or not holds(result.invariant.precondition, signal.start.props):
                 continue
@@ -137,7 +136,10 @@ class _IOChecker(RelationChecker):
 
 
 def _violation(
-    result: InvariantResult, record: CallRecord, expected: ValueParam, pair: tuple[Scalar, Scalar]
+    result: InvariantResult[IOParams],
+    record: CallRecord,
+    expected: ValueParam,
+    pair: tuple[Scalar, Scalar],
 ) -> Violation:
     prop, name = expected.prop, expected.name
     precondition = result.invariant.precondition

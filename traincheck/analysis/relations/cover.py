@@ -11,7 +11,7 @@ from collections import defaultdict
 from collections.abc import Sequence
 
 from traincheck.analysis.calls import CallStart, Signal
-from traincheck.analysis.invariants import APIParam, Param
+from traincheck.analysis.invariants import APIParam
 from traincheck.analysis.preconditions import holds
 from traincheck.analysis.relations.base import (
     DEFAULT_SETTINGS,
@@ -24,11 +24,11 @@ from traincheck.analysis.relations.base import (
     RelationChecker,
     decide,
 )
+from traincheck.analysis.relations.call_violation import call_violation
 from traincheck.analysis.relations.ordering import (
-    ApiPairParams,
+    ApiPair,
     ThreadOrder,
     WindowCollector,
-    api_pair,
     outermost_call,
 )
 from traincheck.analysis.violations import Violation
@@ -38,39 +38,39 @@ class _CoverCollector(WindowCollector, Collector):
     pass
 
 
-class FunctionCoverRelation(ApiPairParams, Relation):
+class FunctionCoverRelation(Relation[ApiPair, _CoverCollector]):
     name = "FunctionCoverRelation"
     group = "func_cover"
+    params_type = ApiPair
 
-    def new_collector(self) -> Collector:
+    def new_collector(self) -> _CoverCollector:
         return _CoverCollector()
 
     def infer(
-        self, collector: Collector, settings: InferSettings = DEFAULT_SETTINGS
+        self, collector: _CoverCollector, settings: InferSettings = DEFAULT_SETTINGS
     ) -> InferOutcome:
-        assert isinstance(collector, _CoverCollector)
         outcome = InferOutcome(settings=settings)
         for a, b in collector.candidate_pairs():
             examples = Examples()
             for (api, key, window), count in collector.before.items():
                 if api == b:
                     (examples.positives if a in window else examples.negatives)[key] += count
-            decide(self, (APIParam(a), APIParam(b)), examples, outcome)
+            decide(self, ApiPair(APIParam(a), APIParam(b)), examples, outcome)
         return outcome
 
-    def new_checker(self, results: Sequence[InvariantResult]) -> RelationChecker:
+    def new_checker(self, results: Sequence[InvariantResult[ApiPair]]) -> RelationChecker:
         return _CoverChecker(results)
 
-    def describe(self, params: tuple[Param, ...]) -> str:
-        a, b = api_pair(params)
+    def describe(self, params: ApiPair) -> str:
+        a, b = params.names
         return f"{a} is called before every {b} (since the previous {b})"
 
 
 class _CoverChecker(RelationChecker):
-    def __init__(self, results: Sequence[InvariantResult]) -> None:
-        self._by_b: dict[str, list[tuple[str, InvariantResult]]] = defaultdict(list)
+    def __init__(self, results: Sequence[InvariantResult[ApiPair]]) -> None:
+        self._by_b: dict[str, list[tuple[str, InvariantResult[ApiPair]]]] = defaultdict(list)
         for result in results:
-            a, b = api_pair(result.invariant.params)
+            a, b = result.invariant.params.names
             self._by_b[b].append((a, result))
         self._threads: dict[tuple[int, int], ThreadOrder] = {}
 
@@ -93,30 +93,19 @@ class _CoverChecker(RelationChecker):
 
 
 def _violation(
-    result: InvariantResult, a: str, start: CallStart, previous: CallStart | None
+    result: InvariantResult[ApiPair], a: str, start: CallStart, previous: CallStart | None
 ) -> Violation:
-    inv, b, ev = result.invariant, start.api, start.event
+    b = start.api
     if previous is None:
         since = "since the start of the run"
-        events: tuple = (ev,)
     else:
         since = f"since the previous {b} (step {previous.event.step})"
-        events = (previous.event, ev)
-    return Violation(
-        invariant_id=inv.id,
-        relation=inv.relation,
-        text_description=inv.text_description,
-        step=ev.step,
-        stage=ev.stage,
-        pid=start.pid,
-        rank=start.rank,
-        thread=ev.thread,
+    return call_violation(
+        result,
+        start,
         apis=(a, b),
-        variables=(),
         what=f"{b} was called without a {a} call before it",
         expected=f"{a} is called before every {b}",
         observed=f"no {a} call {since}",
-        events=events,
-        num_positive_examples=inv.num_positive_examples,
-        num_negative_examples=inv.num_negative_examples,
+        earlier=(previous.event,) if previous is not None else (),
     )

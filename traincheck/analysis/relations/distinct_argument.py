@@ -23,17 +23,18 @@ from __future__ import annotations
 from collections import defaultdict
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
+from typing import NamedTuple
 
 from traincheck.analysis.calls import CallStart, Signal
-from traincheck.analysis.invariants import APIParam, Param, ValueParam
+from traincheck.analysis.invariants import APIParam, ValueParam
 from traincheck.analysis.preconditions import Props, feature_key, holds, pair_props
 from traincheck.analysis.relations.base import (
     DEFAULT_SETTINGS,
     Collector,
-    Examples,
     InferOutcome,
     InferSettings,
     InvariantResult,
+    KeyedExamples,
     Relation,
     RelationChecker,
     decide,
@@ -47,6 +48,14 @@ SCOPES = (ACROSS_RANKS, ACROSS_CALLS)
 DIGEST_PROP = "digest"
 PAIRING_WINDOW = 64
 """Per-process call ordinals kept for cross-rank pairing."""
+
+
+class DistinctParams(NamedTuple):
+    """Calls of ``api`` get different content in the argument ``input.name``, compared
+    within the scope ``input.value`` names (``input.prop`` is always :data:`DIGEST_PROP`)."""
+
+    api: APIParam
+    input: ValueParam
 
 
 def digested_args(start: CallStart) -> Iterator[tuple[str, int]]:
@@ -108,7 +117,8 @@ class InputPairing:
 
 class _DistinctCollector(Collector):
     def __init__(self) -> None:
-        self.examples: dict[tuple[str, str, str], Examples] = defaultdict(Examples)
+        self.examples = KeyedExamples[tuple[str, str, str]]()
+        """(api, argument, scope) -> calls whose input differed from the one compared."""
         self._pairing = InputPairing()
 
     def begin_trace(self) -> None:
@@ -118,57 +128,49 @@ class _DistinctCollector(Collector):
         if not isinstance(signal, CallStart) or not is_ordering_candidate(signal.api):
             return
         for c in self._pairing.compare(signal):
-            target = self.examples[(c.api, c.name, c.scope)]
-            (target.positives if c.distinct else target.negatives)[feature_key(c.props)] += 1
+            self.examples.add((c.api, c.name, c.scope), feature_key(c.props), c.distinct)
 
 
-class DistinctArgumentRelation(Relation):
+class DistinctArgumentRelation(Relation[DistinctParams, _DistinctCollector]):
     name = "DistinctArgumentRelation"
     group = "pre_event"
+    params_type = DistinctParams
 
-    def new_collector(self) -> Collector:
+    def new_collector(self) -> _DistinctCollector:
         return _DistinctCollector()
 
     def infer(
-        self, collector: Collector, settings: InferSettings = DEFAULT_SETTINGS
+        self, collector: _DistinctCollector, settings: InferSettings = DEFAULT_SETTINGS
     ) -> InferOutcome:
-        assert isinstance(collector, _DistinctCollector)
         outcome = InferOutcome(settings=settings)
-        for api, name, scope in sorted(collector.examples):
-            params = (APIParam(api), ValueParam("input", name, DIGEST_PROP, scope))
-            decide(self, params, collector.examples[(api, name, scope)], outcome)
+        for (api, name, scope), examples in collector.examples.in_order():
+            params = DistinctParams(APIParam(api), ValueParam("input", name, DIGEST_PROP, scope))
+            decide(self, params, examples, outcome)
         return outcome
 
-    def new_checker(self, results: Sequence[InvariantResult]) -> RelationChecker:
+    def new_checker(self, results: Sequence[InvariantResult[DistinctParams]]) -> RelationChecker:
         return _DistinctChecker(results)
 
-    def validate_params(self, params: tuple[Param, ...]) -> None:
-        if (
-            len(params) != 2
-            or not isinstance(params[0], APIParam)
-            or not isinstance(params[1], ValueParam)
-            or params[1].prop != DIGEST_PROP
-            or params[1].value not in SCOPES
-        ):
-            raise ValueError(
-                f"{self.name} needs params [APIParam, ValueParam(prop=digest, "
-                f"value={' or '.join(SCOPES)})]"
-            )
+    def params_problem(self, params: DistinctParams) -> str | None:
+        if params.input.prop != DIGEST_PROP or params.input.value not in SCOPES:
+            scopes = " or ".join(repr(scope) for scope in SCOPES)
+            return f"the ValueParam must have prop {DIGEST_PROP!r} and value {scopes}"
+        return None
 
-    def describe(self, params: tuple[Param, ...]) -> str:
+    def describe(self, params: DistinctParams) -> str:
         api, value = params
-        assert isinstance(api, APIParam) and isinstance(value, ValueParam)
         if value.value == ACROSS_RANKS:
             return f"the n-th {api.api_full_name} of every rank gets a different {value.name}"
         return f"each {api.api_full_name} gets a different {value.name} than the previous one"
 
 
 class _DistinctChecker(RelationChecker):
-    def __init__(self, results: Sequence[InvariantResult]) -> None:
-        self._by_slot: dict[tuple[str, str, str], list[InvariantResult]] = defaultdict(list)
+    def __init__(self, results: Sequence[InvariantResult[DistinctParams]]) -> None:
+        self._by_slot: dict[tuple[str, str, str], list[InvariantResult[DistinctParams]]] = (
+            defaultdict(list)
+        )
         for result in results:
             api, value = result.invariant.params
-            assert isinstance(api, APIParam) and isinstance(value, ValueParam)
             self._by_slot[(api.api_full_name, value.name, str(value.value))].append(result)
         self._apis = {api for api, _, _ in self._by_slot}
         self._pairing = InputPairing()
@@ -189,7 +191,9 @@ class _DistinctChecker(RelationChecker):
         return violations
 
 
-def _violation(result: InvariantResult, start: CallStart, c: Comparison) -> Violation:
+def _violation(
+    result: InvariantResult[DistinctParams], start: CallStart, c: Comparison
+) -> Violation:
     if c.scope == ACROSS_RANKS:
         what = f"{c.api} on rank {start.rank} got the same {c.name} as rank {c.other_rank}"
         observed = f"ranks {c.other_rank} and {start.rank} trained on identical data"

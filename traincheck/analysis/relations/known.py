@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from traincheck.analysis.relations.api_contain import APIContainRelation
 from traincheck.analysis.relations.base import Relation
 from traincheck.analysis.relations.consistency import ConsistencyRelation
@@ -15,7 +17,9 @@ from traincheck.analysis.relations.single_update import SingleUpdateRelation
 from traincheck.analysis.relations.state_at_call import StateAtCallRelation
 from traincheck.analysis.relations.var_periodic_change import VarPeriodicChangeRelation
 
-_RELATIONS: dict[str, Relation] = {
+AnyRelation = Relation[Any, Any]
+
+_RELATIONS: dict[str, AnyRelation] = {
     r.name: r
     for r in (
         APIContainRelation(),
@@ -37,13 +41,13 @@ def relation_names() -> list[str]:
     return sorted(_RELATIONS)
 
 
-def get_relation(name: str) -> Relation | None:
+def get_relation(name: str) -> AnyRelation | None:
     return _RELATIONS.get(name)
 
 
 def select_relations(
     enable: list[str] | None = None, disable: list[str] | None = None
-) -> list[Relation]:
+) -> list[AnyRelation]:
     """Relations to run: ``enable`` (if given) wins over ``disable``.
 
     Raises ValueError naming unknown relation names.

@@ -14,7 +14,7 @@ from collections import defaultdict
 from collections.abc import Sequence
 
 from traincheck.analysis.calls import CallStart, Signal
-from traincheck.analysis.invariants import APIParam, Param
+from traincheck.analysis.invariants import APIParam
 from traincheck.analysis.preconditions import holds
 from traincheck.analysis.relations.base import (
     DEFAULT_SETTINGS,
@@ -27,11 +27,11 @@ from traincheck.analysis.relations.base import (
     RelationChecker,
     decide,
 )
+from traincheck.analysis.relations.call_violation import call_violation
 from traincheck.analysis.relations.ordering import (
-    ApiPairParams,
+    ApiPair,
     ThreadOrder,
     WindowCollector,
-    api_pair,
     outermost_call,
 )
 from traincheck.analysis.violations import Violation
@@ -41,17 +41,17 @@ class _LeadCollector(WindowCollector, Collector):
     pass
 
 
-class FunctionLeadRelation(ApiPairParams, Relation):
+class FunctionLeadRelation(Relation[ApiPair, _LeadCollector]):
     name = "FunctionLeadRelation"
     group = "func_lead"
+    params_type = ApiPair
 
-    def new_collector(self) -> Collector:
+    def new_collector(self) -> _LeadCollector:
         return _LeadCollector()
 
     def infer(
-        self, collector: Collector, settings: InferSettings = DEFAULT_SETTINGS
+        self, collector: _LeadCollector, settings: InferSettings = DEFAULT_SETTINGS
     ) -> InferOutcome:
-        assert isinstance(collector, _LeadCollector)
         outcome = InferOutcome(settings=settings)
         for a, b in collector.candidate_pairs():
             examples = Examples()
@@ -61,22 +61,22 @@ class FunctionLeadRelation(ApiPairParams, Relation):
             for (api, key, window), count in collector.after_final.items():
                 if api == a and b in window:
                     examples.positives[key] += count
-            decide(self, (APIParam(a), APIParam(b)), examples, outcome)
+            decide(self, ApiPair(APIParam(a), APIParam(b)), examples, outcome)
         return outcome
 
-    def new_checker(self, results: Sequence[InvariantResult]) -> RelationChecker:
+    def new_checker(self, results: Sequence[InvariantResult[ApiPair]]) -> RelationChecker:
         return _LeadChecker(results)
 
-    def describe(self, params: tuple[Param, ...]) -> str:
-        a, b = api_pair(params)
+    def describe(self, params: ApiPair) -> str:
+        a, b = params.names
         return f"every {a} is followed by {b} before the next {a}"
 
 
 class _LeadChecker(RelationChecker):
-    def __init__(self, results: Sequence[InvariantResult]) -> None:
-        self._by_a: dict[str, list[tuple[str, InvariantResult]]] = defaultdict(list)
+    def __init__(self, results: Sequence[InvariantResult[ApiPair]]) -> None:
+        self._by_a: dict[str, list[tuple[str, InvariantResult[ApiPair]]]] = defaultdict(list)
         for result in results:
-            a, b = api_pair(result.invariant.params)
+            a, b = result.invariant.params.names
             self._by_a[a].append((b, result))
         self._threads: dict[tuple[int, int], ThreadOrder] = {}
 
@@ -119,26 +119,16 @@ class _LeadChecker(RelationChecker):
 
 
 def _violation(
-    result: InvariantResult, b: str, previous: CallStart, next_call: CallStart
+    result: InvariantResult[ApiPair], b: str, previous: CallStart, next_call: CallStart
 ) -> Violation:
-    inv, a, ev = result.invariant, previous.api, previous.event
+    a = previous.api
     until = f"before the next {a} (step {next_call.event.step})"
-    events = (ev, next_call.event)
-    return Violation(
-        invariant_id=inv.id,
-        relation=inv.relation,
-        text_description=inv.text_description,
-        step=ev.step,
-        stage=ev.stage,
-        pid=previous.pid,
-        rank=previous.rank,
-        thread=ev.thread,
+    return call_violation(
+        result,
+        previous,
         apis=(a, b),
-        variables=(),
         what=f"{a} was not followed by {b}",
         expected=f"every {a} is followed by {b} before the next {a}",
         observed=f"no {b} call {until}",
-        events=events,
-        num_positive_examples=inv.num_positive_examples,
-        num_negative_examples=inv.num_negative_examples,
+        events=(next_call.event,),
     )

@@ -18,9 +18,10 @@ from __future__ import annotations
 from collections import Counter
 from collections.abc import Iterator
 from dataclasses import dataclass, field
+from typing import NamedTuple
 
 from traincheck.analysis.calls import CallStart, Signal
-from traincheck.analysis.invariants import APIParam, Param
+from traincheck.analysis.invariants import APIParam
 from traincheck.analysis.preconditions import FeatureKey, feature_key
 
 MIN_API_CALLS = 3
@@ -36,20 +37,16 @@ SKIPPED_API_MARKERS = (
 """Environment probes: their ordering says nothing about training (published tool's noise)."""
 
 
-class ApiPairParams:
-    """What Cover and Lead share about their params: exactly ``[APIParam(A), APIParam(B)]``."""
+class ApiPair(NamedTuple):
+    """The params of Cover(A, B) and Lead(A, B): the two APIs, A the one that runs first."""
 
-    name: str
+    a: APIParam
+    b: APIParam
 
-    def validate_params(self, params: tuple[Param, ...]) -> None:
-        if len(params) != 2 or not all(isinstance(p, APIParam) for p in params):
-            raise ValueError(f"{self.name} needs params [APIParam, APIParam]")
-
-
-def api_pair(params: tuple[Param, ...]) -> tuple[str, str]:
-    """The (A, B) API names of a validated ordering invariant."""
-    a, b = (p.api_full_name for p in params)  # type: ignore[union-attr]
-    return a, b
+    @property
+    def names(self) -> tuple[str, str]:
+        """(A, B) as API names."""
+        return self.a.api_full_name, self.b.api_full_name
 
 
 def is_ordering_candidate(api: str) -> bool:

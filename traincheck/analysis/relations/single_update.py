@@ -21,9 +21,10 @@ import json
 from collections import Counter, defaultdict
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from typing import NamedTuple
 
-from traincheck.analysis.calls import DATA_POST, DATA_PRE, CallRecord, CallStart, Signal
-from traincheck.analysis.invariants import APIParam, Invariant, Param, VarTypeParam
+from traincheck.analysis.calls import CallRecord, CallStart, Signal
+from traincheck.analysis.invariants import APIParam, Invariant, VarTypeParam
 from traincheck.analysis.preconditions import FeatureKey, feature_key, holds
 from traincheck.analysis.relations.base import (
     DEFAULT_SETTINGS,
@@ -45,7 +46,17 @@ from traincheck.analysis.relations.ordering import (
     is_ordering_candidate,
     outermost_call,
 )
+from traincheck.analysis.var_attrs import ANYTHING, CHANGED, DATA
 from traincheck.analysis.violations import Violation
+
+
+class SingleUpdateParams(NamedTuple):
+    """Each variable of ``var.var_type`` is changed by at most one ``api`` call between
+    two ``reset`` calls."""
+
+    api: APIParam
+    var: VarTypeParam
+    reset: APIParam
 
 
 @dataclass
@@ -116,17 +127,17 @@ class _SingleUpdateCollector(Collector):
         proc.finish_call(signal, all_names)
 
 
-class SingleUpdateRelation(Relation):
+class SingleUpdateRelation(Relation[SingleUpdateParams, _SingleUpdateCollector]):
     name = "SingleUpdateRelation"
     group = "update_call_pre"
+    params_type = SingleUpdateParams
 
-    def new_collector(self) -> Collector:
+    def new_collector(self) -> _SingleUpdateCollector:
         return _SingleUpdateCollector()
 
     def infer(
-        self, collector: Collector, settings: InferSettings = DEFAULT_SETTINGS
+        self, collector: _SingleUpdateCollector, settings: InferSettings = DEFAULT_SETTINGS
     ) -> InferOutcome:
-        assert isinstance(collector, _SingleUpdateCollector)
         outcome = InferOutcome(settings=settings)
         updaters = sorted({(api, var_type) for api, var_type, _, _ in collector.updates})
         resets = sorted(
@@ -141,38 +152,31 @@ class SingleUpdateRelation(Relation):
                     if (u, t) == (api, var_type):
                         target = examples.positives if reset in window else examples.negatives
                         target[key] += count
-                params = (
+                params = SingleUpdateParams(
                     APIParam(api),
-                    VarTypeParam(var_type, "data", DATA_PRE, DATA_POST),
+                    VarTypeParam(var_type, DATA, ANYTHING, CHANGED),
                     APIParam(reset),
                 )
                 decide(self, params, examples, outcome)
         _keep_strongest(self, outcome, collector.calls)
         return outcome
 
-    def new_checker(self, results: Sequence[InvariantResult]) -> RelationChecker:
+    def new_checker(
+        self, results: Sequence[InvariantResult[SingleUpdateParams]]
+    ) -> RelationChecker:
         return _SingleUpdateChecker(results)
 
-    def validate_params(self, params: tuple[Param, ...]) -> None:
-        if (
-            len(params) != 3
-            or not isinstance(params[0], APIParam)
-            or not isinstance(params[1], VarTypeParam)
-            or not isinstance(params[2], APIParam)
-        ):
-            raise ValueError(f"{self.name} needs params [APIParam, VarTypeParam, APIParam]")
-
-    def describe(self, params: tuple[Param, ...]) -> str:
+    def describe(self, params: SingleUpdateParams) -> str:
         api, var, reset = params
-        assert isinstance(api, APIParam) and isinstance(var, VarTypeParam)
-        assert isinstance(reset, APIParam)
         return (
             f"each {var.var_type}.{var.attr_name} is changed by at most one "
             f"{api.api_full_name} between two {reset.api_full_name} calls"
         )
 
 
-def _keep_strongest(relation: Relation, outcome: InferOutcome, calls: Counter[str]) -> None:
+def _keep_strongest(
+    relation: SingleUpdateRelation, outcome: InferOutcome, calls: Counter[str]
+) -> None:
     """Of the invariants on one (U, type, precondition), keep the one with the rarest R.
 
     With one backward, one forward and one zero_grad per iteration the three
@@ -182,7 +186,7 @@ def _keep_strongest(relation: Relation, outcome: InferOutcome, calls: Counter[st
     rather than backward); ties go to the API name, so the choice is deterministic.
     The others are recorded as rejections, implied by the one kept.
     """
-    best: dict[tuple[str, str], Invariant] = {}
+    best: dict[tuple[str, str], Invariant[SingleUpdateParams]] = {}
     for inv in outcome.invariants:
         group = (json.dumps([p.to_json() for p in inv.params[:2]]), repr(inv.precondition))
         if group not in best or _strength(inv, calls) < _strength(best[group], calls):
@@ -202,14 +206,13 @@ def _keep_strongest(relation: Relation, outcome: InferOutcome, calls: Counter[st
     outcome.invariants = [inv for inv in outcome.invariants if id(inv) in kept]
 
 
-def _strength(inv: Invariant, calls: Counter[str]) -> tuple[int, str]:
-    reset = inv.params[2]
-    assert isinstance(reset, APIParam)
+def _strength(inv: Invariant[SingleUpdateParams], calls: Counter[str]) -> tuple[int, str]:
+    reset = inv.params.reset
     return (calls[reset.api_full_name], reset.api_full_name)
 
 
 class _SingleUpdateChecker(RelationChecker):
-    def __init__(self, results: Sequence[InvariantResult]) -> None:
+    def __init__(self, results: Sequence[InvariantResult[SingleUpdateParams]]) -> None:
         self._by_api = results_by_api(results)
         self._procs: dict[int, _ProcessOrder] = {}
 
@@ -225,7 +228,6 @@ class _SingleUpdateChecker(RelationChecker):
         violations = []
         for result in self._by_api[signal.api]:
             _, var, reset = result.invariant.params
-            assert isinstance(var, VarTypeParam) and isinstance(reset, APIParam)
             previous = proc.previous_change(changed.get(var.var_type, []))
             if previous is None or not holds(result.invariant.precondition, signal.start.props):
                 continue
@@ -240,7 +242,7 @@ class _SingleUpdateChecker(RelationChecker):
 
 
 def _violation(
-    result: InvariantResult,
+    result: InvariantResult[SingleUpdateParams],
     record: CallRecord,
     var: VarTypeParam,
     reset: APIParam,

@@ -32,9 +32,10 @@ from __future__ import annotations
 
 from collections import Counter, defaultdict
 from collections.abc import Sequence
+from typing import NamedTuple
 
 from traincheck.analysis.calls import CallRecord, Signal
-from traincheck.analysis.invariants import APIParam, Invariant, Param, VarTypeParam
+from traincheck.analysis.invariants import APIParam, Invariant, VarTypeParam
 from traincheck.analysis.preconditions import FeatureKey, feature_key, holds
 from traincheck.analysis.relations.base import (
     DEFAULT_SETTINGS,
@@ -49,25 +50,22 @@ from traincheck.analysis.relations.base import (
     results_by_api,
 )
 from traincheck.analysis.relations.call_violation import call_violation
+from traincheck.analysis.var_attrs import ANYTHING, GRAD, grad_presence
 from traincheck.analysis.violations import Violation
 from traincheck.events import VarState
 
 PHASES = ("pre", "post")
 PHASE_WORDS = {"pre": "before", "post": "after"}
-GRAD = "grad"
-ANY = "anything"
-"""The ``pre_value``/``post_value`` of the phase the invariant does not speak about."""
-
 StateKey = tuple[str, str, str]
 """(api, phase, var_type)."""
 
 
-NO_GRAD, HAS_GRAD = "None", "present"
+class StateParams(NamedTuple):
+    """At every call of ``api``, every variable of ``var.var_type`` has the grad presence
+    ``var`` names for one phase (the other phase's value is ``anything``)."""
 
-
-def grad_value(state: VarState) -> str:
-    """Whether the variable has a gradient tensor, as written in invariants."""
-    return NO_GRAD if state.grad == "none" else HAS_GRAD
+    api: APIParam
+    var: VarTypeParam
 
 
 def states_by_type(record: CallRecord, phase: str) -> dict[str, list[VarState]]:
@@ -78,7 +76,7 @@ def states_by_type(record: CallRecord, phase: str) -> dict[str, list[VarState]]:
 
 
 def _phase_and_value(var: VarTypeParam) -> tuple[str, str]:
-    if var.pre_value != ANY:
+    if var.pre_value != ANYTHING:
         return "pre", str(var.pre_value)
     return "post", str(var.post_value)
 
@@ -95,21 +93,22 @@ class _StateCollector(Collector):
         key = feature_key(signal.start.props)
         for phase in PHASES:
             for var_type, states in states_by_type(signal, phase).items():
-                values = frozenset(grad_value(s) for s in states)
+                values = frozenset(grad_presence(s.grad) for s in states)
                 self.calls[(signal.api, phase, var_type)][(key, values)] += 1
 
 
-class StateAtCallRelation(Relation):
+class StateAtCallRelation(Relation[StateParams, _StateCollector]):
     name = "StateAtCallRelation"
     group = "state_at_call"
+    params_type = StateParams
+    var_attrs = (GRAD,)
 
-    def new_collector(self) -> Collector:
+    def new_collector(self) -> _StateCollector:
         return _StateCollector()
 
     def infer(
-        self, collector: Collector, settings: InferSettings = DEFAULT_SETTINGS
+        self, collector: _StateCollector, settings: InferSettings = DEFAULT_SETTINGS
     ) -> InferOutcome:
-        assert isinstance(collector, _StateCollector)
         outcome = InferOutcome(settings=settings)
         for api, phase, var_type in sorted(collector.calls):
             seen = collector.calls[(api, phase, var_type)]
@@ -118,30 +117,21 @@ class StateAtCallRelation(Relation):
                 for (key, values), count in seen.items():
                     positive = values == {value}
                     (examples.positives if positive else examples.negatives)[key] += count
-                decide(self, (APIParam(api), _var_param(var_type, phase, value)), examples, outcome)
+                params = StateParams(APIParam(api), _var_param(var_type, phase, value))
+                decide(self, params, examples, outcome)
         outcome.invariants = _without_repeated_post(outcome.invariants)
         return outcome
 
-    def new_checker(self, results: Sequence[InvariantResult]) -> RelationChecker:
+    def new_checker(self, results: Sequence[InvariantResult[StateParams]]) -> RelationChecker:
         return _StateChecker(results)
 
-    def validate_params(self, params: tuple[Param, ...]) -> None:
-        if (
-            len(params) != 2
-            or not isinstance(params[0], APIParam)
-            or not isinstance(params[1], VarTypeParam)
-        ):
-            raise ValueError(f"{self.name} needs params [APIParam, VarTypeParam]")
-        var = params[1]
-        if var.attr_name != GRAD or (var.pre_value == ANY) == (var.post_value == ANY):
-            raise ValueError(
-                f"{self.name}: the VarTypeParam must be about 'grad', with exactly one of "
-                f"pre_value/post_value set to {ANY!r}"
-            )
+    def params_problem(self, params: StateParams) -> str | None:
+        if (params.var.pre_value == ANYTHING) == (params.var.post_value == ANYTHING):
+            return f"exactly one of pre_value/post_value must be {ANYTHING!r}"
+        return None
 
-    def describe(self, params: tuple[Param, ...]) -> str:
+    def describe(self, params: StateParams) -> str:
         api, var = params
-        assert isinstance(api, APIParam) and isinstance(var, VarTypeParam)
         phase, value = _phase_and_value(var)
         return (
             f"{PHASE_WORDS[phase]} every {api.api_full_name}, every {var.var_type} "
@@ -151,30 +141,31 @@ class StateAtCallRelation(Relation):
 
 def _var_param(var_type: str, phase: str, value: str) -> VarTypeParam:
     if phase == "pre":
-        return VarTypeParam(var_type, GRAD, value, ANY)
-    return VarTypeParam(var_type, GRAD, ANY, value)
+        return VarTypeParam(var_type, GRAD, value, ANYTHING)
+    return VarTypeParam(var_type, GRAD, ANYTHING, value)
 
 
-def _without_repeated_post(invariants: list[Invariant]) -> list[Invariant]:
+def _without_repeated_post(
+    invariants: list[Invariant[StateParams]],
+) -> list[Invariant[StateParams]]:
     """Drop post invariants whose pre twin (same call, type, value, precondition) exists."""
     pre = {
-        (inv.params[0], inv.params[1].var_type, inv.params[1].pre_value, inv.precondition)
+        (inv.params.api, inv.params.var.var_type, inv.params.var.pre_value, inv.precondition)
         for inv in invariants
-        if isinstance(inv.params[1], VarTypeParam) and inv.params[1].pre_value != ANY
+        if inv.params.var.pre_value != ANYTHING
     }
     kept = []
     for inv in invariants:
-        var = inv.params[1]
-        assert isinstance(var, VarTypeParam)
-        twin = (inv.params[0], var.var_type, var.post_value, inv.precondition)
-        if var.pre_value == ANY and twin in pre:
+        var = inv.params.var
+        twin = (inv.params.api, var.var_type, var.post_value, inv.precondition)
+        if var.pre_value == ANYTHING and twin in pre:
             continue
         kept.append(inv)
     return kept
 
 
 class _StateChecker(RelationChecker):
-    def __init__(self, results: Sequence[InvariantResult]) -> None:
+    def __init__(self, results: Sequence[InvariantResult[StateParams]]) -> None:
         self._by_api = results_by_api(results)
 
     def on_signal(self, signal: Signal) -> list[Violation]:
@@ -182,13 +173,12 @@ class _StateChecker(RelationChecker):
             return []
         violations = []
         for result in self._by_api[signal.api]:
-            var = result.invariant.params[1]
-            assert isinstance(var, VarTypeParam)
+            var = result.invariant.params.var
             phase, value = _phase_and_value(var)
             states = [s for s in getattr(signal, phase).values() if s.var_type == var.var_type]
             if not states or not holds(result.invariant.precondition, signal.start.props):
                 continue
-            wrong = [s for s in states if grad_value(s) != value]
+            wrong = [s for s in states if grad_presence(s.grad) != value]
             if not wrong:
                 result.record_pass()
                 continue
@@ -198,12 +188,16 @@ class _StateChecker(RelationChecker):
 
 
 def _violation(
-    result: InvariantResult, record: CallRecord, phase: str, value: str, wrong: list[VarState]
+    result: InvariantResult[StateParams],
+    record: CallRecord,
+    phase: str,
+    value: str,
+    wrong: list[VarState],
 ) -> Violation:
     names = sorted(s.var_name for s in wrong)
     shown = ", ".join(names[:4]) + (f" and {len(names) - 4} more" if len(names) > 4 else "")
     frozen = sum(1 for s in wrong if not s.requires_grad)
-    observed = f"{len(wrong)} with grad == {grad_value(wrong[0])}"
+    observed = f"{len(wrong)} with grad == {grad_presence(wrong[0].grad)}"
     if frozen:
         observed += f"; {frozen} of them have requires_grad == False"
     return call_violation(

@@ -22,9 +22,10 @@ from __future__ import annotations
 
 from collections import Counter, defaultdict
 from collections.abc import Iterator, Sequence
+from typing import NamedTuple
 
 from traincheck.analysis.calls import CallRecord, CallStart, Signal
-from traincheck.analysis.invariants import APIParam, Param, ValueParam
+from traincheck.analysis.invariants import APIParam, ValueParam
 from traincheck.analysis.preconditions import FeatureKey, Scalar, dtype_of, feature_key, holds
 from traincheck.analysis.relations.base import (
     DEFAULT_SETTINGS,
@@ -48,6 +49,13 @@ SCALAR_DTYPES = ("bool", "str")
 
 Slot = tuple[str, str, str]
 """(role, name, prop) of a value property."""
+
+
+class ValueParams(NamedTuple):
+    """At every call of ``api``, the property ``value`` names has the value it holds."""
+
+    api: APIParam
+    value: ValueParam
 
 
 def arg_properties(arg: ArgValue) -> Iterator[tuple[str, Scalar]]:
@@ -110,18 +118,18 @@ def _observed(signal: Signal, role: str) -> tuple[CallStart, list[tuple[Slot, Sc
     return None
 
 
-class ValueRelation(Relation):
+class ValueRelation(Relation[ValueParams, ValueCollector]):
     """ "P of F is always V" for inputs or outputs; subclasses set ``role``."""
 
     role: str
+    params_type = ValueParams
 
-    def new_collector(self) -> Collector:
+    def new_collector(self) -> ValueCollector:
         return ValueCollector(self.role)
 
     def infer(
-        self, collector: Collector, settings: InferSettings = DEFAULT_SETTINGS
+        self, collector: ValueCollector, settings: InferSettings = DEFAULT_SETTINGS
     ) -> InferOutcome:
-        assert isinstance(collector, ValueCollector)
         outcome = InferOutcome(settings=settings)
         for api, slot in sorted(collector.values):
             seen = collector.values[(api, slot)]
@@ -129,24 +137,20 @@ class ValueRelation(Relation):
                 examples = Examples()
                 for (key, v), count in seen.items():
                     (examples.positives if v == value else examples.negatives)[key] += count
-                decide(self, (APIParam(api), ValueParam(*slot, value)), examples, outcome)
+                params = ValueParams(APIParam(api), ValueParam(*slot, value))
+                decide(self, params, examples, outcome)
         return outcome
 
-    def new_checker(self, results: Sequence[InvariantResult]) -> RelationChecker:
+    def new_checker(self, results: Sequence[InvariantResult[ValueParams]]) -> RelationChecker:
         return ValueChecker(self.role, results)
 
-    def validate_params(self, params: tuple[Param, ...]) -> None:
-        if (
-            len(params) != 2
-            or not isinstance(params[0], APIParam)
-            or not isinstance(params[1], ValueParam)
-            or params[1].role != self.role
-        ):
-            raise ValueError(f"{self.name} needs params [APIParam, ValueParam(role={self.role})]")
+    def params_problem(self, params: ValueParams) -> str | None:
+        if params.value.role != self.role:
+            return f"the ValueParam's role must be {self.role!r}"
+        return None
 
-    def describe(self, params: tuple[Param, ...]) -> str:
+    def describe(self, params: ValueParams) -> str:
         api, value = params
-        assert isinstance(api, APIParam) and isinstance(value, ValueParam)
         return f"{api.api_full_name}: {_slot_text(value)} is always {value.value!r}"
 
 
@@ -157,7 +161,7 @@ def _slot_text(value: ValueParam) -> str:
 
 
 class ValueChecker(RelationChecker):
-    def __init__(self, role: str, results: Sequence[InvariantResult]) -> None:
+    def __init__(self, role: str, results: Sequence[InvariantResult[ValueParams]]) -> None:
         self.role = role
         self._by_api = results_by_api(results)
 
@@ -169,8 +173,7 @@ class ValueChecker(RelationChecker):
         observed = dict(pairs)
         violations = []
         for result in self._by_api[start.api]:
-            expected = result.invariant.params[1]
-            assert isinstance(expected, ValueParam)
+            expected = result.invariant.params.value
             slot = (expected.role, expected.name, expected.prop)
             if slot not in observed:
                 continue
@@ -186,7 +189,7 @@ class ValueChecker(RelationChecker):
 
 
 def _violation(
-    result: InvariantResult, signal: Signal, expected: ValueParam, actual: Scalar
+    result: InvariantResult[ValueParams], signal: Signal, expected: ValueParam, actual: Scalar
 ) -> Violation:
     start = signal.start if isinstance(signal, CallRecord) else signal
     events = (signal.ret,) if isinstance(signal, CallRecord) and signal.ret else ()

@@ -34,22 +34,24 @@ from __future__ import annotations
 
 from collections import Counter, defaultdict
 from collections.abc import Sequence
+from typing import NamedTuple
 
 from traincheck.analysis.calls import CallRecord, Signal
-from traincheck.analysis.invariants import APIParam, Param, VarNameParam
+from traincheck.analysis.invariants import APIParam, VarNameParam
 from traincheck.analysis.preconditions import FeatureKey, feature_key, holds
 from traincheck.analysis.relations.base import (
     DEFAULT_SETTINGS,
     Collector,
-    Examples,
     InferOutcome,
     InferSettings,
     InvariantResult,
+    KeyedExamples,
     Relation,
     RelationChecker,
     decide,
 )
 from traincheck.analysis.relations.call_violation import call_violation
+from traincheck.analysis.var_attrs import DATA
 from traincheck.analysis.violations import Violation
 from traincheck.events import VarState
 
@@ -66,6 +68,13 @@ VarKey = tuple[str, str, str]
 """(api, var_type, var_name)."""
 
 
+class PeriodicParams(NamedTuple):
+    """The named variable ``var`` changes at every call of ``api``."""
+
+    api: APIParam
+    var: VarNameParam
+
+
 def digest_change(record: CallRecord, name: str) -> tuple[bool, VarState, VarState] | None:
     """Whether ``name``'s content changed during the call; None when not observed."""
     before, after = record.pre.get(name), record.post.get(name)
@@ -76,7 +85,8 @@ def digest_change(record: CallRecord, name: str) -> tuple[bool, VarState, VarSta
 
 class _PeriodicCollector(Collector):
     def __init__(self) -> None:
-        self.calls: dict[VarKey, Counter[tuple[FeatureKey, bool]]] = defaultdict(Counter)
+        self.calls = KeyedExamples[VarKey]()
+        """var -> calls of the API that changed it."""
         self.api_calls: Counter[tuple[int, str]] = Counter()
         """(pid, api) -> calls of the API with variable states seen so far."""
         self.first_seen: dict[VarKey, dict[int, int]] = defaultdict(dict)
@@ -96,7 +106,7 @@ class _PeriodicCollector(Collector):
                 key = feature_key(signal.start.props)
             changed, before, _ = seen
             var = (signal.api, before.var_type, name)
-            self.calls[var][(key, changed)] += 1
+            self.calls.add(var, key, changed)
             self.first_seen[var].setdefault(pid, self.api_calls[(pid, signal.api)])
 
     def first_update_hint(self, var: VarKey) -> tuple[tuple[str, int], ...]:
@@ -109,54 +119,42 @@ class _PeriodicCollector(Collector):
         return ((FIRST_UPDATE_HINT, max(f for f in firsts if f is not None)),)
 
 
-class VarPeriodicChangeRelation(Relation):
+class VarPeriodicChangeRelation(Relation[PeriodicParams, _PeriodicCollector]):
     name = "VarPeriodicChangeRelation"
     group = "var_change"
+    params_type = PeriodicParams
+    var_attrs = (DATA,)
 
-    def new_collector(self) -> Collector:
+    def new_collector(self) -> _PeriodicCollector:
         return _PeriodicCollector()
 
     def infer(
-        self, collector: Collector, settings: InferSettings = DEFAULT_SETTINGS
+        self, collector: _PeriodicCollector, settings: InferSettings = DEFAULT_SETTINGS
     ) -> InferOutcome:
-        assert isinstance(collector, _PeriodicCollector)
         outcome = InferOutcome(settings=settings)
-        for api, var_type, var_name in sorted(collector.calls):
-            examples = Examples()
-            for (key, changed), count in collector.calls[(api, var_type, var_name)].items():
-                (examples.positives if changed else examples.negatives)[key] += count
+        for (api, var_type, var_name), examples in collector.calls.in_order():
             if not examples.positives:
                 continue
-            params = (APIParam(api), VarNameParam(var_type, var_name, "data"))
+            params = PeriodicParams(APIParam(api), VarNameParam(var_type, var_name, DATA))
             hints = collector.first_update_hint((api, var_type, var_name))
             decide(self, params, examples, outcome, hints)
         return outcome
 
-    def new_checker(self, results: Sequence[InvariantResult]) -> RelationChecker:
+    def new_checker(self, results: Sequence[InvariantResult[PeriodicParams]]) -> RelationChecker:
         return _PeriodicChecker(results)
 
-    def validate_params(self, params: tuple[Param, ...]) -> None:
-        if (
-            len(params) != 2
-            or not isinstance(params[0], APIParam)
-            or not isinstance(params[1], VarNameParam)
-        ):
-            raise ValueError(f"{self.name} needs params [APIParam, VarNameParam]")
-        if params[1].attr_name != "data":
-            raise ValueError(f"{self.name}: only the 'data' attribute is tracked")
-
-    def describe(self, params: tuple[Param, ...]) -> str:
+    def describe(self, params: PeriodicParams) -> str:
         api, var = params
-        assert isinstance(api, APIParam) and isinstance(var, VarNameParam)
         return f"{var.var_name}.{var.attr_name} changes at every {api.api_full_name}"
 
 
 class _PeriodicChecker(RelationChecker):
-    def __init__(self, results: Sequence[InvariantResult]) -> None:
-        self._by_api: dict[str, list[tuple[str, InvariantResult]]] = defaultdict(list)
+    def __init__(self, results: Sequence[InvariantResult[PeriodicParams]]) -> None:
+        self._by_api: dict[str, list[tuple[str, InvariantResult[PeriodicParams]]]] = defaultdict(
+            list
+        )
         for result in results:
             api, var = result.invariant.params
-            assert isinstance(api, APIParam) and isinstance(var, VarNameParam)
             self._by_api[api.api_full_name].append((var.var_name, result))
         self._unchanged: Counter[tuple[int, str, str]] = Counter()
         self._first_update: dict[str, int] = {}
@@ -213,7 +211,7 @@ class _PeriodicChecker(RelationChecker):
         return violations
 
     def _never_observed(
-        self, signal: CallRecord, name: str, result: InvariantResult
+        self, signal: CallRecord, name: str, result: InvariantResult[PeriodicParams]
     ) -> Violation | None:
         """The variable, updated from the first calls in the healthy runs, has been
         held by none of this process's calls so far: report it once, at the limit."""
