@@ -72,8 +72,9 @@ def main() -> None:
 
 def measure(blocks: int, timed_steps: int, model_kind: str) -> None:
     from traincheck.tracer import bootstrap, runtime
+    from traincheck.tracer.config import TracerConfig
 
-    bootstrap._arm_if_wanted(os.environ)
+    bootstrap._arm_if_wanted(TracerConfig.read())
     import torch
 
     from traincheck.tracer import hooks

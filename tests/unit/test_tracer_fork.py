@@ -12,7 +12,8 @@ import zmq
 
 from traincheck.events import ApiCall, RunStart
 from traincheck.tracer import runtime
-from traincheck.tracer.runtime import Tracer, TracerConfig
+from traincheck.tracer.config import TracerConfig
+from traincheck.tracer.runtime import Tracer
 from traincheck.wire import decode_batch
 
 

@@ -28,7 +28,6 @@ from collections.abc import Callable, Mapping, Sequence
 from importlib import metadata
 from typing import TYPE_CHECKING
 
-from traincheck import environment as env
 from traincheck.events import (
     ApiCall,
     ApiReturn,
@@ -39,6 +38,7 @@ from traincheck.events import (
     RunStart,
     Scalar,
 )
+from traincheck.tracer.config import TracerConfig
 from traincheck.tracer.meta import MetaState
 from traincheck.tracer.publisher import Publisher
 from traincheck.tracer.source import user_source
@@ -77,33 +77,6 @@ def log(message: str) -> None:
         sys.stderr.flush()
     except (OSError, ValueError, AttributeError):
         pass
-
-
-@dataclasses.dataclass(frozen=True)
-class TracerConfig:
-    """The tracer's settings, read once from the environment the launcher built."""
-
-    endpoint: str
-    run_id: str
-    trace_dir: str | None
-    rank: int
-    local_rank: int
-    world_size: int
-    debug: bool
-    plan_path: str | None = None
-
-    @classmethod
-    def from_environ(cls, environ: Mapping[str, str]) -> TracerConfig:
-        return cls(
-            endpoint=environ[env.TRAINCHECK_ENDPOINT],
-            run_id=environ.get(env.TRAINCHECK_RUN_ID, ""),
-            trace_dir=environ.get(env.TRAINCHECK_TRACE_DIR) or None,
-            rank=_int_env(environ, "RANK", 0),
-            local_rank=_int_env(environ, "LOCAL_RANK", 0),
-            world_size=_int_env(environ, "WORLD_SIZE", 1),
-            debug=environ.get(env.TRAINCHECK_DEBUG) == "1",
-            plan_path=environ.get(env.TRAINCHECK_PLAN) or None,
-        )
 
 
 class Tracer:
@@ -194,6 +167,7 @@ class Tracer:
             trace_dir=self.config.trace_dir,
             steps=self._steps_so_far,
             world_size=self.config.world_size,
+            backlog_max_bytes=self.config.backlog_max_bytes,
         )
         self.publisher.append(self._run_start())
 
@@ -418,10 +392,3 @@ def _true() -> bool:
 
 def _false() -> bool:
     return False
-
-
-def _int_env(environ: Mapping[str, str], name: str, default: int) -> int:
-    try:
-        return int(environ.get(name, default))
-    except ValueError:
-        return default
