@@ -11,7 +11,7 @@ import pytest
 import zmq
 
 from traincheck.events import ApiCall, RunStart
-from traincheck.tracer import runtime
+from traincheck.tracer import state
 from traincheck.tracer.config import TracerConfig
 from traincheck.tracer.runtime import Tracer
 from traincheck.wire import decode_batch
@@ -29,7 +29,7 @@ def tracer(tmp_path: Path) -> Iterator[tuple[Tracer, zmq.Socket[bytes]]]:
     yield tracer, pull
     tracer.close()
     atexit.unregister(tracer.close)
-    runtime._current = None
+    state.tracer = None
     pull.close(linger=0)
     context.term()
 

@@ -19,7 +19,9 @@ only training processes should send events:
   method created them (see :func:`worker_loop`).
 
 The decision reads the environment only through
-:class:`~traincheck.tracer.config.TracerConfig`.
+:class:`~traincheck.tracer.config.TracerConfig`; the worker entry reaches the
+process's tracer through :mod:`~traincheck.tracer.state`, so this module sits
+below both the tracer and the hooks that install :func:`worker_loop`.
 """
 
 from __future__ import annotations
@@ -29,6 +31,7 @@ import os
 from collections.abc import Sequence
 from typing import Any
 
+from traincheck.tracer import state
 from traincheck.tracer.config import TracerConfig
 
 
@@ -82,9 +85,7 @@ def worker_loop(*args: Any, **kwargs: Any) -> Any:
     DataLoader's process target by reference; in a spawned child it resolves
     torch's original loop itself.
     """
-    from traincheck.tracer import runtime
-
-    runtime.disarm_current("DataLoader worker")
+    state.disarm_current("DataLoader worker")
     from torch.utils.data._utils import worker
 
     original = getattr(worker, ORIGINAL_ATTR, None) or worker._worker_loop

@@ -7,8 +7,14 @@ finishes importing. It fails open: an error is one ``traincheck:`` line on
 stderr and the program runs untraced, unless ``TRAINCHECK_DEBUG=1`` or
 ``swallow_exceptions=False`` (tests) asks for the exception.
 
+This is the top of the tracer's layers, the only module that puts the pieces
+together: configuration (:class:`~traincheck.tracer.config.TracerConfig`, the
+environment read once), activation, the tracer (:mod:`~traincheck.tracer.runtime`)
+and, once torch is imported, the installer that wires the hooks to it.
+
 Importing this module is cheap and imports neither torch nor ZeroMQ: most
-processes that run it (compilers, helpers, untraced tools) need neither.
+processes that run it (compilers, helpers, untraced tools) need neither. The
+tracer's own modules are imported only once a process is to be armed.
 """
 
 from __future__ import annotations
@@ -21,6 +27,7 @@ from typing import TYPE_CHECKING
 
 import traincheck.bootstrap
 from traincheck.tracer.config import TracerConfig
+from traincheck.tracer.diagnostics import log
 
 if TYPE_CHECKING:
     from traincheck.tracer.runtime import Tracer
@@ -40,7 +47,7 @@ def initialize(*, swallow_exceptions: bool = True) -> None:
     except Exception as exc:
         if not swallow_exceptions or TracerConfig.read().debug:
             raise
-        _log(f"tracing disabled in this process ({type(exc).__name__}: {exc})")
+        log(f"tracing disabled in this process ({type(exc).__name__}: {exc})")
 
 
 def bootstrap_dir() -> str:
@@ -80,16 +87,18 @@ def chain_user_sitecustomize() -> None:
 def _arm_if_wanted(config: TracerConfig) -> None:
     if not config.wants_tracing:
         return
-    from traincheck.tracer import runtime
+    from traincheck.tracer import state
 
-    if runtime.current() is not None:
+    if state.current() is not None:
         return
     from traincheck.tracer.activation import Activation, decide
 
     decision, _reason = decide(sys.orig_argv, config)
     if decision is Activation.SKIP:
         return
-    tracer = runtime.Tracer(config, gated=decision is Activation.ARM_GATED)
+    from traincheck.tracer.runtime import Tracer
+
+    tracer = Tracer(config, gated=decision is Activation.ARM_GATED)
     tracer.start()
     from traincheck.tracer.importhook import when_imported
 
@@ -98,12 +107,12 @@ def _arm_if_wanted(config: TracerConfig) -> None:
 
 def _install_torch_hooks(tracer: Tracer) -> None:
     """Runs right after ``import torch`` completes; must never fail that import."""
-    from traincheck.tracer import hooks
+    from traincheck.tracer import installer
 
     if not tracer.armed:
         return
     try:
-        hooks.install(tracer)
+        installer.install(tracer)
     except Exception as exc:
         tracer.report_error("installing torch hooks", exc)
         tracer.disarm("hook installation failed")
@@ -130,10 +139,3 @@ def _report_like_site(exc: BaseException) -> None:
             "Error in sitecustomize; set PYTHONVERBOSE for traceback:\n"
             f"{type(exc).__name__}: {exc}\n"
         )
-
-
-def _log(message: str) -> None:
-    try:
-        sys.stderr.write(f"traincheck: {message}\n")
-    except (OSError, ValueError, AttributeError):
-        pass
