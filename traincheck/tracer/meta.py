@@ -61,10 +61,6 @@ class MetaState:
             self._on_change("step", count)
         return self.step
 
-    def forget_optimizer(self, optimizer_key: int) -> None:
-        """Drop the count of a collected optimizer (its key may be reused)."""
-        self._optimizer_steps.pop(optimizer_key, None)
-
     def set_annotation(self, key: str, value: Scalar) -> object:
         """Set one annotation, report the change, and return the previous value."""
         if key == "stage":

@@ -40,7 +40,6 @@ from traincheck.events import (
     ApiCall,
     ApiReturn,
     ArgValue,
-    Event,
     MetaChange,
     RunEnd,
     RunStart,
@@ -217,11 +216,6 @@ class Tracer:
             )
         )
 
-    def current_call(self) -> int:
-        """The innermost open traced call on this thread (0: none)."""
-        stack = self._stack()
-        return stack[-1] if stack else 0
-
     def record_params(
         self,
         call_id: int,
@@ -240,14 +234,6 @@ class Tracer:
         )
         if states is not None:
             self.publisher.append(states)
-
-    def emit(self, event: Event) -> None:
-        """Queue an event built elsewhere (VarState batches, tests)."""
-        self.publisher.append(event)
-
-    def flush(self) -> None:
-        """Send what is queued now, unless a flush is already running (never waits)."""
-        self.publisher.flush(wait=False)
 
     def flush_at_step(self) -> None:
         """An optimizer step ended: send what is queued, at most every few tens of ms."""
