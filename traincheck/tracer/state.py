@@ -5,9 +5,12 @@ else: the process's current tracer, the torch hooks installed for it, the
 DataLoader epoch counter, and the publishers a forked child inherited. Gathered
 in one module, what ``fork`` copies into a child is visible at a glance, and one
 handler (registered with ``os.register_at_fork`` when this module is first
-imported) gives the child a clean start: the current tracer resets its
-per-process state (own pid, new gated publisher, new counters; the parent's
-publisher joins ``inherited_publishers`` and is never used or closed).
+imported) gives the child a clean start:
+
+- the current tracer resets its per-process state (own pid, new gated
+  publisher, new counters; the parent's publisher joins ``inherited_publishers``
+  and is never used or closed);
+- the epoch count starts over: the child's fresh meta-variables hold no epoch.
 
 The installed hooks are kept: the patched torch functions were copied into the
 child with the rest of its memory, and the child's tracer still uses them.
@@ -104,6 +107,8 @@ def disarm_current(reason: str) -> None:
 
 
 def _reset_in_forked_child() -> None:
+    global epochs
+    epochs = EpochCounter()
     armed = tracer
     if armed is not None and armed.armed:
         armed.after_fork()
