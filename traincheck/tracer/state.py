@@ -19,10 +19,11 @@ steps) is kept too: it mirrors the Python stack, which the child also inherits.
 Caches that are pure functions of their keys (source lines, dtype names, module
 argument summaries) stay beside their code: they are as valid in a child.
 
-This module sits at the bottom of the tracer's layers: lower modules (the
-DataLoader worker entry, ``annotate``) reach the current tracer through it
-without importing the tracer's own module, and it imports no tracer code but
-the interfaces it stores.
+This module sits at the bottom of the tracer's layers: it imports no tracer
+code at run time (only ``MetaState``, for type checking), and declares as small
+Protocols what it needs of the objects it stores. So the DataLoader worker entry
+and ``annotate`` reach the current tracer through it without importing the
+tracer's own module, and the tracer registers itself here without a cycle.
 """
 
 from __future__ import annotations
@@ -31,14 +32,16 @@ import dataclasses
 import os
 from typing import TYPE_CHECKING, Protocol
 
-from traincheck.tracer.recorder import Recorder
-
 if TYPE_CHECKING:
-    from traincheck.tracer.publisher import Publisher
+    from traincheck.tracer.meta import MetaState
 
 
-class ProcessTracer(Recorder, Protocol):
-    """The current tracer, as this module and the modules that reach it here see it."""
+class ProcessTracer(Protocol):
+    """The current tracer, as the modules that reach it here see it."""
+
+    armed: bool
+    meta: MetaState
+    """What ``annotate`` sets its values on."""
 
     def disarm(self, reason: str) -> None:
         """Stop tracing for good in this process."""
@@ -52,7 +55,10 @@ class ProcessTracer(Recorder, Protocol):
 class InstalledHooks(Protocol):
     """The torch hooks installed for a tracer (see :mod:`traincheck.tracer.installer`)."""
 
-    tracer: Recorder
+    @property
+    def tracer(self) -> object:
+        """The tracer they report to (compared by identity only)."""
+        ...
 
     def uninstall(self) -> None: ...
 
@@ -75,7 +81,7 @@ hooks: InstalledHooks | None = None
 
 epochs = EpochCounter()
 
-inherited_publishers: list[Publisher] = []
+inherited_publishers: list[object] = []
 """Publishers inherited across fork: kept referenced, never used or closed, in the child."""
 
 
