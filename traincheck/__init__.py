@@ -18,6 +18,6 @@ def annotate(**meta: object):
     Usable as a plain call or as a context manager that restores the previous
     values on exit. Does nothing when the process is not traced.
     """
-    from traincheck.tracer.meta import annotate as _annotate
+    from traincheck.tracer.annotate import annotate as _annotate
 
     return _annotate(**meta)

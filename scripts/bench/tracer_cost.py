@@ -71,16 +71,20 @@ def main() -> None:
 
 
 def measure(blocks: int, timed_steps: int, model_kind: str) -> None:
-    from traincheck.tracer import bootstrap, runtime
+    from traincheck.tracer import bootstrap, state
+    from traincheck.tracer.config import TracerConfig
 
-    bootstrap._arm_if_wanted(os.environ)
+    bootstrap._arm_if_wanted(TracerConfig.read())
     import torch
 
-    from traincheck.tracer import hooks
+    from traincheck.tracer import installer
+    from traincheck.tracer.runtime import Tracer
 
-    tracer = runtime.current()
-    installed = hooks._installed
-    assert tracer is not None and installed is not None, "the tracer did not arm"
+    tracer = state.current()
+    assert isinstance(tracer, Tracer) and state.hooks is not None, "the tracer did not arm"
+    hooks = Hooks(
+        install=functools.partial(installer.install, tracer), uninstall=installer.uninstall
+    )
 
     # The benchmark workload's own model and optimizer: run it for zero steps.
     argv = sys.argv
@@ -118,7 +122,7 @@ def measure(blocks: int, timed_steps: int, model_kind: str) -> None:
     print("(median of the differences, and its quartiles)")
     for name, plan in variants.items():
         tracer.plan = plan
-        untraced, extra = alternate(installed, step, blocks)
+        untraced, extra = alternate(hooks, step, blocks)
         q1, _, q3 = statistics.quantiles(extra, n=4)
         print(
             f"  {name:28} +{statistics.median(extra):6.1f} us   ({q1:.0f}..{q3:.0f})"
@@ -127,12 +131,20 @@ def measure(blocks: int, timed_steps: int, model_kind: str) -> None:
 
     tracer.plan = full
     print(f"\ntime inside each hook, full tracing, {timed_steps} steps (nested rows overlap)")
-    for name, micros in hook_times(installed, tracer, step, timed_steps):
+    for name, micros in hook_times(hooks, step, timed_steps):
         print(f"  {name:36} {micros:7.1f} us/step")
 
 
+@dataclasses.dataclass(frozen=True)
+class Hooks:
+    """Puts all of the tracer's hooks and wrappers on torch, or takes them all off."""
+
+    install: Callable[[], object]
+    uninstall: Callable[[], None]
+
+
 def alternate(
-    installed: Any, step: Callable[[], None], blocks: int
+    hooks: Hooks, step: Callable[[], None], blocks: int
 ) -> tuple[list[float], list[float]]:
     """Median step time of each untraced block, and each traced block's excess over it."""
     untraced: list[float] = []
@@ -140,9 +152,9 @@ def alternate(
     for block in range(blocks):
         traced = block % 2 == 1
         if traced:
-            installed.install()
+            hooks.install()
         else:
-            installed.uninstall()
+            hooks.uninstall()
         times = []
         for i in range(BLOCK_STEPS):
             started = time.perf_counter_ns()
@@ -154,13 +166,11 @@ def alternate(
             extra.append(median_us - untraced[-1])
         else:
             untraced.append(median_us)
-    installed.uninstall()
+    hooks.uninstall()
     return untraced, extra
 
 
-def hook_times(
-    installed: Any, tracer: Any, step: Callable[[], None], steps: int
-) -> list[tuple[str, float]]:
+def hook_times(hooks: Hooks, step: Callable[[], None], steps: int) -> list[tuple[str, float]]:
     """Wrap the tracer's hook entry points with timers, run, and unwrap."""
     from traincheck.tracer.hooks import TorchHooks
     from traincheck.tracer.runtime import Tracer
@@ -184,12 +194,12 @@ def hook_times(
         original = getattr(owner, name)
         restore.append((owner, name, original))
         setattr(owner, name, _timed(original, f"{owner.__name__}.{name}", spent))
-    installed.install()
+    hooks.install()
     try:
         for _ in range(steps):
             step()
     finally:
-        installed.uninstall()
+        hooks.uninstall()
         for owner, name, original in restore:
             setattr(owner, name, original)
     return sorted(((k, v / steps / 1e3) for k, v in spent.items()), key=lambda kv: -kv[1])

@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 
 from traincheck.tracer.activation import Activation, decide
+from traincheck.tracer.config import TracerConfig
 
 PY = "/usr/bin/python3"
 
@@ -40,17 +41,17 @@ PY = "/usr/bin/python3"
     ],
 )
 def test_decide(argv: list[str], environ: dict[str, str], expected: Activation) -> None:
-    assert decide(argv, environ)[0] is expected
+    assert decide(argv, TracerConfig.from_environ(environ))[0] is expected
 
 
 def test_only_the_launchers_own_child_is_armed_at_once() -> None:
     """Helpers the job starts (torch.compile's ``python -c`` probes), torchrun's
     ranks and a python under a shell script are gated: silent until they trace a call."""
-    environ = {"TRAINCHECK_LAUNCHER_PID": "4242"}
-    assert decide([PY, "train.py"], environ, parent_pid=4242)[0] is Activation.ARM
+    config = TracerConfig.from_environ({"TRAINCHECK_LAUNCHER_PID": "4242"})
+    assert decide([PY, "train.py"], config, parent_pid=4242)[0] is Activation.ARM
     probe = [PY, "-c", "import torch; print(torch.__version__)"]
-    assert decide(probe, environ, parent_pid=5151)[0] is Activation.ARM_GATED
-    assert decide([PY, "train.py"], {"RANK": "1", **environ}, parent_pid=7)[0] is (
-        Activation.ARM_GATED
-    )
-    assert decide(probe, {}, parent_pid=5151)[0] is Activation.ARM  # no launcher: as before
+    assert decide(probe, config, parent_pid=5151)[0] is Activation.ARM_GATED
+    rank = TracerConfig.from_environ({"RANK": "1", "TRAINCHECK_LAUNCHER_PID": "4242"})
+    assert decide([PY, "train.py"], rank, parent_pid=7)[0] is Activation.ARM_GATED
+    no_launcher = TracerConfig.from_environ({})
+    assert decide(probe, no_launcher, parent_pid=5151)[0] is Activation.ARM  # as before

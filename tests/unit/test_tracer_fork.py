@@ -1,4 +1,5 @@
-"""A forked child never touches the parent's socket: it starts over, gated."""
+"""A forked child never touches the parent's socket: it starts over, gated, and
+the process state gathered in ``traincheck.tracer.state`` starts over with it."""
 
 from __future__ import annotations
 
@@ -6,13 +7,16 @@ import atexit
 import os
 from collections.abc import Iterator
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 import zmq
 
 from traincheck.events import ApiCall, RunStart
-from traincheck.tracer import runtime
-from traincheck.tracer.runtime import Tracer, TracerConfig
+from traincheck.tracer import state
+from traincheck.tracer.config import TracerConfig
+from traincheck.tracer.runtime import Tracer
+from traincheck.tracer.state import EpochCounter
 from traincheck.wire import decode_batch
 
 
@@ -28,7 +32,9 @@ def tracer(tmp_path: Path) -> Iterator[tuple[Tracer, zmq.Socket[bytes]]]:
     yield tracer, pull
     tracer.close()
     atexit.unregister(tracer.close)
-    runtime._current = None
+    state.tracer = None
+    state.hooks = None
+    state.epochs = EpochCounter()
     pull.close(linger=0)
     context.term()
 
@@ -65,3 +71,41 @@ def test_forked_child_uses_its_own_socket(tracer: tuple[Tracer, zmq.Socket[bytes
     assert child_calls == [("child.api", 1, 0)]
     parent_apis = [e.api for e in by_pid[os.getpid()] if isinstance(e, ApiCall)]
     assert parent_apis == ["parent.api"]
+
+
+def test_forked_child_starts_its_process_state_over(
+    tracer: tuple[Tracer, zmq.Socket[bytes]],
+) -> None:
+    """Everything in ``state`` that describes the parent's run is reset in a child;
+    what the child still needs (its tracer, the installed hooks) is kept."""
+    parent, _ = tracer
+    parent.meta.set_annotation("epoch", 3)
+    state.epochs.loader_id, state.epochs.count = 1234, 3
+    state.hooks = hooks = SimpleNamespace(tracer=parent, uninstall=lambda: None)
+    parent_publisher = parent.publisher
+    pid = os.fork()
+    if pid == 0:
+        checks = [
+            state.epochs == EpochCounter(),
+            state.current() is parent and parent.armed and parent.gated,
+            state.hooks is hooks,
+            parent.publisher is not parent_publisher,
+            state.inherited_publishers[-1] is parent_publisher,
+            parent.meta.annotations == {} and parent.meta.step == 0,
+            parent.pid == os.getpid(),
+        ]
+        os._exit(sum(1 << i for i, ok in enumerate(checks) if not ok))
+    _, status = os.waitpid(pid, 0)
+    assert os.waitstatus_to_exitcode(status) == 0, "failed checks (bit mask)"
+    assert (state.epochs.loader_id, state.epochs.count) == (1234, 3)  # the parent's, untouched
+    assert parent.publisher is parent_publisher and not parent.gated
+
+
+def test_forked_child_of_an_untraced_process_resets_the_epoch_count() -> None:
+    state.epochs.loader_id, state.epochs.count = 99, 1
+    pid = os.fork()
+    if pid == 0:
+        os._exit(0 if state.current() is None and state.epochs == EpochCounter() else 1)
+    _, status = os.waitpid(pid, 0)
+    assert os.waitstatus_to_exitcode(status) == 0
+    state.epochs = EpochCounter()

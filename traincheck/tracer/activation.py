@@ -17,16 +17,22 @@ only training processes should send events:
   torchrun's ranks or a ``python`` under a shell script open at their first call;
 - DataLoader workers disarm at the entry of the worker loop, whichever start
   method created them (see :func:`worker_loop`).
+
+The decision reads the environment only through
+:class:`~traincheck.tracer.config.TracerConfig`; the worker entry reaches the
+process's tracer through :mod:`~traincheck.tracer.state`, so this module sits
+below both the tracer and the hooks that install :func:`worker_loop`.
 """
 
 from __future__ import annotations
 
 import enum
 import os
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from typing import Any
 
-from traincheck.environment import TRAINCHECK_LAUNCHER_PID
+from traincheck.tracer import state
+from traincheck.tracer.config import TracerConfig
 
 
 class Activation(enum.Enum):
@@ -38,20 +44,20 @@ class Activation(enum.Enum):
 
 
 def decide(
-    orig_argv: Sequence[str], environ: Mapping[str, str], parent_pid: int | None = None
+    orig_argv: Sequence[str], config: TracerConfig, parent_pid: int | None = None
 ) -> tuple[Activation, str]:
-    """Decide from the full command line (``sys.orig_argv``) and the environment.
+    """Decide from the full command line (``sys.orig_argv``) and the configuration.
 
     Returns the decision and a short reason, for debugging output.
     """
     command = " ".join(orig_argv[1:])
     if "_inductor" in command and "compile_worker" in command:
         return Activation.SKIP, "inductor compile worker"
-    if _is_torchrun_agent(orig_argv) and "RANK" not in environ:
+    if _is_torchrun_agent(orig_argv) and not config.rank_assigned:
         return Activation.SKIP, "torchrun agent"
     if "--multiprocessing-fork" in orig_argv or "from multiprocessing." in command:
         return Activation.ARM_GATED, "multiprocessing child"
-    launcher = environ.get(TRAINCHECK_LAUNCHER_PID)
+    launcher = config.launcher_pid
     parent = os.getppid() if parent_pid is None else parent_pid
     if launcher and launcher != str(parent):
         return Activation.ARM_GATED, "not the launcher's child: armed at its first traced call"
@@ -79,9 +85,7 @@ def worker_loop(*args: Any, **kwargs: Any) -> Any:
     DataLoader's process target by reference; in a spawned child it resolves
     torch's original loop itself.
     """
-    from traincheck.tracer import runtime
-
-    runtime.disarm_current("DataLoader worker")
+    state.disarm_current("DataLoader worker")
     from torch.utils.data._utils import worker
 
     original = getattr(worker, ORIGINAL_ATTR, None) or worker._worker_loop

@@ -18,14 +18,19 @@ the arguments and the result) is the cheapest hook that sees it:
 
 The plan (``TracingPlan.apis``) decides which are installed at all. Every
 wrapper calls the original exactly once with the user's arguments, and lets its
-result and exceptions through unchanged.
+result and exceptions through unchanged (:func:`~traincheck.tracer.api_wrapper.traced`).
+
+A hook module like :mod:`~traincheck.tracer.hooks`: it sees the tracer only as a
+:class:`~traincheck.tracer.recorder.Recorder`, records its replacements in the
+shared :class:`~traincheck.tracer.patches.Patches`, and is installed by
+:mod:`~traincheck.tracer.installer`.
 """
 
 from __future__ import annotations
 
 import threading
 from collections.abc import Callable, Sequence
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import torch
 
@@ -41,23 +46,19 @@ from traincheck.catalogue import (
     SCHEDULER_STEP,
 )
 from traincheck.events import ArgValue
-from traincheck.tracer.runtime import Tracer
+from traincheck.tracer import state
+from traincheck.tracer.api_wrapper import ArgSummarizer, ResultSummarizer, traced
+from traincheck.tracer.patches import Patches
+from traincheck.tracer.recorder import Recorder
 from traincheck.tracer.summaries import summarize
-
-if TYPE_CHECKING:
-    from traincheck.tracer.hooks import TorchHooks
-
-ArgSummarizer = Callable[[tuple[Any, ...], dict[str, Any]], tuple[ArgValue, ...]]
-ResultSummarizer = Callable[[tuple[Any, ...], Any], ArgValue | None]
 
 AUTOCAST_META = "autocast"
 
 
-def install(hooks: TorchHooks) -> None:
-    """Wrap every API of this module the plan asks for."""
-    tracer = hooks.tracer
+def install(tracer: Recorder, patches: Patches) -> None:
+    """Wrap every API of this module the plan asks for, recording each patch in ``patches``."""
     plan = tracer.plan
-    wrap = _Wrapping(hooks)
+    wrap = _Wrapping(tracer, patches)
     for api, attr in ((CLIP_GRAD_NORM, "clip_grad_norm_"), (CLIP_GRAD_VALUE, "clip_grad_value_")):
         if plan.traces(api):
             wrap.functions(
@@ -79,15 +80,15 @@ def install(hooks: TorchHooks) -> None:
         if plan.traces(api):
             wrap.method(torch.nn.Module, attr, api, args, outermost=module_calls)
     _wrap_collectives(wrap)
-    _wrap_autocast(hooks)
+    _wrap_autocast(tracer, patches)
 
 
 class _Wrapping:
-    """Builds the wrappers of one tracer and registers them with its hooks (for uninstall)."""
+    """Builds the wrappers of one tracer and records them in its patches (for uninstall)."""
 
-    def __init__(self, hooks: TorchHooks) -> None:
-        self.hooks = hooks
-        self.tracer = hooks.tracer
+    def __init__(self, tracer: Recorder, patches: Patches) -> None:
+        self.tracer = tracer
+        self.patches = patches
 
     def functions(
         self,
@@ -106,7 +107,7 @@ class _Wrapping:
             wrapper = wrappers.get(id(original))
             if wrapper is None:
                 wrapper = wrappers[id(original)] = traced(self.tracer, api, original, args, result)
-            self.hooks.patch(owner, attr, wrapper)
+            self.patches.patch(owner, attr, wrapper)
 
     def method(
         self,
@@ -117,7 +118,7 @@ class _Wrapping:
         result: ResultSummarizer | None = None,
         *,
         outermost: threading.local | None = None,
-        before: Callable[[Tracer, tuple[Any, ...]], None] | None = None,
+        before: Callable[[Recorder, tuple[Any, ...]], None] | None = None,
     ) -> None:
         original = owner.__dict__.get(attr)
         if original is None:
@@ -125,68 +126,7 @@ class _Wrapping:
         wrapper = traced(
             self.tracer, api, original, args, result, outermost=outermost, before=before
         )
-        self.hooks.patch(owner, attr, wrapper)
-
-
-def traced(
-    tracer: Tracer,
-    api: str,
-    original: Callable[..., Any],
-    summarize_args: ArgSummarizer,
-    summarize_result: ResultSummarizer | None = None,
-    *,
-    outermost: threading.local | None = None,
-    before: Callable[[Tracer, tuple[Any, ...]], None] | None = None,
-) -> Callable[..., Any]:
-    """A wrapper emitting ``ApiCall``/``ApiReturn`` around ``original``.
-
-    With ``outermost`` (a thread-local shared by related APIs), calls made while
-    another of them is running are passed straight through.
-    """
-
-    def wrapper(*args: Any, **kwargs: Any) -> Any:
-        if not tracer.armed or not tracer.recording:
-            return original(*args, **kwargs)
-        if outermost is not None and getattr(outermost, "active", False):
-            return original(*args, **kwargs)
-        try:
-            if before is not None:
-                before(tracer, args)
-            call_id = tracer.begin_call(api, summarize_args(args, kwargs), training_api=False)
-        except Exception as exc:
-            tracer.report_error(f"{api} wrapper", exc)
-            return original(*args, **kwargs)
-        if outermost is not None:
-            outermost.active = True
-        try:
-            value = original(*args, **kwargs)
-        except BaseException as exc:
-            _end(tracer, call_id, api, None, exc)
-            raise
-        finally:
-            if outermost is not None:
-                outermost.active = False
-        result = None
-        if summarize_result is not None:
-            try:
-                result = summarize_result(args, value)
-            except Exception as exc:
-                tracer.report_error(f"{api} result", exc)
-        _end(tracer, call_id, api, result, None)
-        return value
-
-    wrapper.__wrapped__ = original  # type: ignore[attr-defined]
-    return wrapper
-
-
-def _end(
-    tracer: Tracer, call_id: int, api: str, result: ArgValue | None, exc: BaseException | None
-) -> None:
-    try:
-        if tracer.armed:
-            tracer.end_call(call_id, api, result=result, exception=exc)
-    except Exception as error:
-        tracer.report_error(f"{api} wrapper", error)
+        self.patches.patch(owner, attr, wrapper)
 
 
 # -- argument summaries ------------------------------------------------------------------
@@ -245,32 +185,25 @@ def _loader_args(args: tuple[Any, ...], kwargs: dict[str, Any]) -> tuple[ArgValu
 # -- epoch ------------------------------------------------------------------------------
 
 
-class _EpochCounter:
+def _epoch(tracer: Recorder, args: tuple[Any, ...]) -> None:
     """``epoch`` = completed passes over the first DataLoader the process iterates.
 
     Later loaders (validation, test) do not count. Once the user sets ``epoch``
-    with ``traincheck.annotate``, counting stops: the user knows better.
+    with ``traincheck.annotate``, counting stops: the user knows better. The count
+    is process state (:data:`traincheck.tracer.state.epochs`): a forked child
+    starts its own.
     """
-
-    def __init__(self) -> None:
-        self.loader_id: int | None = None
-        self.count = -1
-
-
-_epochs = _EpochCounter()
-
-
-def _epoch(tracer: Tracer, args: tuple[Any, ...]) -> None:
+    epochs = state.epochs
     loader = args[0]
-    if _epochs.loader_id is None:
-        _epochs.loader_id = id(loader)
-    if id(loader) != _epochs.loader_id:
+    if epochs.loader_id is None:
+        epochs.loader_id = id(loader)
+    if id(loader) != epochs.loader_id:
         return
     current = tracer.meta.annotations.get("epoch")
-    if _epochs.count >= 0 and current != _epochs.count:
+    if epochs.count >= 0 and current != epochs.count:
         return
-    _epochs.count += 1
-    tracer.meta.set_annotation("epoch", _epochs.count)
+    epochs.count += 1
+    tracer.meta.set_annotation("epoch", epochs.count)
 
 
 # -- schedulers, collectives, autocast ---------------------------------------------------
@@ -335,10 +268,9 @@ def _collective_args(args: tuple[Any, ...], kwargs: dict[str, Any]) -> tuple[Arg
     return tuple(out)
 
 
-def _wrap_autocast(hooks: TorchHooks) -> None:
+def _wrap_autocast(tracer: Recorder, patches: Patches) -> None:
     """``autocast`` meta-variable: set on entering a context, restored on leaving it."""
     cls = torch.amp.autocast_mode.autocast
-    tracer = hooks.tracer
     local = threading.local()
     enter, exit_ = cls.__dict__["__enter__"], cls.__dict__["__exit__"]
 
@@ -364,5 +296,5 @@ def _wrap_autocast(hooks: TorchHooks) -> None:
             tracer.report_error("autocast exit", exc)
         return value
 
-    hooks.patch(cls, "__enter__", __enter__)
-    hooks.patch(cls, "__exit__", __exit__)
+    patches.patch(cls, "__enter__", __enter__)
+    patches.patch(cls, "__exit__", __exit__)

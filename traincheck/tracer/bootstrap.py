@@ -7,8 +7,14 @@ finishes importing. It fails open: an error is one ``traincheck:`` line on
 stderr and the program runs untraced, unless ``TRAINCHECK_DEBUG=1`` or
 ``swallow_exceptions=False`` (tests) asks for the exception.
 
+This is the top of the tracer's layers, the only module that puts the pieces
+together: configuration (:class:`~traincheck.tracer.config.TracerConfig`, the
+environment read once), activation, the tracer (:mod:`~traincheck.tracer.runtime`)
+and, once torch is imported, the installer that wires the hooks to it.
+
 Importing this module is cheap and imports neither torch nor ZeroMQ: most
-processes that run it (compilers, helpers, untraced tools) need neither.
+processes that run it (compilers, helpers, untraced tools) need neither. The
+tracer's own modules are imported only once a process is to be armed.
 """
 
 from __future__ import annotations
@@ -17,11 +23,11 @@ import importlib
 import os
 import sys
 import types
-from collections.abc import Mapping
 from typing import TYPE_CHECKING
 
 import traincheck.bootstrap
-from traincheck import environment as env
+from traincheck.tracer.config import TracerConfig
+from traincheck.tracer.diagnostics import log
 
 if TYPE_CHECKING:
     from traincheck.tracer.runtime import Tracer
@@ -30,19 +36,23 @@ _BOOTSTRAP_DIR = os.path.dirname(os.path.abspath(traincheck.bootstrap.__file__))
 
 
 def initialize(*, swallow_exceptions: bool = True) -> None:
-    """Chain the user's ``sitecustomize``, then arm the tracer if this process is traced."""
+    """Chain the user's ``sitecustomize``, then arm the tracer if this process is traced.
+
+    The configuration is read after the chained ``sitecustomize`` ran: that one
+    may set variables of its own.
+    """
     try:
         chain_user_sitecustomize()
-        _arm_if_wanted(os.environ)
+        _arm_if_wanted(TracerConfig.read())
     except Exception as exc:
-        if not swallow_exceptions or os.environ.get(env.TRAINCHECK_DEBUG) == "1":
+        if not swallow_exceptions or TracerConfig.read().debug:
             raise
-        _log(f"tracing disabled in this process ({type(exc).__name__}: {exc})")
+        log(f"tracing disabled in this process ({type(exc).__name__}: {exc})")
 
 
 def bootstrap_dir() -> str:
     """The directory holding our ``sitecustomize.py`` (overridable by the launcher)."""
-    return os.environ.get(env.TRAINCHECK_BOOTSTRAP_DIR) or _BOOTSTRAP_DIR
+    return TracerConfig.read().bootstrap_dir or _BOOTSTRAP_DIR
 
 
 def chain_user_sitecustomize() -> None:
@@ -54,9 +64,10 @@ def chain_user_sitecustomize() -> None:
     Errors in the user's module are reported exactly as ``site`` reports them.
     """
     ours = sys.modules.get("sitecustomize")
-    if ours is None or not _is_ours(ours):
+    our_dir = bootstrap_dir()
+    if ours is None or not _is_ours(ours, our_dir):
         return
-    removed = [(i, entry) for i, entry in enumerate(sys.path) if _same_dir(entry)]
+    removed = [(i, entry) for i, entry in enumerate(sys.path) if _same_dir(entry, our_dir)]
     for i, _ in reversed(removed):
         del sys.path[i]
     del sys.modules["sitecustomize"]
@@ -73,21 +84,21 @@ def chain_user_sitecustomize() -> None:
         sys.modules["sitecustomize"] = ours
 
 
-def _arm_if_wanted(environ: Mapping[str, str]) -> None:
-    if not environ.get(env.TRAINCHECK_ENDPOINT) or environ.get(env.TRAINCHECK_DISABLE) == "1":
+def _arm_if_wanted(config: TracerConfig) -> None:
+    if not config.wants_tracing:
         return
-    from traincheck.tracer import runtime
+    from traincheck.tracer import state
 
-    if runtime.current() is not None:
+    if state.current() is not None:
         return
     from traincheck.tracer.activation import Activation, decide
 
-    decision, _reason = decide(sys.orig_argv, environ)
+    decision, _reason = decide(sys.orig_argv, config)
     if decision is Activation.SKIP:
         return
-    tracer = runtime.Tracer(
-        runtime.TracerConfig.from_environ(environ), gated=decision is Activation.ARM_GATED
-    )
+    from traincheck.tracer.runtime import Tracer
+
+    tracer = Tracer(config, gated=decision is Activation.ARM_GATED)
     tracer.start()
     from traincheck.tracer.importhook import when_imported
 
@@ -96,25 +107,25 @@ def _arm_if_wanted(environ: Mapping[str, str]) -> None:
 
 def _install_torch_hooks(tracer: Tracer) -> None:
     """Runs right after ``import torch`` completes; must never fail that import."""
-    from traincheck.tracer import hooks
+    from traincheck.tracer import installer
 
     if not tracer.armed:
         return
     try:
-        hooks.install(tracer)
+        installer.install(tracer)
     except Exception as exc:
         tracer.report_error("installing torch hooks", exc)
         tracer.disarm("hook installation failed")
 
 
-def _is_ours(module: types.ModuleType) -> bool:
+def _is_ours(module: types.ModuleType, our_dir: str) -> bool:
     path = getattr(module, "__file__", None)
-    return path is not None and _same_dir(os.path.dirname(path))
+    return path is not None and _same_dir(os.path.dirname(path), our_dir)
 
 
-def _same_dir(entry: str) -> bool:
+def _same_dir(entry: str, our_dir: str) -> bool:
     try:
-        return os.path.realpath(entry or os.curdir) == os.path.realpath(bootstrap_dir())
+        return os.path.realpath(entry or os.curdir) == os.path.realpath(our_dir)
     except (OSError, ValueError):
         return False
 
@@ -128,10 +139,3 @@ def _report_like_site(exc: BaseException) -> None:
             "Error in sitecustomize; set PYTHONVERBOSE for traceback:\n"
             f"{type(exc).__name__}: {exc}\n"
         )
-
-
-def _log(message: str) -> None:
-    try:
-        sys.stderr.write(f"traincheck: {message}\n")
-    except (OSError, ValueError, AttributeError):
-        pass

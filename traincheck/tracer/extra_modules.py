@@ -7,6 +7,11 @@ a Python call per use. A module not imported yet is wrapped right after its
 import completes. Event names are ``<module>.<function>`` as the user spelled
 the module (``torch.nn.functional.cross_entropy``). ``torch`` itself names the
 default set and adds nothing.
+
+A hook module: it sees the tracer only as a
+:class:`~traincheck.tracer.recorder.Recorder`, records its replacements in the
+shared :class:`~traincheck.tracer.patches.Patches`, and is installed by
+:mod:`~traincheck.tracer.installer`.
 """
 
 from __future__ import annotations
@@ -14,25 +19,26 @@ from __future__ import annotations
 import inspect
 import types
 from collections.abc import Sequence
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from traincheck.events import ArgValue
-from traincheck.tracer.apis import traced
+from traincheck.tracer.api_wrapper import traced
 from traincheck.tracer.importhook import when_imported
+from traincheck.tracer.patches import Patches
+from traincheck.tracer.recorder import Recorder
 from traincheck.tracer.summaries import summarize
-
-if TYPE_CHECKING:
-    from traincheck.tracer.hooks import TorchHooks
 
 DEFAULT_MODULE = "torch"
 MAX_ARGS_SUMMARIZED = 4
 
 
-def install(hooks: TorchHooks, modules: Sequence[str]) -> None:
+def install(tracer: Recorder, patches: Patches, modules: Sequence[str]) -> None:
     """Wrap the public functions of each module (now, or when it gets imported)."""
     for name in modules:
         if name != DEFAULT_MODULE:
-            when_imported(name, lambda module, name=name: wrap_module(hooks, name, module))
+            when_imported(
+                name, lambda module, name=name: wrap_module(tracer, patches, name, module)
+            )
 
 
 def public_functions(module: types.ModuleType) -> list[str]:
@@ -49,14 +55,14 @@ def public_functions(module: types.ModuleType) -> list[str]:
     return sorted(out)
 
 
-def wrap_module(hooks: TorchHooks, name: str, module: types.ModuleType) -> None:
-    tracer = hooks.tracer
+def wrap_module(tracer: Recorder, patches: Patches, name: str, module: types.ModuleType) -> None:
+    """Wrap the module's public functions that the plan traces (``<name>.<function>``)."""
     try:
         for attr in public_functions(module):
             api = f"{name}.{attr}"
             if tracer.plan.traces(api):
                 original = getattr(module, attr)
-                hooks.patch(module, attr, traced(tracer, api, original, _args, _result))
+                patches.patch(module, attr, traced(tracer, api, original, _args, _result))
     except Exception as exc:
         tracer.report_error(f"wrapping {name}", exc)
 

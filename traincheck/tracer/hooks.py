@@ -1,4 +1,4 @@
-"""Install and uninstall the tracer's hooks on torch (see docs/architecture.md).
+"""The core training hooks on torch: optimizer step, zero_grad, backward, module call.
 
 Where torch offers a cheap global hook we use it (optimizer step pre/post,
 module/parameter registration); elsewhere we wrap the base-class function
@@ -8,11 +8,16 @@ loop. Global *forward* hooks are avoided on purpose: they slow every module call
 Every hook body is guarded: a failure inside the tracer is counted and reported,
 and the user's call runs exactly as it would have, with its own exceptions
 propagating unchanged.
+
+These hooks run on the training thread at every step and module call. They see
+the tracer only as a :class:`~traincheck.tracer.recorder.Recorder` (the object
+itself, called directly: no adapter on the per-call path) and never import the
+tracer's module; :mod:`~traincheck.tracer.installer` creates them for a tracer
+and adds the other hook modules' patches to :attr:`TorchHooks.patches`.
 """
 
 from __future__ import annotations
 
-import functools
 import threading
 from collections.abc import Callable
 from typing import Any
@@ -31,7 +36,8 @@ from traincheck.catalogue import (
 from traincheck.events import ArgValue
 from traincheck.tracer import activation
 from traincheck.tracer.models import ModelRegistry
-from traincheck.tracer.runtime import Tracer, log
+from traincheck.tracer.patches import Patches
+from traincheck.tracer.recorder import Recorder
 from traincheck.tracer.summaries import (
     module_call_args,
     module_input_arg,
@@ -55,14 +61,19 @@ class _CallToken:
 
 
 class TorchHooks:
-    """The hooks of one tracer on the imported torch; ``install``/``uninstall`` pair."""
+    """The hooks of one tracer on the imported torch; ``install``/``uninstall`` pair.
 
-    def __init__(self, tracer: Tracer) -> None:
+    ``patches`` holds every function replaced on torch, these hooks' own and
+    those the installer adds for the other hook modules, so that ``uninstall``
+    restores them all.
+    """
+
+    def __init__(self, tracer: Recorder) -> None:
         self.tracer = tracer
         self.registry = ModelRegistry()
+        self.patches = Patches()
         self.installed = False
         self._handles: list[RemovableHandle] = []
-        self._patches: list[tuple[object, str, object]] = []
         self._local = threading.local()
 
     # -- install / uninstall -------------------------------------------------------------
@@ -70,12 +81,8 @@ class TorchHooks:
     def install(self) -> None:
         """Register the global hooks and wrap the base-class functions (idempotent)."""
         if self.installed:
-            log("torch hooks already installed; second install ignored")
             return
         self.installed = True
-        self.tracer.attach_torch(torch)
-        self.tracer.hooks = self
-        self.tracer.registry = self.registry
         plan = self.tracer.plan
         self._register_global_hooks()
         for owner, name, api in (
@@ -83,18 +90,14 @@ class TorchHooks:
             (torch.nn.Module, "zero_grad", MODULE_ZERO_GRAD),
         ):
             if plan.traces(api):
-                self._patch(owner, name, self._wrap_zero_grad(api))
+                self.patches.patch(owner, name, self._wrap_zero_grad(api))
         for owner, name, api in (
             (torch.Tensor, "backward", TENSOR_BACKWARD),
             (torch.autograd, "backward", AUTOGRAD_BACKWARD),
         ):
             if plan.traces(api):
-                self._patch(owner, name, self._wrap_backward(api))
+                self.patches.patch(owner, name, self._wrap_backward(api))
         self._patch_worker_loop()
-        from traincheck.tracer import apis, extra_modules
-
-        apis.install(self)
-        extra_modules.install(self, plan.modules_to_instr)
 
     def uninstall(self) -> None:
         """Remove every hook and restore every wrapped function still ours."""
@@ -104,9 +107,7 @@ class TorchHooks:
         for handle in self._handles:
             handle.remove()
         self._handles.clear()
-        for owner, name, original in reversed(self._patches):
-            setattr(owner, name, original)
-        self._patches.clear()
+        self.patches.restore_all()
         from torch.utils.data._utils import worker
 
         if getattr(worker, "_worker_loop", None) is not activation.worker_loop:
@@ -136,17 +137,7 @@ class TorchHooks:
             if register is not None:
                 self._handles.append(register(hook))
         if self.tracer.plan.traces(MODULE_CALL):
-            self._patch(torch.nn.Module, "__call__", self._wrap_module_call())
-
-    def patch(self, owner: object, name: str, replacement: object) -> None:
-        """Replace ``owner.name`` until :meth:`uninstall` (for the other wrapper modules)."""
-        self._patch(owner, name, replacement)
-
-    def _patch(self, owner: object, name: str, replacement: object) -> None:
-        original = getattr(owner, name)
-        functools.update_wrapper(replacement, original)  # type: ignore[arg-type]
-        self._patches.append((owner, name, original))
-        setattr(owner, name, replacement)
+            self.patches.patch(torch.nn.Module, "__call__", self._wrap_module_call())
 
     def _patch_worker_loop(self) -> None:
         from torch.utils.data._utils import worker
@@ -408,22 +399,3 @@ class _UnknownError(Exception):
 def _original(wrapper: Callable[..., Any]) -> Callable[..., Any]:
     """The function a wrapper wraps (set by ``functools.update_wrapper``)."""
     return wrapper.__wrapped__  # type: ignore[attr-defined,no-any-return]
-
-
-_installed: TorchHooks | None = None
-"""The hooks of this process (one tracer per process)."""
-
-
-def install(tracer: Tracer) -> TorchHooks:
-    """Install the tracer's torch hooks (called right after torch is imported)."""
-    global _installed
-    if _installed is None or _installed.tracer is not tracer:
-        _installed = TorchHooks(tracer)
-    _installed.install()
-    return _installed
-
-
-def uninstall() -> None:
-    """Remove the installed hooks, if any."""
-    if _installed is not None:
-        _installed.uninstall()

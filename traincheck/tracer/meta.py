@@ -1,4 +1,4 @@
-"""Meta-variables (step, stage, user annotations) and the public ``annotate`` API.
+"""Meta-variables (step, stage, user annotations) of one traced process.
 
 Step and stage are detected, never configured: ``step`` counts completed
 optimizer steps (the maximum over optimizers, so two optimizers stepping once
@@ -12,14 +12,8 @@ from __future__ import annotations
 
 import types
 from collections.abc import Callable, Mapping
-from typing import TYPE_CHECKING, get_args
 
 from traincheck.events import Scalar, Stage
-
-if TYPE_CHECKING:
-    from traincheck.tracer.runtime import Tracer
-
-STAGES: frozenset[str] = frozenset(get_args(Stage))
 
 _UNSET = object()
 """Marks an annotation key that had no value before ``annotate`` set it."""
@@ -67,10 +61,6 @@ class MetaState:
             self._on_change("step", count)
         return self.step
 
-    def forget_optimizer(self, optimizer_key: int) -> None:
-        """Drop the count of a collected optimizer (its key may be reused)."""
-        self._optimizer_steps.pop(optimizer_key, None)
-
     def set_annotation(self, key: str, value: Scalar) -> object:
         """Set one annotation, report the change, and return the previous value."""
         if key == "stage":
@@ -117,33 +107,3 @@ class Annotation:
             return
         for key, previous in reversed(self._previous.items()):
             self._meta.set_annotation(key, None if previous is _UNSET else previous)  # type: ignore[arg-type]
-
-
-def annotate(**meta: object) -> Annotation:
-    """Set custom meta-variables on later events (``annotate(epoch=2, phase="warmup")``).
-
-    Values must be scalars (bool, int, float, str or None; None clears a key);
-    other objects are recorded by their ``str``. ``stage`` accepts only
-    ``"init"``, ``"train"``, ``"eval"`` or ``"test"`` (never detected: a test pass
-    makes the same calls as a validation pass) and overrides the detected stage
-    while set. ``step`` is counted from optimizer steps and cannot be annotated.
-    Does nothing (but still validates) when the process is not traced.
-    """
-    values = {key: _scalar(value) for key, value in meta.items()}
-    if "step" in values:
-        raise ValueError("traincheck.annotate: 'step' is counted from optimizer steps")
-    stage = values.get("stage")
-    if stage is not None and stage not in STAGES:
-        raise ValueError(
-            f"traincheck.annotate: stage must be one of {sorted(STAGES)}, got {stage!r}"
-        )
-    from traincheck.tracer.runtime import current
-
-    tracer: Tracer | None = current()
-    return Annotation(tracer.meta if tracer is not None else None, values)
-
-
-def _scalar(value: object) -> Scalar:
-    if value is None or isinstance(value, (bool, int, float, str)):
-        return value
-    return str(value)

@@ -24,7 +24,9 @@ socket by itself. Batches pushed out of the ring are dropped and counted; the
 count travels in the next batch and in the exit counters file (with the evicted
 batch numbers, so the sidecar does not count their sequence gaps again as
 missing), and whatever is still in the ring at exit counts as dropped too. Memory is bounded by
-``BACKLOG_MAX_BYTES`` plus ZeroMQ's ``SEND_HWM`` batches.
+the configured backlog (``TRAINCHECK_BACKLOG_BYTES``, read by
+:class:`~traincheck.tracer.config.TracerConfig`; default
+:data:`~traincheck.tracer.config.BACKLOG_MAX_BYTES`) plus ZeroMQ's ``SEND_HWM`` batches.
 
 The socket is created lazily by :meth:`Publisher.open`, so a process that is
 never opened (a DataLoader worker, a multiprocessing helper) creates no ZeroMQ
@@ -35,16 +37,15 @@ from __future__ import annotations
 
 import collections
 import dataclasses
-import os
 import threading
 import time
 from collections.abc import Callable
 
 import zmq
 
-from traincheck.environment import TRAINCHECK_BACKLOG_BYTES
 from traincheck.events import SCHEMA_VERSION, Batch, Event
 from traincheck.run_registry import RunRegistration
+from traincheck.tracer.config import BACKLOG_MAX_BYTES
 from traincheck.wire import encode_batch
 
 SEND_HWM = 16
@@ -53,10 +54,6 @@ SEND_HWM = 16
 Small on purpose: ZeroMQ bounds its queue in messages, not bytes, and a batch
 holds up to 50 ms of events (thousands); past this the byte-bounded backlog
 takes over. 16 batches is most of a second of training."""
-
-BACKLOG_MAX_BYTES = 16 * 1024 * 1024
-"""Encoded batches kept for a sidecar that is absent or stalled; older ones are
-dropped (and counted) past this. A few thousand steps of a small model."""
 
 REGISTRY_INTERVAL_S = 1.0
 """How often the timer thread refreshes this process's run-registry entry."""
@@ -101,15 +98,6 @@ class PublisherCounters:
             ranges.append([seq, seq])
 
 
-def backlog_bound_from_environ() -> int:
-    """``TRAINCHECK_BACKLOG_BYTES`` if set to a non-negative integer, else the default."""
-    try:
-        value = int(os.environ.get(TRAINCHECK_BACKLOG_BYTES, BACKLOG_MAX_BYTES))
-    except ValueError:
-        return BACKLOG_MAX_BYTES
-    return value if value >= 0 else BACKLOG_MAX_BYTES
-
-
 class Publisher:
     """Buffers events and PUSHes them in batches; drops (and counts) instead of blocking."""
 
@@ -122,7 +110,7 @@ class Publisher:
         rank: int,
         max_events: int = 2048,
         interval_s: float = 0.2,
-        backlog_max_bytes: int | None = None,
+        backlog_max_bytes: int = BACKLOG_MAX_BYTES,
         trace_dir: str | None = None,
         steps: Callable[[], int] | None = None,
         world_size: int = 1,
@@ -134,9 +122,7 @@ class Publisher:
         self.max_events = max_events
         self.interval_s = interval_s
         self.counters = PublisherCounters()
-        self.backlog_max_bytes = (
-            backlog_max_bytes if backlog_max_bytes is not None else backlog_bound_from_environ()
-        )
+        self.backlog_max_bytes = backlog_max_bytes
         self._backlog: collections.deque[tuple[bytes, int, int]] = collections.deque()
         """(encoded batch, events in it, its seq), oldest first."""
         self._backlog_bytes = 0

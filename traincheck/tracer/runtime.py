@@ -6,10 +6,18 @@ nothing more (encoding happens at flush time). Internal failures are counted
 and reported once per place on stderr, never raised into the training loop,
 unless ``TRAINCHECK_DEBUG=1``.
 
-Lifecycle: ``start`` (RunStart, timer, atexit, fork handler) → events → ``close``
-at interpreter exit (RunEnd, last flush, counters file). A forked child gets a
-fresh, *gated* tracer state (new publisher, new counters) and never touches the
-parent's socket; a disarmed process (DataLoader worker) sends nothing.
+Lifecycle: ``start`` (RunStart, timer, atexit) → events → ``close`` at interpreter
+exit (RunEnd, last flush, counters file). A forked child gets a fresh, *gated*
+tracer state (new publisher, new counters) and never touches the parent's
+socket; a disarmed process (DataLoader worker) sends nothing.
+
+In the layering, :class:`Tracer` implements the
+:class:`~traincheck.tracer.recorder.Recorder` interface the hooks are typed
+against, and imports no hook: the installer wires hooks to it, and it reaches its
+hooks (to remove them when disarmed) and registers itself as the process's tracer
+through :mod:`~traincheck.tracer.state`, whose fork handler calls
+:meth:`Tracer.after_fork`. Its settings come from
+:class:`~traincheck.tracer.config.TracerConfig`, never from the environment.
 """
 
 from __future__ import annotations
@@ -28,17 +36,18 @@ from collections.abc import Callable, Mapping, Sequence
 from importlib import metadata
 from typing import TYPE_CHECKING
 
-from traincheck import environment as env
 from traincheck.events import (
     ApiCall,
     ApiReturn,
     ArgValue,
-    Event,
     MetaChange,
     RunEnd,
     RunStart,
     Scalar,
 )
+from traincheck.tracer import state
+from traincheck.tracer.config import TracerConfig
+from traincheck.tracer.diagnostics import log
 from traincheck.tracer.meta import MetaState
 from traincheck.tracer.publisher import Publisher
 from traincheck.tracer.source import user_source
@@ -47,63 +56,7 @@ from traincheck.tracing_plan import TracingPlan, load_plan
 if TYPE_CHECKING:
     import torch
 
-    from traincheck.tracer.hooks import TorchHooks
-    from traincheck.tracer.models import ModelRegistry
     from traincheck.tracer.varstate import StateCache
-
-_current: Tracer | None = None
-"""The process's tracer once armed; None in untraced and disarmed processes."""
-
-_abandoned: list[Publisher] = []
-"""Publishers inherited across fork: kept referenced, never used or closed, in the child."""
-
-
-def current() -> Tracer | None:
-    """The armed tracer of this process, if any."""
-    return _current
-
-
-def disarm_current(reason: str) -> None:
-    """Disarm this process's tracer, if armed (DataLoader worker entry)."""
-    tracer = _current
-    if tracer is not None:
-        tracer.disarm(reason)
-
-
-def log(message: str) -> None:
-    """One line on stderr, prefixed so users know it is not their program talking."""
-    try:
-        sys.stderr.write(f"traincheck: {message}\n")
-        sys.stderr.flush()
-    except (OSError, ValueError, AttributeError):
-        pass
-
-
-@dataclasses.dataclass(frozen=True)
-class TracerConfig:
-    """The tracer's settings, read once from the environment the launcher built."""
-
-    endpoint: str
-    run_id: str
-    trace_dir: str | None
-    rank: int
-    local_rank: int
-    world_size: int
-    debug: bool
-    plan_path: str | None = None
-
-    @classmethod
-    def from_environ(cls, environ: Mapping[str, str]) -> TracerConfig:
-        return cls(
-            endpoint=environ[env.TRAINCHECK_ENDPOINT],
-            run_id=environ.get(env.TRAINCHECK_RUN_ID, ""),
-            trace_dir=environ.get(env.TRAINCHECK_TRACE_DIR) or None,
-            rank=_int_env(environ, "RANK", 0),
-            local_rank=_int_env(environ, "LOCAL_RANK", 0),
-            world_size=_int_env(environ, "WORLD_SIZE", 1),
-            debug=environ.get(env.TRAINCHECK_DEBUG) == "1",
-            plan_path=environ.get(env.TRAINCHECK_PLAN) or None,
-        )
 
 
 class Tracer:
@@ -112,8 +65,6 @@ class Tracer:
     def __init__(self, config: TracerConfig, *, gated: bool) -> None:
         self.config = config
         self.armed = True
-        self.hooks: TorchHooks | None = None
-        self.registry: ModelRegistry | None = None
         self.internal_errors = 0
         self._grad_enabled: Callable[[], bool] = _true
         self._inference_mode: Callable[[], bool] = _false
@@ -127,15 +78,15 @@ class Tracer:
 
     def start(self) -> None:
         """Make this the process's tracer and start publishing (unless gated)."""
-        global _current
-        _current = self
+        state.set_current(self)
         atexit.register(self.close)
-        os.register_at_fork(after_in_child=_after_fork_in_child)
         if not self.gated:
             self.publisher.open()
 
     def attach_torch(self, torch_module: types.ModuleType) -> None:
-        """Read grad mode through torch once it is imported (never imported here)."""
+        """Read grad mode through torch once it is imported (never imported here).
+
+        Called by the installer right before the hooks go in."""
         from traincheck.tracer.varstate import StateCache
 
         self._grad_enabled = torch_module.is_grad_enabled
@@ -149,13 +100,9 @@ class Tracer:
 
     def disarm(self, reason: str) -> None:
         """Stop tracing for good in this process; queued events are discarded."""
-        global _current
         self.armed = False
         self.publisher.discard()
-        if self.hooks is not None:
-            self.hooks.uninstall()
-        if _current is self:
-            _current = None
+        state.release(self)
 
     def close(self) -> None:
         """At exit: RunEnd, last flush, close the socket, write the counters file."""
@@ -194,6 +141,7 @@ class Tracer:
             trace_dir=self.config.trace_dir,
             steps=self._steps_so_far,
             world_size=self.config.world_size,
+            backlog_max_bytes=self.config.backlog_max_bytes,
         )
         self.publisher.append(self._run_start())
 
@@ -201,8 +149,10 @@ class Tracer:
         """Completed optimizer steps, for the run registry (read from the timer thread)."""
         return self.meta.step
 
-    def _after_fork(self) -> None:
-        _abandoned.append(self.publisher)
+    def after_fork(self) -> None:
+        """In a forked child (called by :mod:`~traincheck.tracer.state`): start over,
+        gated, leaving the parent's publisher and socket alone."""
+        state.inherited_publishers.append(self.publisher)
         self._reset_process_state(gated=True)
 
     # -- events --------------------------------------------------------------------
@@ -266,11 +216,6 @@ class Tracer:
             )
         )
 
-    def current_call(self) -> int:
-        """The innermost open traced call on this thread (0: none)."""
-        stack = self._stack()
-        return stack[-1] if stack else 0
-
     def record_params(
         self,
         call_id: int,
@@ -289,14 +234,6 @@ class Tracer:
         )
         if states is not None:
             self.publisher.append(states)
-
-    def emit(self, event: Event) -> None:
-        """Queue an event built elsewhere (VarState batches, tests)."""
-        self.publisher.append(event)
-
-    def flush(self) -> None:
-        """Send what is queued now, unless a flush is already running (never waits)."""
-        self.publisher.flush(wait=False)
 
     def flush_at_step(self) -> None:
         """An optimizer step ended: send what is queued, at most every few tens of ms."""
@@ -391,12 +328,6 @@ class Tracer:
             log(f"could not write {path}: {exc}")
 
 
-def _after_fork_in_child() -> None:
-    tracer = _current
-    if tracer is not None and tracer.armed:
-        tracer._after_fork()
-
-
 def _torch_version() -> str:
     """torch's version without importing torch (metadata), or the imported one."""
     module = sys.modules.get("torch")
@@ -418,10 +349,3 @@ def _true() -> bool:
 
 def _false() -> bool:
     return False
-
-
-def _int_env(environ: Mapping[str, str], name: str, default: int) -> int:
-    try:
-        return int(environ.get(name, default))
-    except ValueError:
-        return default

@@ -3,7 +3,9 @@
 All tensors of one point share a timestamp, and their gradient states are
 computed together (one device sync at most). A tensor whose contents cannot be
 read (meta, sparse, exotic subclasses) gets no digest; the failure is counted by
-the tracer, never raised.
+the tracer, never raised. Of the tracer this module needs only the step, the
+stage and error reporting, through the :class:`~traincheck.tracer.recorder.Recorder`
+interface: the tracer calls down into it, and nothing here calls back up.
 
 Why a cache: one training iteration looks at every parameter six times
 (zero_grad, backward and step, each pre and post) and most "pre" looks see
@@ -46,7 +48,7 @@ from traincheck.tracer.digest import digest_in_no_grad, grad_states_in_no_grad
 from traincheck.tracer.typenames import device_name, dtype_name
 
 if TYPE_CHECKING:
-    from traincheck.tracer.runtime import Tracer
+    from traincheck.tracer.recorder import Recorder
 
 Phase = Literal["pre", "post", "init"]
 
@@ -150,7 +152,7 @@ class StateGroup:
         return states
 
     def digests_now(
-        self, tracer: Tracer, tensors: list[torch.Tensor], cache: StateCache, *, reuse: bool
+        self, tracer: Recorder, tensors: list[torch.Tensor], cache: StateCache, *, reuse: bool
     ) -> list[int | None]:
         """Data digests; at a pre point, the group's previous ones while no tensor's
         version changed (see the module docstring for why not at post). Storage
@@ -199,7 +201,7 @@ class StateCache:
         return entry
 
     def digest(
-        self, tracer: Tracer, tensor: torch.Tensor, entry: _Entry, *, reuse: bool
+        self, tracer: Recorder, tensor: torch.Tensor, entry: _Entry, *, reuse: bool
     ) -> int | None:
         version, pointer = tensor._version, tensor.data_ptr()
         if reuse and entry.digest_version == version and entry.data_ptr == pointer:
@@ -243,7 +245,7 @@ class StateCache:
 
 
 def param_states(
-    tracer: Tracer,
+    tracer: Recorder,
     call_id: int,
     phase: Phase,
     params: Sequence[tuple[str, torch.Tensor]],
@@ -300,7 +302,7 @@ def _var_type(param: torch.Tensor) -> str:
     return "torch.Tensor"
 
 
-def _digest(tracer: Tracer, param: torch.Tensor) -> int | None:
+def _digest(tracer: Recorder, param: torch.Tensor) -> int | None:
     try:
         return digest_in_no_grad(param)
     except Exception as exc:
