@@ -118,3 +118,20 @@ def test_empty_invariant_set_checks_nothing() -> None:
 
     violations, checker = _check(InvariantSet(), stored_events(LoopSpec(steps=3)))
     assert violations == [] and checker.results() == []
+
+
+def test_a_checker_that_joins_mid_step_judges_from_the_next_step_on(invariants) -> None:
+    """traincheck-attach joins inside a step: the zero_grad of that step happened
+    before it joined. Judged as a whole, the step would raise a false alarm."""
+    events = list(stored_events(LoopSpec(steps=6, seed=2)))
+    step_2_zero_grad = next(
+        i
+        for i, e in enumerate(events)
+        if getattr(e.event, "api", None) == ZERO_GRAD and e.event.step == 2
+    )
+    mid_step = events[step_2_zero_grad + 1 :]  # joins right after step 2's zero_grad
+    violations, _ = _check(invariants, mid_step)
+    assert violations, "without censoring, the partial step is (wrongly) judged"
+    joined = Checker(invariants, joined_mid_run=True)
+    assert [v for e in mid_step for v in joined.feed(e)] + joined.finish() == []
+    assert joined.api_calls[STEP] == 4  # steps 2..5: counted although step 2 is censored

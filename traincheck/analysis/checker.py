@@ -32,6 +32,9 @@ class _Cursor:
     """The signal being checked right now, shared by every result of one checker."""
 
     signal: Signal | None = None
+    censored: bool = False
+    """The signal lies in a window the checker saw only part of (it joined mid-step):
+    relations learn from it (the calls happened), but it is judged by nothing."""
 
 
 @dataclass
@@ -48,11 +51,15 @@ class TrackedResult(InvariantResult[Any]):
     unchecked_reason: str | None = None
 
     def record_pass(self) -> None:
+        if self.cursor is not None and self.cursor.censored:
+            return
         super().record_pass()
         if self.cursor is not None:
             self.last_pass = self.cursor.signal
 
     def record_violation(self, violation: Violation) -> Violation:
+        if self.cursor is not None and self.cursor.censored:
+            return violation
         numbered = super().record_violation(violation)
         if self.last_pass is None:
             return numbered
@@ -78,11 +85,21 @@ class Checker:
     """Checks a stream of events against an invariant set, incrementally."""
 
     def __init__(
-        self, invariant_set: InvariantSet, *, uncheckable: Mapping[str, str] | None = None
+        self,
+        invariant_set: InvariantSet,
+        *,
+        uncheckable: Mapping[str, str] | None = None,
+        joined_mid_run: bool = False,
     ) -> None:
         """``uncheckable``: invariants the run could not have traced the inputs of
         (id -> reason, from :func:`traincheck.analysis.instrumentation.uncheckable_invariants`);
-        they are never fed to their relation and are reported as uncheckable."""
+        they are never fed to their relation and are reported as uncheckable.
+
+        ``joined_mid_run`` (``traincheck-attach``): the stream starts somewhere inside
+        a step, whose earlier calls were never seen. Judging that partial step would
+        report calls as missing that happened before we joined, so each process is
+        judged only from its first step boundary on: before it, its calls still
+        reach the relations (what happened is remembered), but nothing is judged."""
         self.invariant_set = invariant_set
         self._cursor = _Cursor()
         self._results = [self._new_result(inv) for inv in invariant_set]
@@ -107,6 +124,9 @@ class Checker:
         """The highest step any event of the stream has carried so far."""
         self.api_calls: Counter[str] = Counter()
         """Calls per API so far: lets a finding say an API was never called at all."""
+        self._first_step: dict[int, int] | None = {} if joined_mid_run else None
+        """Joined mid-run: the first step seen of each process still censored."""
+        self._checked_pids: set[int] = set()
 
     def _new_result(self, invariant: Invariant[Any]) -> TrackedResult:
         return TrackedResult(invariant, cursor=self._cursor)
@@ -123,12 +143,26 @@ class Checker:
         signal = self._tracker.feed(stored_event)
         if signal is None or not self._checkers:
             return []
-        self._cursor.signal = signal
+        censored = self._first_step is not None and self._censored(stored_event.pid, step)
+        self._cursor.signal, self._cursor.censored = signal, censored
         violations: list[Violation] = []
         for checker in self._checkers:
             violations += checker.on_signal(signal)
-        self._cursor.signal = None
-        return self._stamp(violations)
+        self._cursor.signal, self._cursor.censored = None, False
+        return [] if censored else self._stamp(violations)
+
+    def _censored(self, pid: int, step: object) -> bool:
+        """Whether ``pid`` is still before its first step boundary since we joined."""
+        first = self._first_step
+        assert first is not None
+        if pid in self._checked_pids:
+            return False
+        if not isinstance(step, int):
+            return True
+        if first.setdefault(pid, step) < step:
+            self._checked_pids.add(pid)  # boundary passed: checked from here on
+            return False
+        return True
 
     def finish(self) -> list[Violation]:
         """End of stream; idempotent (a second call reports nothing new)."""

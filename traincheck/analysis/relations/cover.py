@@ -97,7 +97,7 @@ def _violation(
 ) -> Violation:
     b = start.api
     if previous is None:
-        since = "since the start of the run"
+        since = f"before this {b}, the first one checked"
     else:
         since = f"since the previous {b} (step {previous.event.step})"
     return call_violation(
