@@ -6,9 +6,9 @@ import json
 import sys
 from pathlib import Path
 
+from conftest import EXAMPLES, Inferred, cli, run_cli
 from traincheck.sidecar.store import read_trace
 
-from tests.integration.conftest import EXAMPLES, Inferred, cli, run_cli
 from traincheck.events import ApiCall, VarState
 
 
