@@ -19,6 +19,19 @@ def test_wheel_maps_folders_under_traincheck(tmp_path: Path) -> None:
     )
     (wheel,) = tmp_path.glob("*.whl")
     names = zipfile.ZipFile(wheel).namelist()
+    # Every module of the three source folders, under its import path.
+    sources = {
+        "traincheck": "traincheck",
+        "sidecar": "traincheck/sidecar",
+        "launcher": "traincheck/launcher",
+    }
+    expected = {
+        f"{prefix}/{path.relative_to(REPO / folder).as_posix()}"
+        for folder, prefix in sources.items()
+        for path in (REPO / folder).rglob("*.py")
+    }
+    assert len(expected) > 50
+    assert sorted(expected - set(names)) == []
     for required in (
         "traincheck/events.py",
         "traincheck/bootstrap/sitecustomize.py",

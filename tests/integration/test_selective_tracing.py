@@ -6,9 +6,9 @@ import json
 import sys
 from pathlib import Path
 
+from conftest import EXAMPLES, Inferred, cli, run_cli
 from traincheck.sidecar.store import read_trace
 
-from tests.integration.conftest import EXAMPLES, Inferred, cli, run_cli
 from traincheck.events import ApiCall, VarState
 
 
@@ -61,7 +61,8 @@ def test_selective_collect_traces_only_the_needed_apis(
     points = {(p["api"], p["phase"]): p["digest"] for p in needed["state_points"]}
     seen = _state_points(out)
     assert seen and seen <= set(points)
-    assert all(points[point] for point, digest in _state_points(out, digests=True) if digest)
+    digested = {point for point, digest in _state_points(out, digests=True) if digest}
+    assert digested and digested == {point for point in seen if points[point]}
     assert "violation" in result.stderr.lower()
 
 

@@ -14,8 +14,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
-
-from tests.integration.conftest import EXAMPLES, SCRIPTS, cli, python_cmd, run_cli
+from conftest import EXAMPLES, SCRIPTS, cli, python_cmd, run_cli
 
 STEPS = "3"
 LINE = re.compile(r"^(?:== \S+|step \d+ loss \S+)$", re.MULTILINE)

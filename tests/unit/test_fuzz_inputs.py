@@ -8,9 +8,11 @@ import json
 from pathlib import Path
 
 import msgspec
+import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from traincheck.analysis.invariants import InvariantSet
 from traincheck.analysis.invariants_file import load_invariants
 from traincheck.errors import InvariantsFileError
 from traincheck.events import SCHEMA_VERSION, Batch, MetaChange
@@ -43,22 +45,43 @@ def test_decoder_rejects_arbitrary_bytes_cleanly(data: bytes) -> None:
 @given(json_values)
 def test_decoder_rejects_arbitrary_msgpack_structures(value: object) -> None:
     try:
-        decode_batch(msgspec.msgpack.encode(value))
+        batch = decode_batch(msgspec.msgpack.encode(value))
     except WireError:
-        pass
+        return
+    assert isinstance(batch, Batch)
 
 
 @settings(max_examples=200, deadline=None)
 @given(st.binary(max_size=64), st.integers(min_value=0, max_value=200))
 def test_decoder_survives_mutated_valid_batches(noise: bytes, where: int) -> None:
+    original = Batch(SCHEMA_VERSION, "r", 1, 0, 0, 0, [MetaChange(1, 1, "step", 2, 2, "train")])
+    good = encode_batch(original)
+    mutated = good[:where] + noise + good[where + len(noise) :]
+    if mutated == good:  # no noise, or noise equal to the bytes it overwrote
+        assert decode_batch(mutated, expected_run_id="r") == original
+        return
+    try:
+        batch = decode_batch(mutated, expected_run_id="r")
+    except WireError:
+        return
+    assert isinstance(batch, Batch)
+
+
+@pytest.mark.xfail(
+    strict=True,
+    raises=AssertionError,
+    reason="WireError quotes the undecodable value raw (msgspec's message): a newline or a "
+    "terminal escape from untrusted bytes reaches the reason; remove this mark once fixed",
+)
+@pytest.mark.parametrize("noise", [b"\n", b"\x1b[31m"])
+def test_wire_error_reasons_are_one_printable_line(noise: bytes) -> None:
+    """Found by the fuzz test above: bytes inside an event tag are echoed in the reason."""
     good = encode_batch(
         Batch(SCHEMA_VERSION, "r", 1, 0, 0, 0, [MetaChange(1, 1, "step", 2, 2, "train")])
     )
-    mutated = good[:where] + noise + good[where + len(noise) :]
-    try:
-        decode_batch(mutated, expected_run_id="r")
-    except WireError:
-        pass
+    with pytest.raises(WireError) as info:
+        decode_batch(good[:11] + noise + good[11 + len(noise) :], expected_run_id="r")
+    assert str(info.value).isprintable(), str(info.value)
 
 
 def test_wrong_schema_version_and_run_id_are_rejected_with_reasons() -> None:
@@ -98,9 +121,11 @@ def test_invariants_loader_refuses_arbitrary_bytes(tmp_path: Path, data: bytes) 
     path = tmp_path / "inv.json"
     path.write_bytes(data)
     try:
-        load_invariants(path)
-    except InvariantsFileError:
-        pass
+        invariants = load_invariants(path)
+    except InvariantsFileError as exc:
+        assert "\n" not in str(exc)
+        return
+    assert isinstance(invariants, InvariantSet)
 
 
 def test_crafted_invariants_file_runs_no_code(tmp_path: Path) -> None:

@@ -49,13 +49,18 @@ def test_ordering_invariants_of_a_healthy_loop(healthy_result) -> None:
 
 
 def test_no_step_clause_other_than_step_zero(healthy_result) -> None:
-    for inv in healthy_result.invariant_set:
-        if inv.precondition is None:
-            continue
-        for conj in inv.precondition.conjuncts:
-            for clause in conj:
-                if clause.prop_name == "meta_vars.step":
-                    assert clause.values == (0,)
+    step_clauses = [
+        (inv.text_description, clause)
+        for inv in healthy_result.invariant_set
+        if inv.precondition is not None
+        for conj in inv.precondition.conjuncts
+        for clause in conj
+        if clause.prop_name == "meta_vars.step"
+    ]
+    # Not vacuous: zero_grad's "NOT (step == 0)" is a step clause (see the first test).
+    zero_grad = f"{ZERO_GRAD} changes torch.nn.Parameter.grad from non_zero to None"
+    assert zero_grad in {text for text, _ in step_clauses}
+    assert {(clause.type, clause.values) for _, clause in step_clauses} == {("constant", (0,))}
 
 
 def test_eval_phases_yield_stage_preconditions() -> None:

@@ -41,11 +41,12 @@ def test_invariants_on_an_api_the_plan_left_out_are_uncheckable_not_violated() -
     checker = Checker(invariants, uncheckable=uncheckable)
     violations = [v for e in events for v in checker.feed(e)] + checker.finish()
     assert all(v.invariant_id not in uncheckable for v in violations)
-    for result in checker.results():
-        if result.invariant.id in uncheckable:
-            assert outcome_of(result) == "uncheckable"
-            row = result_row(result, ledger=_EmptyLedger())
-            assert "was not traced" in row["uncheckable_reason"]
+    judged = {result.invariant.id: result for result in checker.results()}
+    assert uncheckable and set(uncheckable) <= set(judged)
+    for inv_id in uncheckable:
+        assert outcome_of(judged[inv_id]) == "uncheckable"
+        row = result_row(judged[inv_id], ledger=_EmptyLedger())
+        assert "was not traced" in row["uncheckable_reason"]
 
 
 def test_apis_no_hook_produces_and_untracked_models_are_uncheckable() -> None:

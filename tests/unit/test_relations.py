@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import pytest
-from tracegen import BACKWARD, STEP, ZERO_GRAD, LoopSpec, stored_events
+from tracegen import AUTOGRAD_BACKWARD, BACKWARD, FORWARD, STEP, ZERO_GRAD, LoopSpec, stored_events
 
 from traincheck.analysis.calls import CallRecord, CallStart, CallTracker
 from traincheck.analysis.checker import Checker
@@ -95,5 +95,10 @@ def test_call_start_props_never_hold_identities() -> None:
     starts = [
         s for e in stored_events(LoopSpec(steps=1)) if isinstance(s := tracker.feed(e), CallStart)
     ]
-    for start in starts:
-        assert all(k.startswith(("meta_vars.", "args.")) for k in start.props)
+    # Every call of the one-step loop, the nested autograd call included.
+    assert sorted(start.api for start in starts) == sorted(
+        [ZERO_GRAD, FORWARD, BACKWARD, AUTOGRAD_BACKWARD, STEP]
+    )
+    keys = {k for start in starts for k in start.props}
+    assert {"meta_vars.step", "meta_vars.stage", "args.training"} <= keys
+    assert [k for k in keys if not k.startswith(("meta_vars.", "args."))] == []

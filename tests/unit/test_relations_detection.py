@@ -8,7 +8,8 @@ exists to find. The traces are built by ``tracegen`` from the schema structs.
 from __future__ import annotations
 
 import pytest
-from tracegen import MODEL_PARAMS, STEP, LoopSpec, stored_events
+from msgspec.structs import replace
+from tracegen import FORWARD, MODEL_PARAMS, STEP, LoopSpec, stored_events
 
 from traincheck.analysis.checker import Checker
 from traincheck.analysis.infer_engine import infer_from_streams
@@ -16,6 +17,7 @@ from traincheck.analysis.invariants import InvariantSet
 from traincheck.analysis.relations.known import select_relations
 from traincheck.analysis.relations.var_periodic_change import UNCHANGED_CALLS_LIMIT
 from traincheck.analysis.violations import Violation
+from traincheck.events import ApiCall, ArgValue, StoredEvent
 
 
 def _infer(relation: str, **spec) -> InvariantSet:
@@ -72,14 +74,41 @@ def test_consistent_output_catches_autocast_not_applied() -> None:
     assert "torch.float32" in violations[0].observed
 
 
-@pytest.mark.parametrize("relation", ["ConsistentInputRelation", "ConsistentOutputRelation"])
-def test_value_relations_never_learn_numbers(relation: str) -> None:
+def _with_numbers(stored: StoredEvent) -> StoredEvent:
+    """Give every optimizer step a learning rate and an integer argument, the same in
+    every run: numbers a value relation could learn, and must not."""
+    call = stored.event
+    if not (isinstance(call, ApiCall) and call.api == STEP):
+        return stored
+    numbers = (ArgValue("lr", "float", 0.1), ArgValue("accumulate", "int", 4))
+    return StoredEvent(stored.pid, stored.rank, replace(call, args=call.args + numbers))
+
+
+def _is_number(value: object) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+
+@pytest.mark.parametrize(
+    ("relation", "learnt"),
+    [
+        ("ConsistentInputRelation", f"{FORWARD}: training is always True"),
+        ("ConsistentOutputRelation", f"{FORWARD}: result dtype is always 'torch.float32'"),
+    ],
+)
+def test_value_relations_never_learn_numbers(relation: str, learnt: str) -> None:
     """Shapes and numeric arguments are run configuration: no invariant may name them."""
-    for inv in _infer(relation, eval_every=4):
-        assert inv.params[1].prop != "shape"
-        assert not isinstance(inv.params[1].value, (int, float)) or isinstance(
-            inv.params[1].value, bool
-        )
+    specs = [LoopSpec(seed=s, pid=100 + s, eval_every=4, batches="sharded") for s in (1, 2)]
+    runs = [[_with_numbers(e) for e in stored_events(spec)] for spec in specs]
+    invariants = infer_from_streams(runs, select_relations([relation])).invariant_set
+    # Not vacuous: the relation did learn from these runs, whose input and result
+    # tensors have constant shapes and whose steps all take the same numbers.
+    assert learnt in {inv.text_description for inv in invariants}
+    named = [
+        inv.text_description
+        for inv in invariants
+        if inv.params[1].prop == "shape" or _is_number(inv.params[1].value)
+    ]
+    assert named == []
 
 
 def test_var_periodic_change_catches_parameters_no_optimizer_steps() -> None:

@@ -70,6 +70,7 @@ def test_report_counts_equal_the_summary(tmp_path: Path) -> None:
     assert int(counts["total_violations"]) == summary["total_violations"] == 7
     assert int(counts["distinct_invariants_violated"]) == summary["distinct_invariants_violated"]
     assert int(counts["invariants_checked"]) == summary["invariants_checked"]
+    assert set(summary["outcomes"]) == {"failed", "passed", "not_triggered", "uncheckable"}
     for outcome, n in summary["outcomes"].items():
         assert int(counts[f"outcome-{outcome}"]) == n
     assert "<script" not in page and "http" not in page  # self-contained
