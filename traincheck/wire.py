@@ -20,13 +20,22 @@ import gc
 import msgspec
 
 from traincheck.events import SCHEMA_VERSION, SUPPORTED_SCHEMA_VERSIONS, Batch
+from traincheck.terminal_text import printable
 
 MAX_MESSAGE_BYTES = 64 * 1024 * 1024
 """Largest batch the sidecar accepts; anything bigger is rejected unread."""
 
 
 class WireError(ValueError):
-    """A message that is not a valid batch of this schema version."""
+    """A message that is not a valid batch of this schema version.
+
+    Its text quotes parts of the message (msgspec names the bad value), which come
+    from another process: it is made printable here, once, so no reader of a
+    reason can be handed a newline or a terminal escape.
+    """
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(printable(reason))
 
 
 class _BatchHeader(msgspec.Struct, array_like=True):

@@ -67,12 +67,6 @@ def test_decoder_survives_mutated_valid_batches(noise: bytes, where: int) -> Non
     assert isinstance(batch, Batch)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    raises=AssertionError,
-    reason="WireError quotes the undecodable value raw (msgspec's message): a newline or a "
-    "terminal escape from untrusted bytes reaches the reason; remove this mark once fixed",
-)
 @pytest.mark.parametrize("noise", [b"\n", b"\x1b[31m"])
 def test_wire_error_reasons_are_one_printable_line(noise: bytes) -> None:
     """Found by the fuzz test above: bytes inside an event tag are echoed in the reason."""
