@@ -8,6 +8,7 @@ located at) is filled in the same way for all of them.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Any
 
 from traincheck.analysis.calls import CallStart
 from traincheck.analysis.relations.base import InvariantResult
@@ -16,7 +17,7 @@ from traincheck.events import Event
 
 
 def call_violation(
-    result: InvariantResult,
+    result: InvariantResult[Any],
     start: CallStart,
     *,
     what: str,

@@ -50,6 +50,10 @@ PAIRING_WINDOW = 64
 """Per-process call ordinals kept for cross-rank pairing."""
 
 
+Hypothesis = tuple[str, str, str]
+"""(api, argument, scope)."""
+
+
 class DistinctParams(NamedTuple):
     """Calls of ``api`` get different content in the argument ``input.name``, compared
     within the scope ``input.value`` names (``input.prop`` is always :data:`DIGEST_PROP`)."""
@@ -117,7 +121,7 @@ class InputPairing:
 
 class _DistinctCollector(Collector):
     def __init__(self) -> None:
-        self.examples = KeyedExamples[tuple[str, str, str]]()
+        self.examples = KeyedExamples[Hypothesis]()
         """(api, argument, scope) -> calls whose input differed from the one compared."""
         self._pairing = InputPairing()
 
@@ -166,9 +170,7 @@ class DistinctArgumentRelation(Relation[DistinctParams, _DistinctCollector]):
 
 class _DistinctChecker(RelationChecker):
     def __init__(self, results: Sequence[InvariantResult[DistinctParams]]) -> None:
-        self._by_slot: dict[tuple[str, str, str], list[InvariantResult[DistinctParams]]] = (
-            defaultdict(list)
-        )
+        self._by_slot: dict[Hypothesis, list[InvariantResult[DistinctParams]]] = defaultdict(list)
         for result in results:
             api, value = result.invariant.params
             self._by_slot[(api.api_full_name, value.name, str(value.value))].append(result)

@@ -148,11 +148,13 @@ class VarPeriodicChangeRelation(Relation[PeriodicParams, _PeriodicCollector]):
         return f"{var.var_name}.{var.attr_name} changes at every {api.api_full_name}"
 
 
+_Watched = list[tuple[str, InvariantResult[PeriodicParams]]]
+"""(variable name, its invariant's result) of the invariants about one API."""
+
+
 class _PeriodicChecker(RelationChecker):
     def __init__(self, results: Sequence[InvariantResult[PeriodicParams]]) -> None:
-        self._by_api: dict[str, list[tuple[str, InvariantResult[PeriodicParams]]]] = defaultdict(
-            list
-        )
+        self._by_api: dict[str, _Watched] = defaultdict(list)
         for result in results:
             api, var = result.invariant.params
             self._by_api[api.api_full_name].append((var.var_name, result))
