@@ -214,6 +214,10 @@ def _score(result: BugResult, summary: dict, root_cause: re.Pattern[str]) -> Non
             break
 
 
+def _novel(bug: BugResult, healthy_alerts: dict[str, set[str]]) -> int:
+    return sum(a not in healthy_alerts[bug.program] for a in bug.alert_invariants)
+
+
 def tables(results: list[ProgramResult]) -> str:
     rows = [
         "| program | stack | traced/untraced wall | losses identical | invariants | "
@@ -235,19 +239,23 @@ def tables(results: list[ProgramResult]) -> str:
         )
     rows += [
         "",
-        "| program | bug | detected | first alert step (trigger) | within 1 step | "
-        "root-cause rank (of alerts) | top alert |",
-        "|---|---|---|---|---|---|---|",
+        "| program | bug | detected | alerts not also raised on a healthy variant | "
+        "first alert step (trigger) | within 1 step | root-cause rank (of alerts) | top alert |",
+        "|---|---|---|---|---|---|---|---|",
     ]
     bugs = [b for r in results for b in r.bugs]
+    healthy_alerts = {
+        r.name: {line.split(": ", 1)[1] for line in r.false_alarm_invariants} for r in results
+    }
     for b in bugs:
         if b.error:
-            rows.append(f"| {b.program} | {b.name} | error: {b.error} | | | | |")
+            rows.append(f"| {b.program} | {b.name} | error: {b.error} | | | | | |")
             continue
         first = "-" if b.first_alert_step is None else str(b.first_alert_step)
         rank = "-" if b.root_cause_rank is None else str(b.root_cause_rank)
         rows.append(
-            f"| {b.program} | {b.name} | {'yes' if b.detected else 'no'} | {first} "
+            f"| {b.program} | {b.name} | {'yes' if b.detected else 'no'} | "
+            f"{_novel(b, healthy_alerts)} | {first} "
             f"({b.trigger_step}) | {'yes' if b.in_time else 'no'} | {rank} (of {b.alerts}) | "
             f"{b.top_alert.replace('|', '/')[:140]} |"
         )
@@ -255,7 +263,9 @@ def tables(results: list[ProgramResult]) -> str:
     ran = [r for r in results if not r.skipped and not r.error]
     rows.append("")
     rows.append(
-        f"detected {sum(b.detected for b in ok)}/{len(bugs)}; within one step "
+        f"detected {sum(b.detected for b in ok)}/{len(bugs)} (with an alert that no healthy "
+        f"variant raised: {sum(_novel(b, healthy_alerts) > 0 for b in ok)}/{len(bugs)}); "
+        f"within one step "
         f"{sum(b.in_time for b in ok)}/{len(bugs)}; root cause ranked first "
         f"{sum(b.root_cause_rank == 1 for b in ok)}/{len(bugs)}; alerts on healthy variants: "
         f"{sum(sum(r.healthy_alerts) for r in ran)} over "
@@ -265,13 +275,25 @@ def tables(results: list[ProgramResult]) -> str:
     return "\n".join(rows)
 
 
+def _load_results(path: Path) -> list[ProgramResult]:
+    results = []
+    for raw in json.loads(path.read_text()):
+        bugs = [BugResult(**{k: v for k, v in b.items() if k != "in_time"}) for b in raw["bugs"]]
+        results.append(ProgramResult(**{**raw, "bugs": bugs}))
+    return results
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--work-dir", type=Path, default=None, help="default: a temp dir")
     parser.add_argument("--jobs", type=int, default=1, help="programs evaluated in parallel")
     parser.add_argument("--only", nargs="*", default=None, metavar="PROGRAM")
     parser.add_argument("--json", type=Path, default=None, help="also write the results here")
+    parser.add_argument("--from-json", type=Path, default=None, help="re-print a saved --json")
     args = parser.parse_args()
+    if args.from_json:
+        print(tables(_load_results(args.from_json)))
+        return 0
     suite = json.loads((STACKS / "stacks.json").read_text())
     programs = [p for p in suite["programs"] if not args.only or p["name"] in args.only]
     work = args.work_dir or Path(tempfile.mkdtemp(prefix="traincheck-stacks-"))
