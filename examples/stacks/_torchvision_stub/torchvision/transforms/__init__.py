@@ -1,0 +1,7 @@
+"""Placeholder (see torchvision/_missing.py)."""
+
+from torchvision._missing import module_getattr
+
+__getattr__ = module_getattr(__name__)
+
+from . import functional  # noqa: F401
