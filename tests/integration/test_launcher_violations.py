@@ -22,7 +22,7 @@ LAUNCHER = [sys.executable, "-m", "traincheck.launcher.cli"]
 @pytest.fixture
 def invariants_file(tmp_path: Path) -> Path:
     invariants = pytest.importorskip("traincheck.analysis.invariants")
-    invariants_file = pytest.importorskip("traincheck.analysis.invariants_file")
+    file_io = pytest.importorskip("traincheck.analysis.invariants_file")
     inv = invariants.make_invariant(
         "FunctionCoverRelation",
         (
@@ -36,7 +36,7 @@ def invariants_file(tmp_path: Path) -> Path:
         num_negative_examples=0,
     )
     path = tmp_path / "inv.json"
-    invariants_file.dump_invariants(invariants.InvariantSet((inv,)), path)
+    file_io.dump_invariants(invariants.InvariantSet((inv,)), path)
     return path
 
 
@@ -66,7 +66,7 @@ def test_summary_names_invariants_that_never_applied(tmp_path: Path) -> None:
     summary counts it and names it, since it can be the only sign of a bug that
     silences (an optimizer that never steps) rather than breaks."""
     invariants = pytest.importorskip("traincheck.analysis.invariants")
-    invariants_file = pytest.importorskip("traincheck.analysis.invariants_file")
+    file_io = pytest.importorskip("traincheck.analysis.invariants_file")
     violated, never = (
         invariants.make_invariant(
             "FunctionCoverRelation",
@@ -91,7 +91,7 @@ def test_summary_names_invariants_that_never_applied(tmp_path: Path) -> None:
         )
     )
     path = tmp_path / "inv.json"
-    invariants_file.dump_invariants(invariants.InvariantSet((violated, never)), path)
+    file_io.dump_invariants(invariants.InvariantSet((violated, never)), path)
     err = run(tmp_path, "--invariants", str(path)).stderr.decode()
     assert "2 invariants: 1 failed, 0 passed, 1 not triggered, 0 uncheckable" in err, err
     listed = err.split("not triggered (what they speak of never happened in this run):")[1]
