@@ -7,12 +7,17 @@ sidecar, which never needs torch.
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from traincheck.tracer.meta import Annotation
+
 __version__ = "0.1.0"
 
 __all__ = ["__version__", "annotate"]
 
 
-def annotate(**meta: object):
+def annotate(**meta: object) -> Annotation:
     """Set custom meta-variables (e.g. ``annotate(phase="warmup")``) on later events.
 
     Usable as a plain call or as a context manager that restores the previous

@@ -109,6 +109,10 @@ class ApiReturn(msgspec.Struct, frozen=True, array_like=True, tag="ret"):
     exception: str | None = None
 
 
+StatePhase = Literal["pre", "post", "init"]
+"""Where a variable state was read: before or after a call, or when first seen."""
+
+
 class VarState(msgspec.Struct, frozen=True, array_like=True, tag="var"):
     """The state of one tracked variable (a parameter) at a well-defined point.
 
@@ -120,7 +124,7 @@ class VarState(msgspec.Struct, frozen=True, array_like=True, tag="var"):
 
     ts_ns: int
     call_id: int
-    phase: Literal["pre", "post", "init"]
+    phase: StatePhase
     thread: int
     step: int
     stage: Stage
@@ -148,7 +152,7 @@ class VarStates(msgspec.Struct, frozen=True, array_like=True, tag="vars"):
 
     ts_ns: int
     call_id: int
-    phase: Literal["pre", "post", "init"]
+    phase: StatePhase
     thread: int
     step: int
     stage: Stage

@@ -272,7 +272,7 @@ class LiveReporter:
         if self._marked or not self.sink.order or self.results_dir is None:
             return
         self._marked = True
-        self._mark_first(self.sink.order[0])
+        self._mark_first(self.results_dir, self.sink.order[0])
 
     def close(self, manifest: Mapping[str, Any] | None = None) -> dict[str, Any]:
         """Print what is held, write the result files; return the outcome counts and
@@ -322,10 +322,10 @@ class LiveReporter:
             ],
         }
 
-    def _mark_first(self, violation: Violation) -> None:
+    def _mark_first(self, results_dir: Path, violation: Violation) -> None:
         try:
-            self.results_dir.mkdir(parents=True, exist_ok=True)
-            (self.results_dir / FIRST_VIOLATION_FILE).write_text(
+            results_dir.mkdir(parents=True, exist_ok=True)
+            (results_dir / FIRST_VIOLATION_FILE).write_text(
                 json.dumps({"step": violation.step, "what": violation.what}) + "\n"
             )
         except OSError:

@@ -13,7 +13,7 @@ from __future__ import annotations
 from collections import Counter
 from dataclasses import dataclass, field
 
-from traincheck.analysis.preconditions import Scalar, dtype_of, example_props
+from traincheck.analysis.preconditions import Scalar, as_scalar, example_props
 from traincheck.analysis.var_attrs import (
     ANYTHING,
     CHANGED,
@@ -145,8 +145,9 @@ class CallTracker:
             if record is not None and event.phase in ("pre", "post"):
                 getattr(record, event.phase)[event.var_name] = event
         elif isinstance(event, MetaChange) and event.key not in ("step", "stage"):
-            if dtype_of(event.value) is not None:
-                proc.meta[event.key] = event.value
+            scalar = as_scalar(event.value)
+            if scalar is not None:
+                proc.meta[event.key] = scalar
             else:  # unset (an autocast context left): the meta-variable no longer exists
                 proc.meta.pop(event.key, None)
         elif isinstance(event, (RunStart, RunEnd)):

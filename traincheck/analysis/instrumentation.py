@@ -29,7 +29,7 @@ from traincheck.catalogue import traceable
 from traincheck.tracing_plan import TRACE_PLAN_FILE, TracingPlan, plan_from_json
 
 
-def instrumentation_for(invariants: Iterable[Invariant]) -> dict[str, Any]:
+def instrumentation_for(invariants: Iterable[Invariant[Any]]) -> dict[str, Any]:
     """The ``"instrumentation"`` section: sorted lists, so equal sets give equal files."""
     apis: set[str] = set()
     variables: set[tuple[str, str]] = set()
@@ -59,7 +59,7 @@ def instrumentation_for(invariants: Iterable[Invariant]) -> dict[str, Any]:
     }
 
 
-def needed_state(invariant: Invariant) -> set[tuple[str, str, bool]]:
+def needed_state(invariant: Invariant[Any]) -> set[tuple[str, str, bool]]:
     """``(api, phase, with_digest)``: where the invariant reads variable state.
 
     Read from its params, the same way for every relation: a variable param speaks
@@ -90,7 +90,7 @@ def needed_state(invariant: Invariant) -> set[tuple[str, str, bool]]:
     return points
 
 
-def state_points_for(invariants: Iterable[Invariant]) -> tuple[tuple[str, str, bool], ...]:
+def state_points_for(invariants: Iterable[Invariant[Any]]) -> tuple[tuple[str, str, bool], ...]:
     """Every point some invariant reads, with digests where any of them needs data."""
     digest_at: dict[tuple[str, str], bool] = {}
     for invariant in invariants:
@@ -146,7 +146,9 @@ def plan_of_trace(trace_dir: Path) -> TracingPlan:
         return TracingPlan()
 
 
-def uncheckable_invariants(invariants: Iterable[Invariant], plan: TracingPlan) -> dict[str, str]:
+def uncheckable_invariants(
+    invariants: Iterable[Invariant[Any]], plan: TracingPlan
+) -> dict[str, str]:
     """Invariants a run traced with ``plan`` cannot judge, by id, with the reason.
 
     An invariant is uncheckable when an input it needs was never traced: an API no
@@ -163,7 +165,7 @@ def uncheckable_invariants(invariants: Iterable[Invariant], plan: TracingPlan) -
     return uncheckable
 
 
-def _missing_input(invariant: Invariant, plan: TracingPlan) -> str | None:
+def _missing_input(invariant: Invariant[Any], plan: TracingPlan) -> str | None:
     for param in invariant.params:
         if isinstance(param, APIParam):
             api = param.api_full_name
@@ -192,7 +194,7 @@ def _missing_input(invariant: Invariant, plan: TracingPlan) -> str | None:
     return None
 
 
-def _precondition_props(invariant: Invariant) -> Iterable[str]:
+def _precondition_props(invariant: Invariant[Any]) -> Iterable[str]:
     precondition = invariant.precondition
     if precondition is None:
         return ()

@@ -67,6 +67,11 @@ _COUNTER_NONZERO = "<nonzero>"
 """Stands for every non-zero value of an integer meta-variable during deduction."""
 
 
+def as_scalar(value: object) -> Scalar | None:
+    """``value`` where a clause can name it (see :func:`dtype_of`), else None."""
+    return value if dtype_of(value) is not None else None  # type: ignore[return-value]
+
+
 def dtype_of(value: Any) -> str | None:
     """The clause dtype of a property value; None for values no clause can name."""
     if isinstance(value, bool):
@@ -86,11 +91,13 @@ def example_props(
     """The properties of a record: meta-variables and scalar arguments, nothing else."""
     props: dict[str, Scalar] = {"meta_vars.step": step, "meta_vars.stage": stage}
     for key, value in meta.items():
-        if key not in ("step", "stage") and dtype_of(value) is not None:
-            props[f"meta_vars.{key}"] = value
+        scalar = as_scalar(value)
+        if key not in ("step", "stage") and scalar is not None:
+            props[f"meta_vars.{key}"] = scalar
     for arg in args:
-        if dtype_of(arg.value) in ARG_CLAUSE_DTYPES:
-            props[f"args.{arg.name}"] = arg.value
+        scalar = as_scalar(arg.value)
+        if scalar is not None and dtype_of(scalar) in ARG_CLAUSE_DTYPES:
+            props[f"args.{arg.name}"] = scalar
     return props
 
 
@@ -125,7 +132,7 @@ def feature_key(props: Props) -> FeatureKey:
     changing; folding every non-zero counter into one value leaves a handful of
     distinct examples, so deduction cost does not grow with trace length.
     """
-    items = []
+    items: list[tuple[str, str, Scalar]] = []
     for prop, value in props.items():
         dtype = dtype_of(value)
         if dtype is None:
@@ -167,7 +174,7 @@ class Clause:
             return True
         if dtype == self.prop_dtype:
             return value in self.values
-        if self.prop_dtype == "float" and dtype == "int":
+        if self.prop_dtype == "float" and dtype == "int" and isinstance(value, int):
             return float(value) in self.values
         return False
 

@@ -105,7 +105,7 @@ class ViolationLedger:
         return list(entry.examples) if entry else []
 
 
-def outcome_of(result: InvariantResult) -> str:
+def outcome_of(result: InvariantResult[Any]) -> str:
     """Which log an invariant belongs in."""
     if result.violated:
         return "failed"
@@ -117,7 +117,7 @@ def outcome_of(result: InvariantResult) -> str:
 
 
 def summarize(
-    results: list[InvariantResult],
+    results: list[InvariantResult[Any]],
     ledger: ViolationLedger,
     api_calls: Mapping[str, int] | None = None,
     run: Mapping[str, Any] | None = None,
@@ -132,7 +132,7 @@ def summarize(
     for result in results:
         counts[outcome_of(result)] += 1
     ordered = ledger.in_root_cause_order()
-    violations = []
+    violations: list[dict[str, Any]] = []
     for rank, entry in enumerate(ordered, start=1):
         first = entry.first
         violations.append(
@@ -176,7 +176,7 @@ def summarize(
     }
 
 
-def _listed_by_outcome(results: list[InvariantResult]) -> dict[str, list[dict[str, str]]]:
+def _listed_by_outcome(results: list[InvariantResult[Any]]) -> dict[str, list[dict[str, str]]]:
     """The invariants that did not fail, named (bounded), so a report can list them."""
     listed: dict[str, list[dict[str, str]]] = {name: [] for name in OUTCOMES if name != "failed"}
     for result in results:
@@ -228,7 +228,7 @@ def _version() -> str:
         return "unknown"
 
 
-def result_row(result: InvariantResult, ledger: ViolationLedger) -> dict[str, Any]:
+def result_row(result: InvariantResult[Any], ledger: ViolationLedger) -> dict[str, Any]:
     """One line of a ``*.log`` file."""
     row: dict[str, Any] = {
         "invariant": result.invariant.to_json(),
@@ -252,7 +252,7 @@ def result_row(result: InvariantResult, ledger: ViolationLedger) -> dict[str, An
 
 def write_results(
     outdir: Path,
-    results: list[InvariantResult],
+    results: list[InvariantResult[Any]],
     ledger: ViolationLedger,
     *,
     title: str = "TrainCheck report",

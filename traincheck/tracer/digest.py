@@ -66,7 +66,7 @@ def digest_in_no_grad(tensor: torch.Tensor) -> int:
     """:func:`tensor_digest` for callers already inside ``torch.no_grad()`` (one per batch)."""
     array = cpu_bytes_view(tensor)
     if array is not None:
-        return xxhash.xxh3_64_intdigest(array)
+        return xxhash.xxh3_64_intdigest(array)  # type: ignore[arg-type]  # numpy: a buffer
     flat = _flat(tensor)
     if flat.device.type == "cpu":
         return cpu_digest(flat)
@@ -96,7 +96,7 @@ def cpu_bytes_view(tensor: torch.Tensor) -> np.ndarray | None:
 
 def cpu_digest(flat: torch.Tensor) -> int:
     """xxh3 over the raw bytes of a contiguous, at least 1-D CPU tensor, without a copy."""
-    return xxhash.xxh3_64_intdigest(flat.view(torch.uint8).numpy())
+    return xxhash.xxh3_64_intdigest(flat.view(torch.uint8).numpy())  # type: ignore[arg-type]
 
 
 def device_digest(flat: torch.Tensor) -> int:
@@ -116,7 +116,7 @@ def device_digest(flat: torch.Tensor) -> int:
         weight = index * _MIX_1
         weight = (weight ^ (weight >> 29)) * _MIX_2
         total += (chunk * (weight | 1)).sum()
-    return xxhash.xxh3_64_intdigest(total.item().to_bytes(8, "little", signed=True))
+    return xxhash.xxh3_64_intdigest(int(total.item()).to_bytes(8, "little", signed=True))
 
 
 def grad_states(grads: Sequence[torch.Tensor | None]) -> list[GradState]:

@@ -16,6 +16,7 @@ shared :class:`~traincheck.tracer.patches.Patches`, and is installed by
 
 from __future__ import annotations
 
+import functools
 import inspect
 import types
 from collections.abc import Sequence
@@ -36,9 +37,7 @@ def install(tracer: Recorder, patches: Patches, modules: Sequence[str]) -> None:
     """Wrap the public functions of each module (now, or when it gets imported)."""
     for name in modules:
         if name != DEFAULT_MODULE:
-            when_imported(
-                name, lambda module, name=name: wrap_module(tracer, patches, name, module)
-            )
+            when_imported(name, functools.partial(wrap_module, tracer, patches, name))
 
 
 def public_functions(module: types.ModuleType) -> list[str]:

@@ -85,16 +85,18 @@ class TorchHooks:
         self.installed = True
         plan = self.tracer.plan
         self._register_global_hooks()
-        for owner, name, api in (
+        zero_grads: tuple[tuple[object, str, str], ...] = (
             (torch.optim.Optimizer, "zero_grad", OPTIMIZER_ZERO_GRAD),
             (torch.nn.Module, "zero_grad", MODULE_ZERO_GRAD),
-        ):
+        )
+        for owner, name, api in zero_grads:
             if plan.traces(api):
                 self.patches.patch(owner, name, self._wrap_zero_grad(api))
-        for owner, name, api in (
+        backwards: tuple[tuple[object, str, str], ...] = (
             (torch.Tensor, "backward", TENSOR_BACKWARD),
             (torch.autograd, "backward", AUTOGRAD_BACKWARD),
-        ):
+        )
+        for owner, name, api in backwards:
             if plan.traces(api):
                 self.patches.patch(owner, name, self._wrap_backward(api))
         self._patch_worker_loop()

@@ -86,7 +86,7 @@ def _find_with_others(
         find_spec = getattr(other, "find_spec", None)
         if find_spec is None:
             continue
-        spec = find_spec(fullname, path, target)
+        spec: importlib.machinery.ModuleSpec | None = find_spec(fullname, path, target)
         if spec is not None:
             return spec
     return None
@@ -102,7 +102,7 @@ def _wrap_exec_module(loader: importlib.abc.Loader, finder: PostImportFinder) ->
         finally:
             # Restore the loader before anything else can observe it.
             try:
-                del loader.exec_module  # type: ignore[method-assign]
+                del loader.exec_module
             except AttributeError:
                 pass
         finder.imported(module)

@@ -211,7 +211,7 @@ class ModelRegistry:
             self._root_prefix[id(root)] = self._root_prefix[id(model)] = prefix
             for path, param in model.named_parameters():
                 if id(param) not in names:
-                    ref = weakref.ref(param)
+                    ref: weakref.ref[torch.Tensor] = weakref.ref(param)
                     names[id(param)] = (ref, f"{prefix}.{path}")
                     tracked.append((f"{prefix}.{path}", ref))
         self._names = names
@@ -221,11 +221,11 @@ class ModelRegistry:
             optimizer = opt_ref()
             if optimizer is None:
                 continue
-            for j, param in enumerate(_flat_params(optimizer)):
-                if id(param) not in names:
-                    ref = weakref.ref(param)
+            for j, tensor in enumerate(_flat_params(optimizer)):
+                if id(tensor) not in names:
+                    ref = weakref.ref(tensor)
                     name = f"optimizer[{index}].param[{j}]"
-                    names[id(param)] = (ref, name)
+                    names[id(tensor)] = (ref, name)
                     tracked.append((name, ref))
 
 

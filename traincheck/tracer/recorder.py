@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING, Protocol
 if TYPE_CHECKING:
     import torch
 
-    from traincheck.events import ArgValue
+    from traincheck.events import ArgValue, StatePhase
     from traincheck.tracer.meta import MetaState
     from traincheck.tracing_plan import TracingPlan
 
@@ -55,7 +55,7 @@ class Recorder(Protocol):
     def record_params(
         self,
         call_id: int,
-        phase: str,
+        phase: StatePhase,
         params: Sequence[tuple[str, torch.Tensor]],
         *,
         with_digest: bool,

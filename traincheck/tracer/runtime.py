@@ -44,6 +44,7 @@ from traincheck.events import (
     RunEnd,
     RunStart,
     Scalar,
+    StatePhase,
 )
 from traincheck.tracer import state
 from traincheck.tracer.config import TracerConfig
@@ -219,7 +220,7 @@ class Tracer:
     def record_params(
         self,
         call_id: int,
-        phase: str,
+        phase: StatePhase,
         params: Sequence[tuple[str, torch.Tensor]],
         *,
         with_digest: bool,

@@ -39,18 +39,18 @@ import threading
 import time
 import weakref
 from collections.abc import Callable, Sequence
-from typing import TYPE_CHECKING, Literal
+from typing import TYPE_CHECKING
 
 import torch
 
-from traincheck.events import GradState, VarStates
+from traincheck.events import GradState, StatePhase, VarStates
 from traincheck.tracer.digest import digest_in_no_grad, grad_states_in_no_grad
 from traincheck.tracer.typenames import device_name, dtype_name
 
 if TYPE_CHECKING:
     from traincheck.tracer.recorder import Recorder
 
-Phase = Literal["pre", "post", "init"]
+Phase = StatePhase
 
 
 class _Entry:
@@ -76,6 +76,10 @@ class _Entry:
         self.grad_ref: weakref.ref[torch.Tensor] | None = None
         self.grad_version = -1
         self.grad_state: GradState = "none"
+
+
+_call = operator.methodcaller("__call__")
+"""``ref()`` for each weak reference, in C (``operator.call`` exists only from 3.11)."""
 
 
 def _no_tensor() -> None:
@@ -133,7 +137,7 @@ class StateGroup:
         return (
             [t.data_ptr() for t in tensors] == self.pointers
             and names == self.names
-            and all(map(operator.is_, map(operator.call, self.refs), tensors))
+            and all(map(operator.is_, map(_call, self.refs), tensors))
         )
 
     def grad_states_now(self, tensors: list[torch.Tensor], cache: StateCache) -> list[GradState]:
@@ -142,7 +146,7 @@ class StateGroup:
         grads = [t.grad for t in tensors]
         versions = [-1 if g is None else g._version for g in grads]
         if versions == self.grad_versions and all(
-            map(operator.is_, map(operator.call, self.grad_refs), grads)
+            map(operator.is_, map(_call, self.grad_refs), grads)
         ):
             return self.grad_states
         states = cache.grad_states(tensors, self.entries)
