@@ -13,10 +13,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from traincheck.tracedir import MANIFEST_NAME, write_manifest
-
-TRACER_COUNTERS_GLOB = "tracer-*.json"
-_COUNTER_KEYS = ("events_sent", "events_dropped", "batches_sent", "batches_dropped")
+from traincheck.tracedir import MANIFEST_NAME, TraceDir, write_manifest
 
 
 @dataclass
@@ -32,20 +29,15 @@ class TracerCounters:
 
 
 def read_tracer_counters(trace_dir: Path) -> TracerCounters:
-    totals = TracerCounters()
-    for path in sorted(trace_dir.glob(TRACER_COUNTERS_GLOB)):
-        try:
-            data = json.loads(path.read_text())
-            values = {key: int(data.get(key, 0)) for key in _COUNTER_KEYS}
-        except (OSError, ValueError, TypeError, AttributeError):
-            totals.unreadable.append(path.name)
-            continue
-        totals.processes += 1
-        totals.events_sent += values["events_sent"]
-        totals.events_dropped += values["events_dropped"]
-        totals.batches_sent += values["batches_sent"]
-        totals.batches_dropped += values["batches_dropped"]
-    return totals
+    valid, invalid = TraceDir(trace_dir).read_tracer_counters()
+    return TracerCounters(
+        processes=len(valid),
+        events_sent=sum(c.events_sent for c in valid),
+        events_dropped=sum(c.events_dropped for c in valid),
+        batches_sent=sum(c.batches_sent for c in valid),
+        batches_dropped=sum(c.batches_dropped for c in valid),
+        unreadable=invalid,
+    )
 
 
 def summary_lines(summary: dict[str, Any], trace_dir: Path) -> list[str]:

@@ -26,6 +26,8 @@ from typing import Any
 import zmq
 
 from traincheck.events import Batch, RunEnd, RunStart
+from traincheck.records import TracerExitCounters
+from traincheck.tracedir import TraceDir
 from traincheck.wire import MAX_MESSAGE_BYTES
 
 RECEIVE_HWM = 256
@@ -39,11 +41,6 @@ back-pressure becomes counted drops on their side, never a stall."""
 
 MAX_GAPS_KEPT = 4096
 """Sequence gaps remembered per producer (to match against the tracer's evictions)."""
-
-EXIT_COUNTERS_GLOB = "tracer-*.json"
-"""The counters file each traced process writes in its trace directory at exit."""
-
-MAX_COUNTERS_FILE_BYTES = 1 << 20
 
 MAX_REJECT_REASONS = 5
 """How many distinct rejection reasons are kept verbatim for the summary."""
@@ -280,7 +277,7 @@ class IntakeLedger:
                 producer.events_dropped = max(producer.events_dropped, event.events_dropped)
                 producer.batches_dropped = max(producer.batches_dropped, event.batches_dropped)
 
-    def adopt_exit_counters(self, counters: dict[int, dict[str, Any]]) -> None:
+    def adopt_exit_counters(self, counters: dict[int, TracerExitCounters]) -> None:
         """Take in the counters files the traced processes wrote at exit.
 
         * A process that wrote one ended normally, even if its ``RunEnd`` never
@@ -297,9 +294,9 @@ class IntakeLedger:
             if not producer.run_end:
                 producer.run_end = True
                 producer.end_reason = "exit (counters file; RunEnd not received)"
-            producer.events_dropped = max(producer.events_dropped, values["events_dropped"])
-            producer.batches_dropped = max(producer.batches_dropped, values["batches_dropped"])
-            explained = _overlap(producer.gaps, values["evicted_seq_ranges"])
+            producer.events_dropped = max(producer.events_dropped, values.events_dropped)
+            producer.batches_dropped = max(producer.batches_dropped, values.batches_dropped)
+            explained = _overlap(producer.gaps, values.evicted_seq_ranges)
             producer.batches_missing = max(0, producer.batches_missing - explained)
             producer.batches_missing += _missing_tail(producer.last_seq, values)
 
@@ -329,49 +326,14 @@ class IntakeLedger:
         return sum(p.batches_missing for p in self.producers.values())
 
 
-def read_exit_counters(trace_dir: Path) -> dict[int, dict[str, Any]]:
-    """``tracer-<pid>.json`` files of ``trace_dir`` by pid, validated (JSON only, bounded
-    size, integer counters); unreadable or malformed files are skipped."""
-    counters: dict[int, dict[str, Any]] = {}
-    try:
-        paths = sorted(trace_dir.glob(EXIT_COUNTERS_GLOB))
-    except OSError:
-        return counters
-    for path in paths:
-        try:
-            with open(path, "rb") as handle:
-                raw = handle.read(MAX_COUNTERS_FILE_BYTES + 1)
-            if len(raw) > MAX_COUNTERS_FILE_BYTES:
-                continue
-            values = _valid_counters(json.loads(raw))
-        except (OSError, ValueError, RecursionError):
-            continue
-        if values is not None:
-            counters[values["pid"]] = values
-    return counters
+def read_exit_counters(trace_dir: Path) -> dict[int, TracerExitCounters]:
+    """The valid ``tracer-<pid>.json`` files of ``trace_dir`` by pid; the rest are
+    skipped (the ledger then knows less, and says so through ``killed``)."""
+    valid, _ = TraceDir(trace_dir).read_tracer_counters()
+    return {counters.pid: counters for counters in valid}
 
 
-def _valid_counters(data: Any) -> dict[str, Any] | None:
-    if not isinstance(data, dict):
-        return None
-    values: dict[str, Any] = {}
-    for key in ("pid", "events_dropped", "batches_dropped", "batches_sent"):
-        value = data.get(key, 0)
-        if not isinstance(value, int) or isinstance(value, bool) or value < 0:
-            return None
-        values[key] = value
-    ranges = data.get("evicted_seq_ranges", [])
-    if not isinstance(ranges, list):
-        return None
-    values["evicted_seq_ranges"] = [
-        (r[0], r[1])
-        for r in ranges
-        if isinstance(r, list) and len(r) == 2 and all(type(x) is int for x in r) and r[0] <= r[1]
-    ]
-    return values if values["pid"] > 0 else None
-
-
-def _missing_tail(last_seq: int, counters: dict[str, Any]) -> int:
+def _missing_tail(last_seq: int, counters: TracerExitCounters) -> int:
     """Batches the process sent after the last one we received, which no gap shows.
 
     Every batch the tracer builds is numbered, and ends up either sent or dropped
@@ -380,13 +342,13 @@ def _missing_tail(last_seq: int, counters: dict[str, Any]) -> int:
     neither evicted nor dropped at exit were sent and never arrived: a sidecar that
     stopped waiting for them (the drain's time limit) or a detach in flight.
     """
-    sent, dropped = counters.get("batches_sent", 0), counters.get("batches_dropped", 0)
+    sent, dropped = counters.batches_sent, counters.batches_dropped
     if sent == 0:  # a counters file without the count (older tracers): unknown
         return 0
     last_used = sent + dropped - 1
     if last_used <= last_seq:
         return 0
-    evicted = counters.get("evicted_seq_ranges", [])
+    evicted = counters.evicted_seq_ranges
     evicted_total = sum(last - first + 1 for first, last in evicted)
     dropped_at_exit = max(0, dropped - evicted_total)  # the newest: always the tail
     tail = last_used - last_seq
