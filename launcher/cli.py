@@ -14,7 +14,6 @@ import signal
 import subprocess
 import sys
 from pathlib import Path
-from typing import Any
 
 from traincheck.launcher.job import (
     SignalForwarder,
@@ -31,13 +30,14 @@ from traincheck.launcher.summary import (
     lost_sidecar_lines,
     read_tracer_counters,
     record_lost_sidecar,
-    summary_lines,
 )
 from traincheck.launcher.tracing_options import record_plan, write_plan
 
 from traincheck.environment import TRAINCHECK_DEBUG
 from traincheck.errors import UserError
-from traincheck.tracing_plan import TRACE_PLAN_FILE
+from traincheck.records import RunCounters
+from traincheck.run_summary import summary_lines
+from traincheck.tracedir import TraceDir
 
 JOB_POLL_S = 0.5
 """How often the launcher looks up from waiting on the job to check the sidecar."""
@@ -94,7 +94,7 @@ def run(settings: RunSettings) -> int:
         run_dir.remove()
         if created_output and settings.output_dir.is_dir() and sidecar is None:
             with contextlib.suppress(OSError):
-                (settings.output_dir / TRACE_PLAN_FILE).unlink(missing_ok=True)
+                TraceDir(settings.output_dir).tracing_plan.unlink(missing_ok=True)
                 settings.output_dir.rmdir()
 
 
@@ -125,10 +125,7 @@ def run_job(settings: RunSettings, run_dir: RunDirectory, sidecar: SidecarProces
 
 def violation_marker(settings: RunSettings) -> Path:
     """The file the sidecar writes at the first live violation (for --on-violation stop)."""
-    from traincheck.analysis.alert_sink import FIRST_VIOLATION_FILE
-    from traincheck.analysis.results import LIVE_RESULTS_DIR
-
-    return settings.output_dir / LIVE_RESULTS_DIR / FIRST_VIOLATION_FILE
+    return TraceDir(settings.output_dir).first_violation_marker
 
 
 def wait_for_job(
@@ -180,13 +177,13 @@ def finish(settings: RunSettings, sidecar: SidecarProcess, returncode: int) -> i
     for line in lines:
         say(line)
     status = exit_status(returncode)
-    violations = int(summary.get("violations", 0)) if summary else 0
+    violations = summary.violations if summary else 0
     if settings.fail_on_violation and status == 0 and violations > 0:
         return 1
     return status
 
 
-def collect_summary(sidecar: SidecarProcess, timeout_s: float) -> tuple[dict[str, Any] | None, str]:
+def collect_summary(sidecar: SidecarProcess, timeout_s: float) -> tuple[RunCounters | None, str]:
     """The sidecar's summary, or None and why there is none."""
     code = sidecar.exit_code()
     if code is not None:

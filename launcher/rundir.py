@@ -8,7 +8,6 @@ removed when the run ends; the per-user parent is kept for the next run.
 
 from __future__ import annotations
 
-import json
 import os
 import secrets
 import shutil
@@ -19,6 +18,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from traincheck.errors import UserError
+from traincheck.private_files import write_private_file
+from traincheck.records import encode_command
 
 SOCKET_NAME = "events.sock"
 COMMAND_FILE = "command.json"
@@ -46,7 +47,7 @@ class RunDirectory:
         """Hand the job's command to the sidecar in a private file, keeping it off the
         sidecar's own command line (where ``ps`` and process matchers would see it)."""
         path = self.path / COMMAND_FILE
-        path.write_text(json.dumps(list(command)))
+        write_private_file(path, encode_command(list(command)))
         return path
 
     def remove(self) -> None:

@@ -7,13 +7,14 @@ plain so it can be: see ``--help``.
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import sys
 from pathlib import Path
 
 from traincheck.environment import TRAINCHECK_DEBUG
 from traincheck.errors import UserError
+from traincheck.private_files import read_capped
+from traincheck.records import COMMAND_MAX_BYTES, decode_command
 
 PROG = "traincheck-sidecar"
 
@@ -42,14 +43,11 @@ def read_command(path: Path | None) -> list[str]:
     if path is None:
         return []
     try:
-        command = json.loads(path.read_text())
+        return decode_command(read_capped(path, COMMAND_MAX_BYTES))
     except OSError as exc:
         raise UserError(f"cannot read --command-file {path}: {exc.strerror}") from None
-    except ValueError:
-        raise UserError(f"--command-file {path} is not valid JSON") from None
-    if not isinstance(command, list) or not all(isinstance(part, str) for part in command):
-        raise UserError(f"--command-file {path} must hold a JSON list of strings")
-    return command
+    except ValueError as exc:
+        raise UserError(f"--command-file {path}: {exc}") from None
 
 
 def main(argv: list[str] | None = None) -> int:

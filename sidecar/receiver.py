@@ -14,19 +14,25 @@ Nothing here raises on bad input: a malformed message is counted and dropped.
 from __future__ import annotations
 
 import contextlib
-import json
 import os
 import socket as socketlib
 import stat
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
 import zmq
 
 from traincheck.events import Batch, RunEnd, RunStart
-from traincheck.records import TracerExitCounters
+from traincheck.private_files import read_capped, write_private_file
+from traincheck.records import (
+    MARKER_MAX_BYTES,
+    ProducerSummary,
+    SidecarMarker,
+    TracerExitCounters,
+    decode_sidecar_marker,
+    encode_sidecar_marker,
+)
 from traincheck.tracedir import TraceDir
 from traincheck.wire import MAX_MESSAGE_BYTES
 
@@ -132,12 +138,11 @@ def write_marker(endpoint: str) -> None:
     path = marker_path(endpoint)
     if path is None:
         return
-    tmp = f"{path}.{os.getpid()}.tmp"
+    tmp = Path(f"{path}.{os.getpid()}.tmp")
     with contextlib.suppress(OSError):
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW, 0o600)
-        with os.fdopen(fd, "w") as handle:
-            json.dump({"pid": os.getpid()}, handle)
-        os.replace(tmp, path)
+        write_private_file(
+            Path(path), encode_sidecar_marker(SidecarMarker(pid=os.getpid())), tmp=tmp
+        )
 
 
 def read_marker_pid(endpoint: str) -> int | None:
@@ -148,11 +153,9 @@ def read_marker_pid(endpoint: str) -> int | None:
     try:
         if os.lstat(path).st_uid != os.getuid():
             return None
-        with open(path) as handle:
-            pid = json.loads(handle.read(4096)).get("pid")
-    except (OSError, ValueError, AttributeError):
+        return decode_sidecar_marker(read_capped(Path(path), MARKER_MAX_BYTES)).pid
+    except (OSError, ValueError):
         return None
-    return pid if isinstance(pid, int) and pid > 0 else None
 
 
 def remove_marker(endpoint: str) -> None:
@@ -191,24 +194,24 @@ class ProducerLedger:
     gaps: list[tuple[int, int]] = field(default_factory=list)
     """``(first, last)`` batch numbers never received, oldest first (bounded)."""
 
-    def as_dict(self) -> dict[str, Any]:
-        return {
-            "pid": self.pid,
-            "rank": self.rank,
-            "host": self.host,
-            "batches": self.batches,
-            "events": self.events,
-            "events_dropped": self.events_dropped,
-            "batches_dropped": self.batches_dropped,
-            "batches_missing": self.batches_missing,
-            "batches_out_of_order": self.batches_out_of_order,
-            "first_seq": self.first_seq,
-            "resumed_after": self.resumed_after,
-            "last_seq": self.last_seq,
-            "run_start": self.run_start,
-            "run_end": self.run_end,
-            "end_reason": self.end_reason,
-        }
+    def as_record(self) -> ProducerSummary:
+        return ProducerSummary(
+            pid=self.pid,
+            rank=self.rank,
+            host=self.host,
+            batches=self.batches,
+            events=self.events,
+            events_dropped=self.events_dropped,
+            batches_dropped=self.batches_dropped,
+            batches_missing=self.batches_missing,
+            batches_out_of_order=self.batches_out_of_order,
+            first_seq=self.first_seq,
+            resumed_after=self.resumed_after,
+            last_seq=self.last_seq,
+            run_start=self.run_start,
+            run_end=self.run_end,
+            end_reason=self.end_reason,
+        )
 
 
 @dataclass

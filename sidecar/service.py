@@ -15,7 +15,6 @@ or a failing checker take it down: both are counted and reported.
 
 from __future__ import annotations
 
-import json
 import os
 import signal
 import socket
@@ -37,7 +36,19 @@ from traincheck.sidecar.store import TraceWriter
 
 from traincheck.errors import InvariantsFileError
 from traincheck.events import StoredEvent, single_events
-from traincheck.tracedir import write_manifest
+from traincheck.records import (
+    MANIFEST_FORMAT,
+    MANIFEST_VERSION,
+    InvariantOutcomes,
+    RunCounters,
+    RunManifest,
+    SessionRecord,
+    SidecarLine,
+    SidecarReady,
+    encode_sidecar_line,
+    summary_line,
+)
+from traincheck.tracedir import TraceDir
 from traincheck.wire import WireError, decode_batch
 
 POLL_INTERVAL_S = 0.1
@@ -73,10 +84,10 @@ class LiveCheck:
     store-only sidecar works before (or without) them.
     """
 
-    def __init__(self, invariants: Path | None, results_dir: Path | None = None) -> None:
+    def __init__(self, invariants: Path | None, trace: TraceDir | None = None) -> None:
         self.violations = 0
         self.errors = 0
-        self.outcomes: dict[str, Any] | None = None
+        self.outcomes: InvariantOutcomes | None = None
         """After ``finish``: outcome counts and the invariants never triggered."""
         self._checker: Any = None
         self._reporter: Any = None
@@ -92,17 +103,17 @@ class LiveCheck:
             # Degrade to a store-only sidecar: the trace can still be checked offline.
             emit_alert(f"traincheck sidecar: warning: live checking unavailable ({exc})")
             return
-        from traincheck.analysis.instrumentation import plan_of_trace, uncheckable_invariants
+        from traincheck.analysis.instrumentation import uncheckable_invariants
 
         invariant_set = load_invariants(invariants)
         # The launcher records the run's plan in the trace before starting us.
-        plan = plan_of_trace(results_dir.parent) if results_dir is not None else None
+        plan = trace.recorded_plan() if trace is not None else None
         self._checker = Checker(
             invariant_set,
             uncheckable=uncheckable_invariants(invariant_set, plan) if plan else None,
         )
         # Grouped, de-duplicated, root-cause-ordered alerts; result files at the end.
-        self._reporter = LiveReporter(self._checker, emit_alert, results_dir)
+        self._reporter = LiveReporter(self._checker, emit_alert, trace)
 
     @property
     def active(self) -> bool:
@@ -179,7 +190,8 @@ class Sidecar:
 
     def __init__(self, options: SidecarOptions) -> None:
         self.options = options
-        self.check = LiveCheck(options.invariants, options.trace_dir / "live_check")
+        self.trace = TraceDir(options.trace_dir)
+        self.check = LiveCheck(options.invariants, self.trace)
         self.ledger = IntakeLedger(joined_mid_run=options.attach)
         self.writer = TraceWriter(options.trace_dir)
         self.previous_sessions = previous_sessions(options.trace_dir) if options.attach else []
@@ -235,46 +247,45 @@ class Sidecar:
             if quiet and not self.ledger.unfinished_alive():
                 return
 
-    def manifest(self, status: str) -> dict[str, Any]:
-        manifest: dict[str, Any] = {
-            "run_id": self.options.run_id,
-            "command": self.options.command,
-            "started_wall_ns": self.started_wall_ns,
-            "status": status,
-            "sidecar_pid": os.getpid(),
-            "hostname": socket.gethostname(),
-            "endpoint": self.options.endpoint,
-            "invariants": str(self.options.invariants) if self.options.invariants else None,
-        }
-        if self.options.attach:
-            manifest["attached"] = True
-        if self.previous_sessions:
-            manifest["sessions"] = self.previous_sessions
-        if status != "running":
-            manifest["ended_wall_ns"] = time.time_ns()
-            manifest["counters"] = self.summary(status)
-        return manifest
+    def manifest(self, status: str) -> RunManifest:
+        ended = status != "running"
+        return RunManifest(
+            format=MANIFEST_FORMAT,
+            format_version=MANIFEST_VERSION,
+            run_id=self.options.run_id,
+            command=self.options.command,
+            started_wall_ns=self.started_wall_ns,
+            status=status,
+            sidecar_pid=os.getpid(),
+            hostname=socket.gethostname(),
+            endpoint=self.options.endpoint,
+            invariants=str(self.options.invariants) if self.options.invariants else None,
+            attached=self.options.attach,
+            sessions=self.previous_sessions,
+            ended_wall_ns=time.time_ns() if ended else None,
+            counters=self.summary(status) if ended else None,
+        )
 
-    def summary(self, status: str) -> dict[str, Any]:
+    def summary(self, status: str) -> RunCounters:
         ledger = self.ledger
-        return {
-            "status": status,
-            "events_received": ledger.events_received,
-            "batches_received": ledger.batches_received,
-            "batches_written": self.writer.batches_written,
-            "batches_lost": self.writer.batches_lost,
-            "events_dropped": ledger.events_dropped,
-            "batches_missing": ledger.batches_missing,
-            "rejected": ledger.rejected,
-            "rejected_reasons": ledger.reject_reasons,
-            "violations": self.check.violations,
-            "invariant_outcomes": self.check.outcomes,
-            "checker_errors": self.check.errors,
-            "producers": [p.as_dict() for p in ledger.producers.values()],
-            "write_errors": self.writer.write_errors,
-        }
+        return RunCounters(
+            status=status,
+            events_received=ledger.events_received,
+            batches_received=ledger.batches_received,
+            batches_written=self.writer.batches_written,
+            batches_lost=self.writer.batches_lost,
+            events_dropped=ledger.events_dropped,
+            batches_missing=ledger.batches_missing,
+            rejected=ledger.rejected,
+            rejected_reasons=list(ledger.reject_reasons),
+            violations=self.check.violations,
+            invariant_outcomes=self.check.outcomes,
+            checker_errors=self.check.errors,
+            producers=[p.as_record() for p in ledger.producers.values()],
+            write_errors=list(self.writer.write_errors),
+        )
 
-    def finish(self, *, detached: bool = False) -> dict[str, Any]:
+    def finish(self, *, detached: bool = False) -> RunCounters:
         """Final checks, close the store, finalise run.json; return the summary.
 
         ``detached``: the user stopped an attached sidecar while the job runs on;
@@ -291,11 +302,11 @@ class Sidecar:
         else:
             status = "killed" if any(self.ledger.unfinished()) else "finished"
         self._write_manifest(status)
-        return {"event": "summary", **self.summary(status)}
+        return self.summary(status)
 
     def _write_manifest(self, status: str) -> None:
         try:
-            write_manifest(self.options.trace_dir, self.manifest(status))
+            self.trace.write_manifest(self.manifest(status))
         except OSError as exc:
             self.writer.write_errors.append(f"run.json: {exc.strerror or exc}")
 
@@ -316,25 +327,26 @@ def make_trace_dir(trace_dir: Path) -> None:
         emit_alert(f"traincheck sidecar: cannot create trace directory {trace_dir}: {exc}")
 
 
-def previous_sessions(trace_dir: Path) -> list[dict[str, Any]]:
+def previous_sessions(trace_dir: Path) -> list[SessionRecord]:
     """The sidecar sessions that wrote this trace before us (from its run.json), so an
     attached sidecar keeps the history of who recorded what."""
     try:
-        manifest = json.loads((trace_dir / "run.json").read_text())
+        manifest = TraceDir(trace_dir).read_manifest()
     except (OSError, ValueError):
         return []
-    if not isinstance(manifest, dict):
-        return []
-    sessions = manifest.get("sessions")
-    history = [s for s in sessions if isinstance(s, dict)] if isinstance(sessions, list) else []
-    keys = ("sidecar_pid", "started_wall_ns", "ended_wall_ns", "status", "counters")
-    history.append({key: manifest.get(key) for key in keys})
-    return history
+    last = SessionRecord(
+        sidecar_pid=manifest.sidecar_pid,
+        started_wall_ns=manifest.started_wall_ns,
+        ended_wall_ns=manifest.ended_wall_ns,
+        status=manifest.status,
+        counters=manifest.counters,
+    )
+    return [*manifest.sessions, last]
 
 
-def print_line(payload: dict[str, Any]) -> None:
-    """One JSON object per line on stdout, flushed: the launcher is waiting on it."""
-    sys.stdout.write(json.dumps(payload) + "\n")
+def print_line(record: SidecarLine) -> None:
+    """One typed record per line on stdout, flushed: the launcher is waiting on it."""
+    sys.stdout.buffer.write(encode_sidecar_line(record))
     sys.stdout.flush()
 
 
@@ -349,9 +361,9 @@ def run(options: SidecarOptions) -> int:
     make_trace_dir(options.trace_dir)
     sidecar = Sidecar(options)
     sidecar._write_manifest("running")
-    print_line({"event": "ready", "endpoint": options.endpoint, "pid": os.getpid()})
+    print_line(SidecarReady(endpoint=options.endpoint, pid=os.getpid()))
     drain.watch_stdin()
     sidecar.serve(drain)
     sidecar.drain()
-    print_line(sidecar.finish())
+    print_line(summary_line(sidecar.finish()))
     return 0

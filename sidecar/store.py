@@ -17,18 +17,17 @@ torn or corrupt frame of a segment, keeps what came before and says so.
 from __future__ import annotations
 
 import contextlib
-import json
 import os
 import struct
 import zlib
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
 from traincheck.errors import NotATraceError
 from traincheck.events import Batch, StoredEvent, single_events
-from traincheck.tracedir import MANIFEST_FORMAT, MANIFEST_NAME, SEGMENT_GLOB
+from traincheck.records import ForeignRecordError, RunManifest
+from traincheck.tracedir import MANIFEST_NAME, TraceDir
 from traincheck.wire import WireError, decode_batch
 
 SEGMENT_MAGIC = b"TCSEG1\n"
@@ -45,6 +44,7 @@ class TraceWriter:
 
     def __init__(self, trace_dir: Path, *, segment_max_bytes: int = SEGMENT_MAX_BYTES):
         self.trace_dir = trace_dir
+        self._paths = TraceDir(trace_dir)
         self.segment_max_bytes = segment_max_bytes
         self.batches_written = 0
         self.batches_lost = 0
@@ -104,7 +104,7 @@ class TraceWriter:
         interleaved with a second magic header)."""
         while True:
             self._segment_index += 1
-            path = self.trace_dir / f"segment-{self._segment_index:05d}.tcs"
+            path = self._paths.segment(self._segment_index)
             try:
                 flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_APPEND
                 return os.open(path, flags, 0o600), path
@@ -135,10 +135,13 @@ def _write_all(fd: int, data: bytes) -> None:
 
 @dataclass
 class Trace:
-    """A trace read back from disk: the manifest, the batches, and what was damaged."""
+    """A trace read back from disk: the manifest, the batches, and what was damaged.
+
+    ``manifest`` is None when ``run.json`` is missing or unreadable (a warning says
+    which)."""
 
     path: Path
-    manifest: dict[str, Any]
+    manifest: RunManifest | None
     batches: list[Batch] = field(default_factory=list)
     warnings: list[str] = field(default_factory=list)
 
@@ -156,7 +159,7 @@ class Trace:
 
 
 def is_trace_dir(path: Path) -> bool:
-    return (path / MANIFEST_NAME).is_file() or any(path.glob(SEGMENT_GLOB))
+    return TraceDir(path).holds_trace()
 
 
 def read_trace(path: str | Path) -> Trace:
@@ -167,32 +170,33 @@ def read_trace(path: str | Path) -> Trace:
     raises: everything before it is returned and ``Trace.warnings`` says what
     was skipped.
     """
-    trace_dir = Path(path)
-    if not trace_dir.exists():
-        raise NotATraceError(f"trace directory not found: {trace_dir}")
-    if not trace_dir.is_dir():
-        raise NotATraceError(f"not a directory: {trace_dir}")
-    if not is_trace_dir(trace_dir):
-        raise NotATraceError(f"{trace_dir} is not a TrainCheck trace (no {MANIFEST_NAME})")
-    trace = Trace(path=trace_dir, manifest=_read_manifest(trace_dir))
-    if "manifest_error" in trace.manifest:
-        trace.warnings.append(trace.manifest.pop("manifest_error"))
-    for segment in sorted(trace_dir.glob(SEGMENT_GLOB)):
+    trace_dir = TraceDir(path)
+    if not trace_dir.root.exists():
+        raise NotATraceError(f"trace directory not found: {trace_dir.root}")
+    if not trace_dir.root.is_dir():
+        raise NotATraceError(f"not a directory: {trace_dir.root}")
+    if not trace_dir.holds_trace():
+        raise NotATraceError(f"{trace_dir.root} is not a TrainCheck trace (no {MANIFEST_NAME})")
+    manifest, warning = _read_manifest(trace_dir)
+    trace = Trace(path=trace_dir.root, manifest=manifest)
+    if warning is not None:
+        trace.warnings.append(warning)
+    for segment in trace_dir.segments():
         _read_segment(segment, trace)
     return trace
 
 
-def _read_manifest(trace_dir: Path) -> dict[str, Any]:
-    manifest_path = trace_dir / MANIFEST_NAME
-    if not manifest_path.is_file():
-        return {"manifest_error": f"{manifest_path.name} is missing; reading segments only"}
+def _read_manifest(trace_dir: TraceDir) -> tuple[RunManifest | None, str | None]:
+    """The manifest, or None and why; raises NotATraceError for another tool's file."""
+    name = trace_dir.manifest.name
+    if not trace_dir.manifest.is_file():
+        return None, f"{name} is missing; reading segments only"
     try:
-        manifest = json.loads(manifest_path.read_text())
+        return trace_dir.read_manifest(), None
+    except ForeignRecordError:
+        raise NotATraceError(f"{trace_dir.manifest} is not a TrainCheck trace manifest") from None
     except (OSError, ValueError) as exc:
-        return {"manifest_error": f"{manifest_path.name} is unreadable ({exc}); reading segments"}
-    if not isinstance(manifest, dict) or manifest.get("format") != MANIFEST_FORMAT:
-        raise NotATraceError(f"{manifest_path} is not a TrainCheck trace manifest")
-    return manifest
+        return None, f"{name} is unreadable ({exc}); reading segments"
 
 
 def _read_segment(segment: Path, trace: Trace) -> None:

@@ -149,15 +149,3 @@ class TraceDir:
     def mark_first_violation(self, violation: FirstViolation) -> None:
         self.live_results.mkdir(parents=True, exist_ok=True)
         write_private_file(self.first_violation_marker, encode_first_violation(violation))
-
-
-# Until every writer builds a RunManifest (next commits): the old dict writer.
-MANIFEST_FORMAT = "traincheck-trace"
-MANIFEST_VERSION = 1
-
-
-def write_manifest(trace_dir: Path, manifest: dict) -> None:  # type: ignore[type-arg]
-    manifest = {"format": MANIFEST_FORMAT, "format_version": MANIFEST_VERSION, **manifest}
-    tmp = trace_dir / f".{MANIFEST_NAME}.tmp"
-    tmp.write_text(json.dumps(manifest, indent=2, sort_keys=True))
-    os.replace(tmp, trace_dir / MANIFEST_NAME)

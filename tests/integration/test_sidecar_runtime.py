@@ -146,8 +146,8 @@ def test_counts_gaps_drops_rejects_and_stores_valid_batches(sidecar: SidecarUnde
     assert producer["pid"] == PID and producer["run_start"] and producer["run_end"]
     trace = read_trace(sidecar.trace_dir)
     assert [b.seq for b in trace.batches] == [0, 1, 4, 5] and trace.warnings == []
-    assert trace.manifest["status"] == "finished"
-    assert trace.manifest["counters"]["batches_missing"] == 2
+    assert trace.manifest.status == "finished"
+    assert trace.manifest.counters.batches_missing == 2
 
 
 def test_producer_without_run_end_marks_the_run_killed(sidecar: SidecarUnderTest) -> None:
@@ -156,7 +156,7 @@ def test_producer_without_run_end_marks_the_run_killed(sidecar: SidecarUnderTest
     summary = sidecar.drain()
     assert time.monotonic() - start < 4, "a dead producer must not be waited for"
     assert summary["status"] == "killed" and summary["events_received"] == 2
-    assert read_trace(sidecar.trace_dir).manifest["status"] == "killed"
+    assert read_trace(sidecar.trace_dir).manifest.status == "killed"
 
 
 def test_batches_sent_just_before_drain_are_kept(sidecar: SidecarUnderTest) -> None:

@@ -160,9 +160,9 @@ def test_attached_sidecar_reports_a_job_that_ended_before_it_connected_as_finish
     )
     sidecar = Sidecar(options)
     sidecar.ledger.expect(pid, 0, os.uname().nodename)
-    assert sidecar.finish()["status"] == "finished"
+    assert sidecar.finish().status == "finished"
     sidecar = Sidecar(options)
     sidecar.ledger.expect(pid, 0, os.uname().nodename)
     sidecar.ledger.expect(int(killed.stdout), 1, os.uname().nodename)  # no counters: killed
     summary = sidecar.finish()
-    assert summary["status"] == "killed" and summary["events_dropped"] == 9
+    assert summary.status == "killed" and summary.events_dropped == 9

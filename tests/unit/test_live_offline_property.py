@@ -15,6 +15,7 @@ from traincheck.sidecar.store import read_trace
 
 from traincheck.cli.check import main as check_main
 from traincheck.cli.infer import main as infer_main
+from traincheck.tracedir import TraceDir
 
 COMPARED = ("failed.log", "passed.log", "not_triggered.log", "uncheckable.log")
 
@@ -48,8 +49,9 @@ def test_live_equals_offline(spec: LoopSpec) -> None:
     with tempfile.TemporaryDirectory() as tmp:
         root = Path(tmp)
         trace = write_trace(root / "trace", spec)
-        live_dir, offline_dir = root / "live", root / "offline"
-        live = LiveCheck(invariants_file(), live_dir)
+        live_trace, offline_dir = TraceDir(root / "live"), root / "offline"
+        live_dir = live_trace.live_results
+        live = LiveCheck(invariants_file(), live_trace)
         for stored in read_trace(trace).events():
             live.feed(stored)
         live.finish()

@@ -23,16 +23,16 @@ terminal, ``rich`` adds colour; otherwise lines are plain.
 from __future__ import annotations
 
 import io
-import json
 import os
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 from traincheck.analysis.alerts import INDENT, evidence_lines, headline
 from traincheck.analysis.violations import Violation
+from traincheck.records import FirstViolation, InvariantOutcomes
+from traincheck.tracedir import TraceDir
 
 FLUSH_AFTER_S = 1.0
 """A held violation is printed after this long even if its step never ends."""
@@ -207,35 +207,31 @@ def _render_color(lines: list[tuple[str, str]]) -> str:
     return buffer.getvalue()
 
 
-FIRST_VIOLATION_FILE = "first_violation.json"
-"""Written in the live results folder at the first violation: the launcher's
-``--on-violation stop`` watches for it (a file, so the sidecar's stdout keeps its
-two-line protocol)."""
-
-
 class LiveReporter:
     """What the sidecar does with live violations: alert, count, mark, and at the
-    end write the same result files ``traincheck-check -o`` writes."""
+    end write the same result files ``traincheck-check -o`` writes.
 
-    def __init__(
-        self, checker: Any, write: Callable[[str], None], results_dir: Path | None
-    ) -> None:
+    With a trace, the results go to its live results folder, and the first
+    violation leaves a marker there (``--on-violation stop`` watches for the file,
+    so the sidecar's stdout keeps its handshake lines)."""
+
+    def __init__(self, checker: Any, write: Callable[[str], None], trace: TraceDir | None) -> None:
         from traincheck.analysis.results import ViolationLedger
 
         self._checker = checker
-        self.results_dir = results_dir
+        self.trace = trace
         self.sink = AlertSink(write, color=_stderr_is_terminal())
         self.ledger = ViolationLedger()
 
     def report(self, violations: list[Violation]) -> None:
-        if violations and self.ledger.total == 0 and self.results_dir is not None:
+        if violations and self.ledger.total == 0 and self.trace is not None:
             self._mark_first(violations[0])
         for violation in violations:
             self.ledger.add(violation)
             self.sink.add(violation)
         self.sink.pump(self._checker.current_step)
 
-    def close(self) -> dict[str, Any]:
+    def close(self) -> InvariantOutcomes:
         """Print what is held, write the result files; return the outcome counts and
         the invariants never triggered, for the run's summary.
 
@@ -247,26 +243,25 @@ class LiveReporter:
 
         self.sink.close()
         results = self._checker.results()
-        if self.results_dir is None:
+        if self.trace is None:
             summary = summarize(results, self.ledger)
         else:
             summary = write_results(
-                self.results_dir, results, self.ledger, title="TrainCheck live check"
+                self.trace.live_results, results, self.ledger, title="TrainCheck live check"
             )
-        return {
-            "invariants_checked": summary["invariants_checked"],
-            "outcomes": summary["outcomes"],
-            "not_triggered": [
+        return InvariantOutcomes(
+            invariants_checked=summary.invariants_checked,
+            outcomes=summary.outcomes,
+            not_triggered=[
                 r.invariant.text_description for r in results if outcome_of(r) == "not_triggered"
             ],
-        }
+        )
 
     def _mark_first(self, violation: Violation) -> None:
+        assert self.trace is not None
+        marker = FirstViolation(step=violation.step, what=violation.what)
         try:
-            self.results_dir.mkdir(parents=True, exist_ok=True)
-            (self.results_dir / FIRST_VIOLATION_FILE).write_text(
-                json.dumps({"step": violation.step, "what": violation.what}) + "\n"
-            )
+            self.trace.mark_first_violation(marker)
         except OSError:
             pass  # --on-violation stop then simply does not stop; alerts still print
 

@@ -1,6 +1,6 @@
 """``report.html``: one self-contained page (no scripts, no external assets).
 
-It is rendered from the very summary dict written to ``violations_summary.json``,
+It is rendered from the very summary written to ``violations_summary.json``,
 so every count on the page is that file's count. Each count is also carried in a
 ``data-count`` attribute, so a test (or a person with a browser's inspector) can
 compare the page with the file without parsing prose. Every value from the trace
@@ -11,6 +11,8 @@ from __future__ import annotations
 
 from html import escape
 from typing import Any
+
+from traincheck.records import ResultsSummary, ViolationSummary
 
 _STYLE = """
 body { font: 14px/1.45 system-ui, sans-serif; margin: 24px; color: #1d2330; }
@@ -41,20 +43,20 @@ _OUTCOME_CARDS = (
 )
 
 
-def render_report(summary: dict[str, Any], *, title: str = "TrainCheck report") -> str:
+def render_report(summary: ResultsSummary, *, title: str = "TrainCheck report") -> str:
     """The whole page as a string."""
-    cards = [_card(key, label, css, summary[key]) for key, label, css in _CARDS]
-    outcomes = summary.get("outcomes", {})
+    cards = [_card(key, label, css, getattr(summary, key)) for key, label, css in _CARDS]
     cards += [
-        _card(f"outcome-{key}", label, key, outcomes.get(key, 0)) for key, label in _OUTCOME_CARDS
+        _card(f"outcome-{key}", label, key, getattr(summary.outcomes, key))
+        for key, label in _OUTCOME_CARDS
     ]
-    first = summary.get("first_violation_step")
+    first = summary.first_violation_step
     headline = (
         "No invariant was violated."
         if first is None
         else f"First violation at step {first}; violated invariants, most likely root cause first:"
     )
-    rows = "\n".join(_row(v) for v in summary.get("violations", []))
+    rows = "\n".join(_row(v) for v in summary.violations)
     table = (
         "<table><thead><tr><th>#</th><th>what broke</th><th>relation</th><th>steps</th>"
         "<th>occurrences</th><th>ranks</th><th>evidence</th></tr></thead>"
@@ -77,23 +79,23 @@ def _card(key: str, label: str, css: str, value: Any) -> str:
     )
 
 
-def _row(v: dict[str, Any]) -> str:
-    steps = f"{v['first_step']}..{v['last_step']}"
-    detected = v.get("first_detection_step")
-    if detected is not None and detected != v["first_step"]:
+def _row(v: ViolationSummary) -> str:
+    steps = f"{v.first_step}..{v.last_step}"
+    detected = v.first_detection_step
+    if detected is not None and detected != v.first_step:
         steps += f" (detected at {detected})"
-    ranks = ", ".join(str(r) for r in v.get("ranks", []))
+    ranks = ", ".join(str(r) for r in v.ranks)
     evidence = (
-        f"<div>expected: {escape(str(v.get('expected', '')))}</div>"
-        f"<div>observed: {escape(str(v.get('observed', '')))}</div>"
-        f"<div class='ev'><code>{escape(str(v['invariant_id']))}</code> "
-        f"{escape(str(v.get('display_name', '')))}; held in "
-        f"{int(v.get('num_positive_examples', 0))} healthy examples</div>"
+        f"<div>expected: {escape(v.expected)}</div>"
+        f"<div>observed: {escape(v.observed)}</div>"
+        f"<div class='ev'><code>{escape(v.invariant_id)}</code> "
+        f"{escape(v.display_name)}; held in "
+        f"{v.num_positive_examples} healthy examples</div>"
     )
     return (
-        f"<tr data-invariant='{escape(str(v['invariant_id']))}'>"
-        f"<td class='num'>{int(v['root_cause_rank'])}</td><td>{escape(str(v['what']))}</td>"
-        f"<td>{escape(str(v['relation_type']))}</td><td>{escape(steps)}</td>"
-        f"<td class='num' data-count='{int(v['occurrences'])}'>{int(v['occurrences'])}</td>"
+        f"<tr data-invariant='{escape(v.invariant_id)}'>"
+        f"<td class='num'>{v.root_cause_rank}</td><td>{escape(v.what)}</td>"
+        f"<td>{escape(v.relation_type)}</td><td>{escape(steps)}</td>"
+        f"<td class='num' data-count='{v.occurrences}'>{v.occurrences}</td>"
         f"<td>{escape(ranks)}</td><td>{evidence}</td></tr>"
     )

@@ -28,12 +28,16 @@ from typing import Any
 from traincheck.analysis.relations.base import InvariantResult
 from traincheck.analysis.violations import Violation
 from traincheck.errors import UserError
+from traincheck.records import (
+    OutcomeCounts,
+    ResultsSummary,
+    ViolationSummary,
+    encode_results_summary,
+)
 
 MAX_EXAMPLES_PER_INVARIANT = 5
 OUTCOMES = ("failed", "passed", "not_triggered", "uncheckable")
 SUMMARY_FILE = "violations_summary.json"
-LIVE_RESULTS_DIR = "live_check"
-"""Folder inside the trace where the sidecar writes the results of a live run."""
 REPORT_FILE = "report.html"
 
 
@@ -88,44 +92,41 @@ def outcome_of(result: InvariantResult) -> str:
     return "not_triggered"
 
 
-def summarize(results: list[InvariantResult], ledger: ViolationLedger) -> dict[str, Any]:
+def summarize(results: list[InvariantResult], ledger: ViolationLedger) -> ResultsSummary:
     """The one summary every report is built from (CLI line, JSON file, HTML page)."""
     counts = dict.fromkeys(OUTCOMES, 0)
     for result in results:
         counts[outcome_of(result)] += 1
-    ordered = ledger.in_root_cause_order()
-    violations = []
-    for rank, entry in enumerate(ordered, start=1):
-        first = entry.first
-        violations.append(
-            {
-                "root_cause_rank": rank,
-                "invariant_id": first.invariant_id,
-                "relation_type": first.relation,
-                "display_name": first.text_description,
-                "what": first.what,
-                "expected": first.expected,
-                "observed": first.observed,
-                "apis": list(first.apis),
-                "variables": list(first.variables),
-                "first_step": first.step,
-                "first_detection_step": first.detection_step,
-                "last_step": entry.last_step,
-                "occurrences": entry.count,
-                "ranks": sorted(entry.ranks),
-                "num_positive_examples": first.num_positive_examples,
-            }
+    violations = [
+        ViolationSummary(
+            root_cause_rank=rank,
+            invariant_id=entry.first.invariant_id,
+            relation_type=entry.first.relation,
+            display_name=entry.first.text_description,
+            what=entry.first.what,
+            expected=entry.first.expected,
+            observed=entry.first.observed,
+            apis=list(entry.first.apis),
+            variables=list(entry.first.variables),
+            first_step=entry.first.step,
+            first_detection_step=entry.first.detection_step,
+            last_step=entry.last_step,
+            occurrences=entry.count,
+            ranks=sorted(entry.ranks),
+            num_positive_examples=entry.first.num_positive_examples,
         )
-    detections = [v["first_detection_step"] for v in violations]
-    return {
-        "first_violation_step": min((v["first_step"] for v in violations), default=None),
-        "first_detection_step": min((d for d in detections if d is not None), default=None),
-        "total_violations": ledger.total,
-        "distinct_invariants_violated": len(violations),
-        "invariants_checked": len(results),
-        "outcomes": counts,
-        "violations": violations,
-    }
+        for rank, entry in enumerate(ledger.in_root_cause_order(), start=1)
+    ]
+    detections = [v.first_detection_step for v in violations]
+    return ResultsSummary(
+        first_violation_step=min((v.first_step for v in violations), default=None),
+        first_detection_step=min((d for d in detections if d is not None), default=None),
+        total_violations=ledger.total,
+        distinct_invariants_violated=len(violations),
+        invariants_checked=len(results),
+        outcomes=OutcomeCounts(**counts),
+        violations=violations,
+    )
 
 
 def result_row(result: InvariantResult, ledger: ViolationLedger) -> dict[str, Any]:
@@ -156,7 +157,7 @@ def write_results(
     ledger: ViolationLedger,
     *,
     title: str = "TrainCheck report",
-) -> dict[str, Any]:
+) -> ResultsSummary:
     """Write every result file into ``outdir`` (created); return the summary."""
     from traincheck.analysis.report_html import render_report
 
@@ -168,7 +169,7 @@ def write_results(
         outdir.mkdir(parents=True, exist_ok=True)
         for name, lines in rows.items():
             (outdir / f"{name}.log").write_text("".join(line + "\n" for line in lines))
-        (outdir / SUMMARY_FILE).write_text(json.dumps(summary, indent=2, sort_keys=True) + "\n")
+        (outdir / SUMMARY_FILE).write_bytes(encode_results_summary(summary))
         (outdir / REPORT_FILE).write_text(render_report(summary, title=title))
     except OSError as exc:
         raise UserError(f"cannot write results to {outdir}: {exc.strerror or exc}") from None
@@ -178,7 +179,7 @@ def write_results(
 def default_output_dir(trace_dir: Path) -> Path:
     """``<trace>_check_<YYYYmmdd_HHMMSS>`` beside the trace, for offline checks: never
     the current directory, and not inside the trace, which may be checked many times
-    against different invariants (a live run writes ``<trace>/live_check/`` instead)."""
+    against different invariants (a live run writes ``TraceDir.live_results`` instead)."""
     trace_dir = trace_dir.resolve()
     stamp = time.strftime("%Y%m%d_%H%M%S")
     candidate = trace_dir.parent / f"{trace_dir.name}_check_{stamp}"

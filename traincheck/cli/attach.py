@@ -20,7 +20,7 @@ import struct
 import sys
 import time
 from pathlib import Path
-from typing import Any, NoReturn
+from typing import NoReturn
 
 import msgspec
 
@@ -28,6 +28,7 @@ from traincheck.cli.jobs import TracedJob, describe_age, find_jobs, select_job
 from traincheck.environment import TRAINCHECK_DEBUG
 from traincheck.errors import UserError
 from traincheck.run_registry import ensure_private_dir
+from traincheck.run_summary import summary_lines
 from traincheck.sidecar.receiver import IntakeLedger, ipc_socket_path
 from traincheck.sidecar.service import (
     POLL_INTERVAL_S,
@@ -284,26 +285,6 @@ def last_stored_seqs(trace_dir: Path, run_id: str) -> dict[tuple[int, int], int]
                 last[key] = max(last.get(key, -1), header.seq)
             offset = start + length
     return last
-
-
-def summary_lines(summary: dict[str, Any], trace_dir: Path) -> list[str]:
-    status = summary.get("status")
-    lines = [
-        f"{status}: received {summary.get('events_received', 0)} events in "
-        f"{summary.get('batches_received', 0)} batches; "
-        f"{summary.get('events_dropped', 0)} events dropped by the tracer, "
-        f"{summary.get('batches_missing', 0)} batches missing; "
-        f"{summary.get('rejected', 0)} rejected messages; "
-        f"{summary.get('violations', 0)} violations",
-    ]
-    for error in summary.get("write_errors", []):
-        lines.append(f"trace write error: {error}")
-    if status == "detached":
-        lines.append("detached; the job keeps running (traincheck-attach again to resume)")
-    elif status == "killed":
-        lines.append("a traced process ended without saying goodbye; the trace stops there")
-    lines.append(f"trace: {trace_dir}")
-    return lines
 
 
 if __name__ == "__main__":

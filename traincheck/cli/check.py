@@ -27,6 +27,7 @@ from traincheck.analysis.instrumentation import plan_of_trace, uncheckable_invar
 from traincheck.analysis.invariants_file import load_invariants
 from traincheck.analysis.results import ViolationLedger, default_output_dir, write_results
 from traincheck.errors import NotATraceError, UserError
+from traincheck.records import ResultsSummary
 from traincheck.sidecar.store import is_trace_dir, read_trace
 
 PROG = "traincheck-check"
@@ -119,17 +120,17 @@ def _take(violations: list, ledger: ViolationLedger, sink: AlertSink) -> None:
         sink.add(violation)
 
 
-def summary_line(summary: dict) -> str:
+def summary_line(summary: ResultsSummary) -> str:
     """The CLI's one-line verdict; every number is one of ``violations_summary.json``."""
-    outcomes = summary["outcomes"]
-    first = summary["first_violation_step"]
+    outcomes = summary.outcomes
+    first = summary.first_violation_step
     return (
-        f"{PROG}: {summary['total_violations']} violations of "
-        f"{summary['distinct_invariants_violated']} invariants"
+        f"{PROG}: {summary.total_violations} violations of "
+        f"{summary.distinct_invariants_violated} invariants"
         f"{f' (first at step {first})' if first is not None else ''}; "
-        f"{summary['invariants_checked']} invariants: {outcomes['failed']} failed, "
-        f"{outcomes['passed']} passed, {outcomes['not_triggered']} not triggered, "
-        f"{outcomes['uncheckable']} uncheckable"
+        f"{summary.invariants_checked} invariants: {outcomes.failed} failed, "
+        f"{outcomes.passed} passed, {outcomes.not_triggered} not triggered, "
+        f"{outcomes.uncheckable} uncheckable"
     )
 
 

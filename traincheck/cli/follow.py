@@ -14,7 +14,6 @@ the sidecar process named in it is gone (a killed sidecar never finalises
 
 from __future__ import annotations
 
-import json
 import os
 import socket
 import struct
@@ -29,7 +28,7 @@ from traincheck.analysis.checker import Checker
 from traincheck.analysis.results import ViolationLedger
 from traincheck.events import StoredEvent, single_events
 from traincheck.sidecar.store import SEGMENT_MAGIC
-from traincheck.tracedir import MANIFEST_NAME, SEGMENT_GLOB
+from traincheck.tracedir import SEGMENT_GLOB, TraceDir
 from traincheck.wire import WireError, decode_batch
 
 FRAME_HEADER = struct.Struct("<II")
@@ -107,15 +106,14 @@ class TraceFollower:
     def run_is_over(self) -> bool:
         """``run.json`` left "running", or the sidecar that writes it is gone."""
         try:
-            manifest = json.loads((self.trace_dir / MANIFEST_NAME).read_text())
+            manifest = TraceDir(self.trace_dir).read_manifest()
         except (OSError, ValueError):
             return False  # being rewritten (atomically) or not there yet
-        if manifest.get("status") != "running":
+        if manifest.status != "running":
             return True
-        pid = manifest.get("sidecar_pid")
-        if not isinstance(pid, int) or manifest.get("hostname") != socket.gethostname():
+        if manifest.hostname != socket.gethostname():
             return False  # cannot tell from here; the status or the timeout ends it
-        return not _process_alive(pid)
+        return not _process_alive(manifest.sidecar_pid)
 
 
 def follow_trace(
