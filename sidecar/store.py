@@ -7,32 +7,35 @@ Layout (documented in ``docs/trace-format.md``)::
       segment-00000.tcs     framed batches, exactly as they came off the socket
       segment-00001.tcs     ... rotated every SEGMENT_MAX_BYTES
 
-A segment starts with ``SEGMENT_MAGIC``; each frame is ``<u32 length><u32 crc32>``
-(little endian) followed by one msgpack-encoded :class:`~traincheck.events.Batch`.
-Frames are appended with a single ``write`` per batch, so a killed sidecar or a
-full disk leaves every complete frame readable; the reader stops at the first
-torn or corrupt frame of a segment, keeps what came before and says so.
+Segments are framed by :mod:`traincheck.sidecar.segment_codec`. Frames are
+appended with a single ``write`` per batch, so a killed sidecar or a full disk
+leaves every complete frame readable; the reader stops at the first torn or
+corrupt frame of a segment, keeps what came before and says so.
 """
 
 from __future__ import annotations
 
 import contextlib
 import os
-import struct
-import zlib
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
+
+from traincheck.sidecar.segment_codec import (
+    SEGMENT_MAGIC,
+    Frame,
+    encode_frame,
+    is_segment,
+    iter_frames,
+)
 
 from traincheck.errors import NotATraceError
 from traincheck.events import Batch, StoredEvent, single_events
 from traincheck.records import ForeignRecordError, RunManifest
 from traincheck.tracedir import MANIFEST_NAME, TraceDir
-from traincheck.wire import WireError, decode_batch
+from traincheck.wire import WireError, decode_batch, decode_batch_header
 
-SEGMENT_MAGIC = b"TCSEG1\n"
 SEGMENT_MAX_BYTES = 256 * 1024 * 1024
-_FRAME_HEADER = struct.Struct("<II")
 
 
 class TraceWriter:
@@ -56,7 +59,7 @@ class TraceWriter:
 
     def append(self, payload: bytes | memoryview) -> bool:
         """Persist one encoded batch; return False (and count it) if it could not be."""
-        frame = _FRAME_HEADER.pack(len(payload), zlib.crc32(payload)) + payload
+        frame = encode_frame(payload)
         try:
             if self._fd is None or self._segment_bytes + len(frame) > self.segment_max_bytes:
                 self._open_next_segment()
@@ -205,37 +208,45 @@ def _read_segment(segment: Path, trace: Trace) -> None:
     except OSError as exc:
         trace.warnings.append(f"{segment.name}: unreadable ({exc.strerror}); skipped")
         return
-    if not data.startswith(SEGMENT_MAGIC):
+    if not is_segment(data):
         trace.warnings.append(f"{segment.name}: not a trace segment; skipped")
         return
-    offset = len(SEGMENT_MAGIC)
-    view = memoryview(data)
-    while offset < len(data):
-        problem = _frame_problem(data, offset)
-        if problem is None:
-            length, _ = _FRAME_HEADER.unpack_from(data, offset)
-            start = offset + _FRAME_HEADER.size
+    for item in iter_frames(data, len(SEGMENT_MAGIC)):
+        if isinstance(item, Frame):
             try:
-                trace.batches.append(decode_batch(view[start : start + length]))
+                trace.batches.append(decode_batch(item.payload))
+                continue
             except WireError as exc:
                 problem = f"undecodable batch ({exc})"
-            else:
-                offset = start + length
-                continue
+        else:
+            problem = item.problem
         trace.warnings.append(
-            f"{segment.name}: {problem} at byte {offset}; "
-            f"kept the {len(trace.batches)} batches read so far, ignored {len(data) - offset} bytes"
+            f"{segment.name}: {problem} at byte {item.offset}; kept the "
+            f"{len(trace.batches)} batches read so far, ignored {len(data) - item.offset} bytes"
         )
         return
 
 
-def _frame_problem(data: bytes, offset: int) -> str | None:
-    if offset + _FRAME_HEADER.size > len(data):
-        return "truncated frame header"
-    length, crc = _FRAME_HEADER.unpack_from(data, offset)
-    start = offset + _FRAME_HEADER.size
-    if start + length > len(data):
-        return "truncated frame"
-    if zlib.crc32(data[start : start + length]) != crc:
-        return "checksum mismatch"
-    return None
+def last_stored_seqs(trace_dir: Path, run_id: str) -> dict[tuple[int, int], int]:
+    """The highest batch ``seq`` the trace holds per (pid, rank) of ``run_id``, so a
+    sidecar continuing it counts the batches lost in between. Only batch headers are
+    decoded; anything that is not a whole frame with a header ends its segment."""
+    last: dict[tuple[int, int], int] = {}
+    for segment in TraceDir(trace_dir).segments():
+        try:
+            data = segment.read_bytes()
+        except OSError:
+            continue
+        if not is_segment(data):
+            continue
+        for item in iter_frames(data, len(SEGMENT_MAGIC), verify_crc=False):
+            if not isinstance(item, Frame):
+                break
+            try:
+                header = decode_batch_header(item.payload)
+            except WireError:
+                break
+            if header.run_id == run_id:
+                key = (header.pid, header.rank)
+                last[key] = max(last.get(key, -1), header.seq)
+    return last

@@ -10,7 +10,8 @@ from pathlib import Path
 import pytest
 from tracegen import manifest
 from traincheck.sidecar import store
-from traincheck.sidecar.store import SEGMENT_MAGIC, TraceWriter, read_trace
+from traincheck.sidecar.segment_codec import SEGMENT_MAGIC
+from traincheck.sidecar.store import TraceWriter, read_trace
 
 from traincheck import records
 from traincheck.errors import NotATraceError

@@ -16,13 +16,10 @@ import argparse
 import os
 import signal
 import socket
-import struct
 import sys
 import time
 from pathlib import Path
 from typing import NoReturn
-
-import msgspec
 
 from traincheck.cli.jobs import TracedJob, describe_age, find_jobs, select_job
 from traincheck.environment import TRAINCHECK_DEBUG
@@ -39,14 +36,11 @@ from traincheck.sidecar.service import (
     ignore_file_size_limit,
     make_trace_dir,
 )
-from traincheck.sidecar.store import SEGMENT_MAGIC
-from traincheck.tracedir import SEGMENT_GLOB
+from traincheck.sidecar.store import last_stored_seqs
 
 PROG = "traincheck-attach"
 DETACH_DRAIN_S = 1.0
 """On Ctrl-C, how long to keep taking in what is already in flight before leaving."""
-
-_FRAME_HEADER = struct.Struct("<II")
 
 
 class _Parser(argparse.ArgumentParser):
@@ -247,44 +241,6 @@ def resume_ledger(ledger: IntakeLedger, trace_dir: Path, run_id: str) -> None:
     for (pid, rank), seq in last_stored_seqs(trace_dir, run_id).items():
         if pid in ledger.producers:
             ledger.resume(pid, rank, seq)
-
-
-class _Header(msgspec.Struct, array_like=True):
-    schema_version: int
-    run_id: str
-    pid: int
-    rank: int
-    seq: int
-
-
-_header_decoder = msgspec.msgpack.Decoder(_Header)
-
-
-def last_stored_seqs(trace_dir: Path, run_id: str) -> dict[tuple[int, int], int]:
-    """Highest batch ``seq`` stored per (pid, rank) of ``run_id``; damage ends a segment."""
-    last: dict[tuple[int, int], int] = {}
-    for segment in sorted(trace_dir.glob(SEGMENT_GLOB)):
-        try:
-            data = segment.read_bytes()
-        except OSError:
-            continue
-        if not data.startswith(SEGMENT_MAGIC):
-            continue
-        offset = len(SEGMENT_MAGIC)
-        while offset + _FRAME_HEADER.size <= len(data):
-            length, _ = _FRAME_HEADER.unpack_from(data, offset)
-            start = offset + _FRAME_HEADER.size
-            if start + length > len(data):
-                break
-            try:
-                header = _header_decoder.decode(data[start : start + length])
-            except (msgspec.DecodeError, msgspec.ValidationError):
-                break
-            if header.run_id == run_id:
-                key = (header.pid, header.rank)
-                last[key] = max(last.get(key, -1), header.seq)
-            offset = start + length
-    return last
 
 
 if __name__ == "__main__":
