@@ -11,14 +11,13 @@ from __future__ import annotations
 import os
 import secrets
 import shutil
-import stat
 import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
 
 from traincheck.errors import UserError
-from traincheck.private_files import write_private_file
+from traincheck.private_files import ensure_private_dir, per_user_dir, write_private_file
 from traincheck.records import encode_command
 
 SOCKET_NAME = "events.sock"
@@ -59,28 +58,10 @@ def create_run_directory(run_id: str) -> RunDirectory:
     system temp dir when the socket path would be too long."""
     bases = [os.environ.get("XDG_RUNTIME_DIR") or "", tempfile.gettempdir(), "/tmp"]
     for base in (b for b in bases if b):
-        path = Path(base) / f"traincheck-{os.getuid()}" / run_id
+        path = per_user_dir(base) / run_id
         if len(str(path / SOCKET_NAME)) < MAX_SOCKET_PATH:
-            _ensure_private_dir(path.parent)
-            path.mkdir(mode=0o700)
-            os.chmod(path, 0o700)
+            ensure_private_dir(path.parent)
+            path.mkdir(mode=0o700)  # new: a run id is never reused
+            ensure_private_dir(path)
             return RunDirectory(path=path, run_id=run_id)
     raise UserError("no directory with a short enough path for the run's socket; set TMPDIR")
-
-
-def _ensure_private_dir(path: Path) -> None:
-    """Create ``path`` 0700, or accept it only if it is ours, not a link, and private."""
-    try:
-        path.mkdir(mode=0o700, parents=False)
-    except FileExistsError:
-        pass
-    except FileNotFoundError:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.mkdir(mode=0o700, exist_ok=True)
-    info = path.lstat()
-    if stat.S_ISLNK(info.st_mode) or not stat.S_ISDIR(info.st_mode):
-        raise UserError(f"refusing to use {path}: not a plain directory")
-    if info.st_uid != os.getuid():
-        raise UserError(f"refusing to use {path}: owned by another user")
-    if stat.S_IMODE(info.st_mode) != 0o700:
-        os.chmod(path, 0o700)

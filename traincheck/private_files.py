@@ -24,6 +24,12 @@ PRIVATE_DIR_MODE = 0o700
 PRIVATE_FILE_MODE = 0o600
 
 
+def per_user_dir(base: str | os.PathLike[str]) -> Path:
+    """``traincheck-<uid>`` under ``base`` (a runtime or temp directory): the private
+    directory that holds a user's run directories and run registry."""
+    return Path(base) / f"traincheck-{os.getuid()}"
+
+
 class FileTooLargeError(ValueError):
     """A file larger than its reader's bound (see :func:`read_capped`)."""
 

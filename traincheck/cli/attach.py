@@ -24,7 +24,7 @@ from typing import NoReturn
 from traincheck.cli.jobs import TracedJob, describe_age, find_jobs, select_job
 from traincheck.environment import TRAINCHECK_DEBUG
 from traincheck.errors import UserError
-from traincheck.run_registry import ensure_private_dir
+from traincheck.private_files import ensure_private_dir
 from traincheck.run_summary import summary_lines
 from traincheck.sidecar.receiver import IntakeLedger, ipc_socket_path
 from traincheck.sidecar.service import (
