@@ -13,6 +13,7 @@ import os
 import signal
 import subprocess
 import sys
+from collections.abc import Callable
 from pathlib import Path
 
 from traincheck.launcher.job import (
@@ -33,8 +34,7 @@ from traincheck.launcher.summary import (
 )
 from traincheck.launcher.tracing_options import record_plan, write_plan
 
-from traincheck.environment import TRAINCHECK_DEBUG
-from traincheck.errors import UserError
+from traincheck.cli_scaffold import report_internal_error, run_main
 from traincheck.records import RunCounters
 from traincheck.run_summary import summary_lines
 from traincheck.tracedir import TraceDir
@@ -52,20 +52,8 @@ def say(message: str) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     """Entry point; every failure becomes one line on stderr and an exit code."""
-    try:
-        settings = parse_settings(sys.argv[1:] if argv is None else argv)
-        return run(settings)
-    except UserError as exc:
-        say(f"error: {exc}")
-        return 2
-    except KeyboardInterrupt:
-        say("interrupted")
-        return 130
-    except Exception as exc:
-        if os.environ.get(TRAINCHECK_DEBUG) == "1":
-            raise
-        say(f"internal error: {type(exc).__name__}: {exc} (set {TRAINCHECK_DEBUG}=1 for details)")
-        return 1
+    args = sys.argv[1:] if argv is None else argv
+    return run_main(PROG, lambda: run(parse_settings(args)))
 
 
 def run(settings: RunSettings) -> int:
@@ -77,7 +65,8 @@ def run(settings: RunSettings) -> int:
     sidecar: SidecarProcess | None = None
     try:
         if settings.detached:
-            return finish_detached(settings, run_job(settings, run_dir, None))
+            returncode = run_job(settings, run_dir, None)
+            return after_job(returncode, lambda: finish_detached(settings, returncode))
         sidecar = SidecarProcess.start(
             trace_dir=settings.output_dir,
             endpoint=run_dir.endpoint,
@@ -87,7 +76,7 @@ def run(settings: RunSettings) -> int:
             timeout_s=settings.sidecar_timeout_s,
         )
         returncode = run_job(settings, run_dir, sidecar)
-        return finish(settings, sidecar, returncode)
+        return after_job(returncode, lambda: finish(settings, sidecar, returncode))
     finally:
         if sidecar is not None:
             sidecar.kill()
@@ -121,6 +110,16 @@ def run_job(settings: RunSettings, run_dir: RunDirectory, sidecar: SidecarProces
         return -signal.SIGINT if forwarder.killed_on_interrupt else returncode
     finally:
         forwarder.uninstall()
+
+
+def after_job(returncode: int, report: Callable[[], int]) -> int:
+    """``report``'s exit code; should reporting fail (a bug), the job's own code is
+    still ours: the job ran, and its code is what scripts around us act on."""
+    try:
+        return report()
+    except Exception as exc:
+        report_internal_error(PROG, exc)
+        return exit_status(returncode)
 
 
 def violation_marker(settings: RunSettings) -> Path:

@@ -14,17 +14,21 @@ import shutil
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import NoReturn
 
 from traincheck.launcher.tracing_options import add_tracing_arguments, tracing_plan
 
-from traincheck.errors import InvariantsFileError, UserError
+from traincheck.cli_scaffold import CommandParser
+from traincheck.errors import EXIT_VIOLATIONS, InvariantsFileError, UserError
 from traincheck.tracing_plan import TracingPlan
 
 PROG = "traincheck-run"
 DEFAULT_SIDECAR_TIMEOUT_S = 30.0
 _PYTHON_NAME = re.compile(r"^python(\d+(\.\d+)*)?$")
 _PYTHON_OPTIONS_WITH_VALUE = {"-W", "-X", "--check-hash-based-pycs"}
+JOB_EXIT_CODES = (
+    ("N", "once the command ran: its own exit code (128+N when killed by signal N)"),
+    (EXIT_VIOLATIONS, "with --fail-on-violation: the command exited 0 but broke invariants"),
+)
 
 
 @dataclass(frozen=True)
@@ -44,15 +48,8 @@ class RunSettings:
     """Start no sidecar: the tracer keeps a bounded backlog for ``traincheck-attach``."""
 
 
-class _Parser(argparse.ArgumentParser):
-    """argparse, but a usage mistake is one line like every other user error."""
-
-    def error(self, message: str) -> NoReturn:
-        raise UserError(message)
-
-
 def build_parser() -> argparse.ArgumentParser:
-    parser = _Parser(
+    parser = CommandParser(
         prog=PROG,
         usage=f"{PROG} [options] [--] COMMAND [ARGS...]",
         description=(
@@ -62,12 +59,9 @@ def build_parser() -> argparse.ArgumentParser:
         ),
         epilog=(
             "Example: traincheck-run --invariants inv.json -- python train.py --lr 0.1\n"
-            "Exit code: the command's own (128+N when killed by signal N, 130 on Ctrl-C); "
-            "2 for a usage error; 1 with --fail-on-violation when the command succeeded "
-            "but invariants were violated. Ctrl-C is forwarded to the command; a second "
-            "Ctrl-C kills it. Set TRAINCHECK_DEBUG=1 to see tracebacks."
+            "Ctrl-C is forwarded to the command; a second Ctrl-C kills it."
         ),
-        formatter_class=argparse.RawDescriptionHelpFormatter,
+        exit_codes=JOB_EXIT_CODES,
     )
     parser.add_argument(
         "-o",

@@ -7,12 +7,11 @@ plain so it can be: see ``--help``.
 from __future__ import annotations
 
 import argparse
-import os
 import sys
 from pathlib import Path
 
-from traincheck.environment import TRAINCHECK_DEBUG
-from traincheck.errors import UserError
+from traincheck.cli_scaffold import CommandParser, run_main
+from traincheck.errors import EXIT_OK, UserError
 from traincheck.private_files import read_capped
 from traincheck.records import COMMAND_MAX_BYTES, decode_command
 
@@ -20,9 +19,10 @@ PROG = "traincheck-sidecar"
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = CommandParser(
         prog=PROG,
         description="Receive traced events, store them, check them live against invariants.",
+        exit_codes=((EXIT_OK, "drained and summarised"),),
     )
     parser.add_argument("--trace-dir", required=True, type=Path, help="where to write the trace")
     parser.add_argument(
@@ -51,26 +51,20 @@ def read_command(path: Path | None) -> list[str]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    return run_main(PROG, lambda: serve(build_parser().parse_args(argv)))
+
+
+def serve(args: argparse.Namespace) -> int:
     from traincheck.sidecar.service import SidecarOptions, run
 
-    try:
-        options = SidecarOptions(
-            trace_dir=args.trace_dir,
-            endpoint=args.endpoint,
-            run_id=args.run_id,
-            invariants=args.invariants,
-            command=read_command(args.command_file),
-        )
-        return run(options)
-    except UserError as exc:
-        print(f"{PROG}: error: {exc}", file=sys.stderr)
-        return 2
-    except OSError as exc:
-        if os.environ.get(TRAINCHECK_DEBUG) == "1":
-            raise
-        print(f"{PROG}: error: {exc}", file=sys.stderr)
-        return 1
+    options = SidecarOptions(
+        trace_dir=args.trace_dir,
+        endpoint=args.endpoint,
+        run_id=args.run_id,
+        invariants=args.invariants,
+        command=read_command(args.command_file),
+    )
+    return run(options)
 
 
 if __name__ == "__main__":

@@ -35,7 +35,9 @@ def invariants_file(tmp_path: Path) -> Path:
         num_negative_examples=0,
     )
     path = tmp_path / "inv.json"
-    invariants.dump_invariants(invariants.InvariantSet((inv,)), path)
+    from traincheck.analysis.invariants_file import dump_invariants
+
+    dump_invariants(invariants.InvariantSet((inv,)), path)
     return path
 
 
@@ -89,7 +91,9 @@ def test_summary_names_invariants_that_never_applied(tmp_path: Path) -> None:
         )
     )
     path = tmp_path / "inv.json"
-    invariants.dump_invariants(invariants.InvariantSet((violated, never)), path)
+    from traincheck.analysis.invariants_file import dump_invariants
+
+    dump_invariants(invariants.InvariantSet((violated, never)), path)
     err = run(tmp_path, "--invariants", str(path)).stderr.decode()
     assert "2 invariants: 1 failed, 0 passed, 1 not triggered, 0 uncheckable" in err, err
     listed = err.split("not triggered (what they speak of never happened in this run):")[1]

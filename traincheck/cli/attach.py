@@ -19,11 +19,10 @@ import socket
 import sys
 import time
 from pathlib import Path
-from typing import NoReturn
 
 from traincheck.cli.jobs import TracedJob, describe_age, find_jobs, select_job
-from traincheck.environment import TRAINCHECK_DEBUG
-from traincheck.errors import UserError
+from traincheck.cli_scaffold import CommandParser, run_main
+from traincheck.errors import EXIT_OK, UserError
 from traincheck.private_files import ensure_private_dir
 from traincheck.run_summary import summary_lines
 from traincheck.sidecar.receiver import IntakeLedger, ipc_socket_path
@@ -39,22 +38,19 @@ from traincheck.sidecar.service import (
 from traincheck.sidecar.store import last_stored_seqs
 
 PROG = "traincheck-attach"
+PS_PROG = "traincheck-ps"
 DETACH_DRAIN_S = 1.0
 """On Ctrl-C, how long to keep taking in what is already in flight before leaving."""
 
 
-class _Parser(argparse.ArgumentParser):
-    def error(self, message: str) -> NoReturn:
-        raise UserError(message)
-
-
 def build_parser() -> argparse.ArgumentParser:
-    parser = _Parser(
+    parser = CommandParser(
         prog=PROG,
         description="Attach a sidecar to a running traced job (started with "
         "traincheck-run --detached, or whose sidecar died): store and check its events "
         "from now on, with the recent history its tracer kept. Ctrl-C detaches; the job "
         "keeps running.",
+        exit_codes=((EXIT_OK, "the job ended, or Ctrl-C detached from it"),),
     )
     parser.add_argument("target", nargs="?", help="pid (of any rank, or of its launcher) or run id")
     parser.add_argument("-i", "--invariants", type=Path, help="invariants file to check live")
@@ -69,47 +65,44 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    try:
-        args = build_parser().parse_args(argv)
-        if args.list:
-            return list_jobs()
-        if args.target is None:
-            raise UserError("name a job to attach to (pid or run id); see traincheck-ps")
-        if args.invariants is not None:
-            validate_invariants(args.invariants)
-        jobs, _ = find_jobs()
-        job = select_job(args.target, jobs)
-        if job.attached:
-            raise UserError(
-                f"run {job.run_id} already has a live sidecar (pid {job.sidecar_pid}); "
-                "detach it first"
-            )
-        return attach(job, invariants=args.invariants, output_dir=args.output_dir)
-    except UserError as exc:
-        print(f"{PROG}: error: {exc}", file=sys.stderr)
-        return 2
-    except OSError as exc:
-        if os.environ.get(TRAINCHECK_DEBUG) == "1":
-            raise
-        print(f"{PROG}: error: {exc}", file=sys.stderr)
-        return 1
+    return run_main(PROG, lambda: _attach_main(build_parser().parse_args(argv)))
+
+
+def _attach_main(args: argparse.Namespace) -> int:
+    if args.list:
+        return list_jobs()
+    if args.target is None:
+        raise UserError("name a job to attach to (pid or run id); see traincheck-ps")
+    if args.invariants is not None:
+        validate_invariants(args.invariants)
+    jobs, _ = find_jobs()
+    job = select_job(args.target, jobs)
+    if job.attached:
+        raise UserError(
+            f"run {job.run_id} already has a live sidecar (pid {job.sidecar_pid}); detach it first"
+        )
+    return attach(job, invariants=args.invariants, output_dir=args.output_dir)
 
 
 def ps_main(argv: list[str] | None = None) -> int:
     """``traincheck-ps``: the traced jobs of this user, one row per process."""
-    parser = _Parser(prog="traincheck-ps", description="List this user's traced jobs.")
-    try:
+    parser = CommandParser(
+        prog=PS_PROG,
+        description="List this user's traced jobs.",
+        exit_codes=((EXIT_OK, "the list was printed (maybe empty)"),),
+    )
+
+    def body() -> int:
         parser.parse_args(argv)
         return list_jobs()
-    except UserError as exc:
-        print(f"traincheck-ps: error: {exc}", file=sys.stderr)
-        return 2
+
+    return run_main(PS_PROG, body)
 
 
 def list_jobs() -> int:
     jobs, warnings = find_jobs()
     for warning in warnings:
-        print(f"traincheck-ps: warning: skipped registry entry {warning}", file=sys.stderr)
+        print(f"{PS_PROG}: warning: skipped registry entry {warning}", file=sys.stderr)
     print(format_table(jobs))
     return 0
 

@@ -10,7 +10,7 @@ same command with ``--follow`` implied.
 
 Result files (``failed.log`` ... ``report.html``) go to ``-o``, by default a
 timestamped folder beside the trace. Exit code: 1 when violations were found, 0
-when none, 2 on a user error.
+when none, otherwise as :mod:`traincheck.cli_scaffold` says (2: user error).
 """
 
 from __future__ import annotations
@@ -26,15 +26,24 @@ from traincheck.analysis.checker import Checker
 from traincheck.analysis.instrumentation import plan_of_trace, uncheckable_invariants
 from traincheck.analysis.invariants_file import load_invariants
 from traincheck.analysis.results import ViolationLedger, default_output_dir, write_results
-from traincheck.errors import NotATraceError, UserError
+from traincheck.cli_scaffold import CommandParser, run_main
+from traincheck.errors import EXIT_OK, EXIT_VIOLATIONS, NotATraceError
 from traincheck.records import ResultsSummary
 from traincheck.sidecar.store import is_trace_dir, read_trace
 
 PROG = "traincheck-check"
+ONLINE_PROG = "traincheck-onlinecheck"
 
 
-def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog=PROG, description="Check a trace against invariants.")
+def build_parser(prog: str = PROG) -> argparse.ArgumentParser:
+    parser = CommandParser(
+        prog=prog,
+        description="Check a trace against invariants.",
+        exit_codes=(
+            (EXIT_OK, "no invariant was violated"),
+            (EXIT_VIOLATIONS, "violations were found (see the result files)"),
+        ),
+    )
     parser.add_argument("-f", "--trace-folder", required=True, type=Path, metavar="TRACE_DIR")
     parser.add_argument("-i", "--invariants", required=True, type=Path, metavar="FILE")
     parser.add_argument(
@@ -62,16 +71,8 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
-    try:
-        return _run(args)
-    except UserError as exc:
-        print(f"{PROG}: error: {exc}", file=sys.stderr)
-        return 2
-    except KeyboardInterrupt:
-        print(f"{PROG}: interrupted", file=sys.stderr)
-        return 130
+def main(argv: Sequence[str] | None = None, *, prog: str = PROG) -> int:
+    return run_main(prog, lambda: _run(build_parser(prog).parse_args(argv)))
 
 
 def online_main(argv: Sequence[str] | None = None) -> int:
@@ -80,7 +81,7 @@ def online_main(argv: Sequence[str] | None = None) -> int:
     args = list(sys.argv[1:] if argv is None else argv)
     if "--follow" not in args:
         args.append("--follow")
-    return main(args)
+    return main(args, prog=ONLINE_PROG)
 
 
 def _run(args: argparse.Namespace) -> int:
@@ -111,7 +112,7 @@ def _run(args: argparse.Namespace) -> int:
     summary = write_results(outdir, checker.results(), ledger, title=f"{PROG}: {args.trace_folder}")
     print(summary_line(summary))
     print(f"{PROG}: results in {outdir}")
-    return 1 if ledger.total else 0
+    return EXIT_VIOLATIONS if ledger.total else EXIT_OK
 
 
 def _take(violations: list, ledger: ViolationLedger, sink: AlertSink) -> None:
