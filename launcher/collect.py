@@ -24,8 +24,8 @@ from traincheck.launcher.settings import (
     DEFAULT_SIDECAR_TIMEOUT_S,
     JOB_EXIT_CODES,
     RunSettings,
+    existing_invariants_file,
     validate_command,
-    validate_invariants,
     validate_output_dir,
 )
 from traincheck.launcher.tracing_options import add_tracing_arguments, tracing_plan
@@ -116,8 +116,7 @@ def parse_settings(argv: list[str]) -> RunSettings:
     args.modules_to_instr = modules
     invariants = args.invariants
     if invariants is not None:
-        validate_invariants(invariants)
-        invariants = invariants.resolve()
+        invariants = existing_invariants_file(invariants)
     output_dir = args.output_dir or default_output_dir(command, modules)
     validate_output_dir(output_dir)
     return RunSettings(
@@ -127,6 +126,7 @@ def parse_settings(argv: list[str]) -> RunSettings:
         sidecar_timeout_s=DEFAULT_SIDECAR_TIMEOUT_S,
         fail_on_violation=False,
         tracing_plan=tracing_plan(args, invariants, selective=invariants is not None),
+        selective=invariants is not None,
     )
 
 

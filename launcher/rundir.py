@@ -1,6 +1,7 @@
-"""The private run directory that holds the run's ipc socket.
+"""The private run directory that holds the run's ipc socket and the tracer's inputs.
 
-``${XDG_RUNTIME_DIR or /tmp}/traincheck-<uid>/<run_id>/events.sock``: both
+``${XDG_RUNTIME_DIR or /tmp}/traincheck-<uid>/<run_id>/events.sock``, beside the
+job's command (for the sidecar) and the tracing plan (for the tracer): both
 directories are mode 0700 and must belong to us, so no other user can connect to
 the socket, read it, or plant a symlink in its place. The run directory is
 removed when the run ends; the per-user parent is kept for the next run.
@@ -19,9 +20,11 @@ from pathlib import Path
 from traincheck.errors import UserError
 from traincheck.private_files import ensure_private_dir, per_user_dir, write_private_file
 from traincheck.records import encode_command
+from traincheck.tracing_plan import TracingPlan, write_plan_file
 
 SOCKET_NAME = "events.sock"
 COMMAND_FILE = "command.json"
+PLAN_FILE = "plan.json"
 MAX_SOCKET_PATH = 100
 """Unix socket paths are limited to ~107 bytes (sun_path); stay well under."""
 
@@ -48,6 +51,15 @@ class RunDirectory:
         path = self.path / COMMAND_FILE
         write_private_file(path, encode_command(list(command)))
         return path
+
+    @property
+    def plan_file(self) -> Path:
+        """The tracer's plan (``TRAINCHECK_PLAN``): private, unlike the trace's record."""
+        return self.path / PLAN_FILE
+
+    def write_plan(self, plan: TracingPlan) -> Path:
+        write_plan_file(self.plan_file, plan)
+        return self.plan_file
 
     def remove(self) -> None:
         shutil.rmtree(self.path, ignore_errors=True)

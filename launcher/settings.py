@@ -1,13 +1,14 @@
 """``traincheck-run`` options: parsed once, validated at the edge, frozen.
 
 Everything the user can get wrong is checked here, before any process starts, and
-reported as a :class:`~traincheck.errors.UserError` (one line, exit code 2).
+reported as a :class:`~traincheck.errors.UserError` (one line, exit code 2) --
+except what is inside the invariants file: the sidecar parses it (once per run),
+and a malformed file is reported the same way, before the job starts.
 """
 
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import re
 import shutil
@@ -44,6 +45,8 @@ class RunSettings:
     """``stop``: interrupt the job (SIGINT) at the first live violation."""
     tracing_plan: TracingPlan | None = None
     """What the tracer traces (None: everything, the tracer's defaults)."""
+    selective: bool = False
+    """The sidecar narrows ``tracing_plan`` to what the invariants need."""
     detached: bool = False
     """Start no sidecar: the tracer keeps a bounded backlog for ``traincheck-attach``."""
 
@@ -122,8 +125,7 @@ def parse_settings(argv: list[str]) -> RunSettings:
     if args.on_violation == "stop" and invariants is None:
         raise UserError("--on-violation stop needs --invariants (nothing is checked without them)")
     if invariants is not None:
-        validate_invariants(invariants)
-        invariants = invariants.resolve()
+        invariants = existing_invariants_file(invariants)
     output_dir = args.output_dir or default_output_dir(command)
     validate_output_dir(output_dir)
     return RunSettings(
@@ -134,6 +136,7 @@ def parse_settings(argv: list[str]) -> RunSettings:
         fail_on_violation=args.fail_on_violation,
         on_violation=args.on_violation,
         tracing_plan=tracing_plan(args, invariants, selective=args.selective),
+        selective=args.selective,
         detached=args.detached,
     )
 
@@ -196,29 +199,8 @@ def validate_output_dir(output_dir: Path) -> None:
         )
 
 
-def validate_invariants(path: Path) -> None:
-    """Load the invariants file the way the sidecar will, so mistakes show up now."""
+def existing_invariants_file(path: Path) -> Path:
+    """The file, resolved, if there is one; its content is the sidecar's to parse."""
     if not path.is_file():
         raise InvariantsFileError(f"invariants file not found: {path}")
-    try:
-        from traincheck.analysis.invariants_file import load_invariants
-    except ImportError:
-        _check_json_file(path)
-        return
-    try:
-        load_invariants(path)
-    except UserError:
-        raise
-    except (ValueError, KeyError, TypeError) as exc:
-        raise InvariantsFileError(f"malformed invariants file {path}: {exc}") from None
-    except OSError as exc:
-        raise InvariantsFileError(f"cannot read invariants file {path}: {exc.strerror}") from None
-
-
-def _check_json_file(path: Path) -> None:
-    try:
-        json.loads(path.read_text())
-    except OSError as exc:
-        raise InvariantsFileError(f"cannot read invariants file {path}: {exc.strerror}") from None
-    except ValueError as exc:
-        raise InvariantsFileError(f"invariants file {path} is not valid JSON: {exc}") from None
+    return path.resolve()

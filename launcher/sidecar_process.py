@@ -106,8 +106,13 @@ class SidecarProcess:
         run_id: str,
         invariants: Path | None,
         command_file: Path | None,
+        plan_file: Path | None,
+        selective: bool,
         timeout_s: float,
     ) -> SidecarProcess:
+        """Start the sidecar and wait for its ready line; the sidecar parses the
+        invariants, so a malformed file is a :class:`SidecarError` here, one line,
+        before the job starts."""
         argv = [
             sys.executable,
             "-m",
@@ -123,6 +128,10 @@ class SidecarProcess:
             argv += ["--command-file", str(command_file)]
         if invariants is not None:
             argv += ["--invariants", str(invariants)]
+        if plan_file is not None:
+            argv += ["--plan-file", str(plan_file)]
+        if selective:
+            argv.append("--selective")
         process = subprocess.Popen(
             argv,
             stdin=subprocess.PIPE,

@@ -31,6 +31,17 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--run-id", required=True, help="reject batches of any other run")
     parser.add_argument("--invariants", type=Path, help="invariants file to check live")
     parser.add_argument(
+        "--plan-file",
+        type=Path,
+        help="the tracer's plan (traincheck-plan JSON) in the private run directory; with "
+        "--selective, rewritten with only what the invariants need",
+    )
+    parser.add_argument(
+        "--selective",
+        action="store_true",
+        help="narrow the plan to what --invariants need (needs --invariants and --plan-file)",
+    )
+    parser.add_argument(
         "--command-file",
         type=Path,
         help="JSON file holding the traced command (a list of strings), recorded in run.json; "
@@ -55,14 +66,22 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def serve(args: argparse.Namespace) -> int:
-    from traincheck.sidecar.service import SidecarOptions, run
+    from traincheck.sidecar.service import SidecarOptions, refuse_to_start, run
 
+    if args.selective and (args.invariants is None or args.plan_file is None):
+        raise UserError("--selective needs --invariants and --plan-file")
+    try:
+        command = read_command(args.command_file)
+    except UserError as exc:
+        return refuse_to_start(str(exc))
     options = SidecarOptions(
         trace_dir=args.trace_dir,
         endpoint=args.endpoint,
         run_id=args.run_id,
         invariants=args.invariants,
-        command=read_command(args.command_file),
+        command=command,
+        plan_file=args.plan_file,
+        selective=args.selective,
     )
     return run(options)
 

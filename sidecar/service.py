@@ -2,9 +2,11 @@
 
 The launcher talks to this process over its standard streams only:
 
-* stdout carries exactly two JSON lines, ``{"event": "ready", ...}`` once the
-  socket is bound and ``run.json`` exists, and ``{"event": "summary", ...}`` at
-  the end -- a machine-readable handshake in the style of viztracer's collector.
+* stdout carries two typed lines (:mod:`traincheck.records`): ``ready`` once the
+  invariants are parsed, the plan recorded, the socket bound and ``run.json``
+  written -- or instead ``error`` when the sidecar cannot run for a reason the
+  user can fix, before the job starts -- and ``summary`` at the end: a
+  machine-readable handshake in the style of viztracer's collector.
 * stdin carries one command, ``drain``; EOF means the same (a launcher that died
   must not leave a sidecar behind). SIGTERM drains too.
 * stderr is the user's terminal: alerts, one whole write per alert.
@@ -23,8 +25,8 @@ import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
+from traincheck.sidecar.live_check import LiveCheck, emit_alert, load_invariant_set
 from traincheck.sidecar.receiver import (
     IntakeLedger,
     Receiver,
@@ -32,20 +34,23 @@ from traincheck.sidecar.receiver import (
     remove_marker,
     write_marker,
 )
+from traincheck.sidecar.run_plan import decide_plan, publish_plan, read_base_plan
 from traincheck.sidecar.store import TraceWriter
 
-from traincheck.errors import InvariantsFileError
+from traincheck.cli_scaffold import describe_os_error
+from traincheck.errors import EXIT_USER_ERROR, UserError
 from traincheck.events import StoredEvent, single_events
 from traincheck.records import (
     MANIFEST_FORMAT,
     MANIFEST_VERSION,
-    InvariantOutcomes,
     RunCounters,
     RunManifest,
     SessionRecord,
+    SidecarFailed,
     SidecarLine,
     SidecarReady,
     encode_sidecar_line,
+    one_line,
     summary_line,
 )
 from traincheck.tracedir import TraceDir
@@ -60,8 +65,6 @@ DRAIN_QUIET_S = 0.3
 DRAIN_MAX_S = 5.0
 """A drain never takes longer than this, whatever the producers do."""
 
-MAX_CHECKER_ERRORS_SHOWN = 3
-
 
 @dataclass(frozen=True)
 class SidecarOptions:
@@ -72,94 +75,12 @@ class SidecarOptions:
     run_id: str
     invariants: Path | None = None
     command: list[str] = field(default_factory=list)
+    plan_file: Path | None = None
+    """The launcher's plan for the tracer (see :mod:`traincheck.sidecar.run_plan`)."""
+    selective: bool = False
+    """Narrow the plan to what the invariants need, and write it back to ``plan_file``."""
     attach: bool = False
-    """Started by ``traincheck-attach`` for a job already running (see attach_cli)."""
-
-
-class LiveCheck:
-    """The checker behind a guard: its failures are counted, never fatal.
-
-    Without an invariants file there is nothing to check and ``feed`` is a no-op.
-    The checker modules are imported only when an invariants file is given, so a
-    store-only sidecar works before (or without) them.
-    """
-
-    def __init__(self, invariants: Path | None, trace: TraceDir | None = None) -> None:
-        self.violations = 0
-        self.errors = 0
-        self.outcomes: InvariantOutcomes | None = None
-        """After ``finish``: outcome counts and the invariants never triggered."""
-        self._checker: Any = None
-        self._reporter: Any = None
-        if invariants is None:
-            return
-        if not invariants.is_file():
-            raise InvariantsFileError(f"invariants file not found: {invariants}")
-        try:
-            from traincheck.analysis.alert_sink import LiveReporter
-            from traincheck.analysis.checker import Checker
-            from traincheck.analysis.invariants_file import load_invariants
-        except ImportError as exc:
-            # Degrade to a store-only sidecar: the trace can still be checked offline.
-            emit_alert(f"traincheck sidecar: warning: live checking unavailable ({exc})")
-            return
-        from traincheck.analysis.instrumentation import uncheckable_invariants
-
-        invariant_set = load_invariants(invariants)
-        # The launcher records the run's plan in the trace before starting us.
-        plan = trace.recorded_plan() if trace is not None else None
-        self._checker = Checker(
-            invariant_set,
-            uncheckable=uncheckable_invariants(invariant_set, plan) if plan else None,
-        )
-        # Grouped, de-duplicated, root-cause-ordered alerts; result files at the end.
-        self._reporter = LiveReporter(self._checker, emit_alert, trace)
-
-    @property
-    def active(self) -> bool:
-        """Whether events are checked: without a checker the sidecar skips building
-        a ``StoredEvent`` per event (0.14 us/event that nothing would read)."""
-        return self._checker is not None
-
-    def feed(self, stored: StoredEvent) -> None:
-        if self._checker is not None:
-            self._report(lambda: self._checker.feed(stored))
-
-    def pump(self) -> None:
-        """Print alerts held past ``FLUSH_AFTER_S`` although no event arrived since:
-        a job that stalls or hangs right after a violation must still show it."""
-        if self._reporter is not None:
-            self._report(lambda: [])
-
-    def finish(self) -> None:
-        if self._checker is not None:
-            self._report(self._checker.finish)
-            self._report(self._close_reporter)
-
-    def _close_reporter(self) -> list[Any]:
-        self.outcomes = self._reporter.close()
-        return []
-
-    def _report(self, produce: Any) -> None:
-        try:
-            violations = produce() or []
-            self.violations += len(violations)
-            self._reporter.report(violations)
-        except Exception as exc:
-            # A checker bug must not cost the user their trace: count it, say it
-            # a few times, keep receiving and storing.
-            self.errors += 1
-            if self.errors <= MAX_CHECKER_ERRORS_SHOWN:
-                emit_alert(f"traincheck sidecar: checker error: {type(exc).__name__}: {exc}")
-
-
-def emit_alert(text: str) -> None:
-    """Write one alert to stderr as whole lines in a single write, so alerts from
-    this process never interleave mid-line with the training job's output."""
-    data = (text if text.endswith("\n") else text + "\n").encode("utf-8", "replace")
-    while data:
-        written = os.write(2, data)
-        data = data[written:]
+    """Started by ``traincheck-attach`` for a job already running (see cli/attach.py)."""
 
 
 class DrainRequest:
@@ -186,12 +107,13 @@ class DrainRequest:
 
 
 class Sidecar:
-    """One run's receive -> store -> check pipeline."""
+    """One run's receive -> store -> check pipeline; ``check`` holds the parsed
+    invariants (none: store only)."""
 
-    def __init__(self, options: SidecarOptions) -> None:
+    def __init__(self, options: SidecarOptions, check: LiveCheck | None = None) -> None:
         self.options = options
         self.trace = TraceDir(options.trace_dir)
-        self.check = LiveCheck(options.invariants, self.trace)
+        self.check = check if check is not None else LiveCheck(None)
         self.ledger = IntakeLedger(joined_mid_run=options.attach)
         self.writer = TraceWriter(options.trace_dir)
         self.previous_sessions = previous_sessions(options.trace_dir) if options.attach else []
@@ -301,10 +223,10 @@ class Sidecar:
             status = "detached"
         else:
             status = "killed" if any(self.ledger.unfinished()) else "finished"
-        self._write_manifest(status)
+        self.write_manifest(status)
         return self.summary(status)
 
-    def _write_manifest(self, status: str) -> None:
+    def write_manifest(self, status: str) -> None:
         try:
             self.trace.write_manifest(self.manifest(status))
         except OSError as exc:
@@ -344,23 +266,46 @@ def previous_sessions(trace_dir: Path) -> list[SessionRecord]:
     return [*manifest.sessions, last]
 
 
+def refuse_to_start(message: str) -> int:
+    print_line(SidecarFailed(message=message))
+    return EXIT_USER_ERROR
+
+
 def print_line(record: SidecarLine) -> None:
     """One typed record per line on stdout, flushed: the launcher is waiting on it."""
     sys.stdout.buffer.write(encode_sidecar_line(record))
     sys.stdout.flush()
 
 
+def start(options: SidecarOptions) -> Sidecar:
+    """Everything that can keep the run from being traced, done before the job starts:
+    parse the invariants (the run's only parse), decide and record the tracing plan,
+    bind the socket, write ``run.json``. Raises ``UserError`` or ``OSError``."""
+    invariants = load_invariant_set(options.invariants)
+    plan = decide_plan(read_base_plan(options.plan_file), invariants, selective=options.selective)
+    make_trace_dir(options.trace_dir)
+    trace = TraceDir(options.trace_dir)
+    publish_plan(plan, trace, options.plan_file)
+    sidecar = Sidecar(options, LiveCheck(invariants, trace, plan))
+    sidecar.write_manifest("running")
+    return sidecar
+
+
 def run(options: SidecarOptions) -> int:
-    """Run the sidecar until drained; the exit code is 0 unless it could not start."""
+    """Run the sidecar until drained. The exit code is 0, or 2 when it could not start
+    (said on stdout as an ``error`` line, which the launcher prints as its own)."""
     drain = DrainRequest()
     # The launcher starts us in our own session, so a terminal Ctrl-C never gets
     # here; when run by hand, Ctrl-C and SIGTERM both mean "drain and stop".
     signal.signal(signal.SIGTERM, drain.on_signal)
     signal.signal(signal.SIGINT, drain.on_signal)
     ignore_file_size_limit()
-    make_trace_dir(options.trace_dir)
-    sidecar = Sidecar(options)
-    sidecar._write_manifest("running")
+    try:
+        sidecar = start(options)
+    except UserError as exc:
+        return refuse_to_start(one_line(str(exc)))
+    except OSError as exc:
+        return refuse_to_start(describe_os_error(exc))
     print_line(SidecarReady(endpoint=options.endpoint, pid=os.getpid()))
     drain.watch_stdin()
     sidecar.serve(drain)

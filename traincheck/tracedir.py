@@ -18,7 +18,6 @@ and atomically, and read with a size cap. Torch-free.
 
 from __future__ import annotations
 
-import json
 import os
 from pathlib import Path
 
@@ -35,7 +34,7 @@ from traincheck.records import (
     encode_manifest,
     encode_tracer_counters,
 )
-from traincheck.tracing_plan import PLAN_MAX_BYTES, TracingPlan, plan_from_json
+from traincheck.tracing_plan import TracingPlan, load_plan
 
 MANIFEST_NAME = "run.json"
 SEGMENT_GLOB = "segment-*.tcs"
@@ -129,19 +128,14 @@ class TraceDir:
 
     # -- tracing_plan.json -----------------------------------------------------------
 
-    def write_plan(self, plan: TracingPlan) -> None:
-        """Record the plan the run is traced with (before its job starts)."""
-        text = json.dumps(plan.to_json(), indent=2, sort_keys=True) + "\n"
-        write_private_file(self.tracing_plan, text.encode())
-
     def recorded_plan(self) -> TracingPlan:
-        """The plan the trace was recorded with. A trace without one (an older
-        launcher, a hand-made trace) or with an unreadable one is taken as fully
-        traced, so that nothing is wrongly declared uncheckable."""
+        """The plan the trace was recorded with (``write_plan_file`` writes it). A
+        trace without one (an older launcher, a hand-made trace) or with an
+        unreadable one is taken as fully traced, so that nothing is wrongly
+        declared uncheckable."""
         try:
-            data = read_capped(self.tracing_plan, PLAN_MAX_BYTES)
-            return plan_from_json(json.loads(data))
-        except (OSError, ValueError, RecursionError):
+            return load_plan(self.tracing_plan)
+        except (OSError, ValueError):
             return TracingPlan()
 
     # -- live_check/first_violation.json ---------------------------------------------

@@ -27,11 +27,10 @@ from traincheck.catalogue import (
     OPTIMIZER_ZERO_GRAD,
     TENSOR_BACKWARD,
 )
-from traincheck.private_files import read_capped
+from traincheck.private_files import read_capped, write_private_file
 
 PLAN_FORMAT = "traincheck-plan"
 PLAN_FORMAT_VERSION = 1
-TRACE_PLAN_FILE = "tracing_plan.json"  # moving to TraceDir
 PLAN_MAX_BYTES = 16 * 1024 * 1024
 """A plan lists API names and state points: kilobytes. Larger is not ours."""
 
@@ -155,6 +154,12 @@ def plan_from_json(data: Any) -> TracingPlan:
         input_digests=_bool(data, "input_digests", True),
         state_points=_state_points(data.get("state_points")),
     )
+
+
+def write_plan_file(path: Path, plan: TracingPlan) -> None:
+    """Write ``plan`` as its JSON document, owner-only and atomically (raises OSError)."""
+    text = json.dumps(plan.to_json(), indent=2, sort_keys=True) + "\n"
+    write_private_file(path, text.encode())
 
 
 def load_plan(path: str | Path) -> TracingPlan:

@@ -19,6 +19,7 @@ import zmq
 from traincheck.sidecar.store import read_trace
 
 from traincheck.events import SCHEMA_VERSION, Batch, MetaChange, RunEnd, RunStart
+from traincheck.records import SidecarFailed, decode_sidecar_line
 from traincheck.wire import encode_batch
 
 RUN_ID = "test-run"
@@ -190,12 +191,24 @@ def test_huge_garbage_does_not_crash_it(sidecar: SidecarUnderTest) -> None:
     assert summary["events_received"] == 1 and summary["rejected"] == 2
 
 
-def test_missing_invariants_file_is_one_line_exit_2(tmp_path: Path) -> None:
-    under_test = SidecarUnderTest(tmp_path, "--invariants", str(tmp_path / "nope.json"))
+@pytest.mark.parametrize("content", [None, "{not json", '{"format": "something-else"}'])
+def test_an_unusable_invariants_file_is_a_typed_error_line_and_exit_2(
+    tmp_path: Path, content: str | None
+) -> None:
+    """The handshake says it instead of ``ready``; the launcher prints it as its own
+    one line. Nothing is written into the trace and no socket is bound."""
+    invariants = tmp_path / "inv.json"
+    if content is not None:
+        invariants.write_text(content)
+    under_test = SidecarUnderTest(tmp_path, "--invariants", str(invariants))
     try:
         assert under_test.process.wait(timeout=30) == 2
-        err = under_test.stderr()
-        assert "Traceback" not in err and len(err.strip().splitlines()) == 1
-        assert "invariants file not found" in err
+        assert under_test.stderr() == ""
+        (line,) = under_test.process.stdout.read().splitlines()  # type: ignore[union-attr]
+        failed = decode_sidecar_line(line)
+        assert isinstance(failed, SidecarFailed) and "inv.json" in failed.message
+        assert "\n" not in failed.message
+        assert not under_test.trace_dir.exists() or not any(under_test.trace_dir.iterdir())
+        assert not (under_test.sock_dir / "events.sock").exists()
     finally:
         under_test.close()

@@ -62,13 +62,16 @@ def test_user_errors_are_one_line(argv: list[str], message: str) -> None:
     assert message in str(info.value) and "\n" not in str(info.value)
 
 
-def test_invariants_file_is_checked(script: Path, tmp_path: Path) -> None:
-    bad = tmp_path / "inv.json"
-    bad.write_text("{not json")
-    with pytest.raises(UserError, match=r"inv\.json"):
-        parse_settings(["-i", str(bad), PY, str(script)])
+def test_invariants_file_must_exist_and_is_parsed_by_the_sidecar_alone(
+    script: Path, tmp_path: Path
+) -> None:
     with pytest.raises(UserError, match="not found"):
         parse_settings(["-i", str(tmp_path / "nope.json"), PY, str(script)])
+    bad = tmp_path / "inv.json"
+    bad.write_text("{not json")  # the sidecar parses it once, before the job starts
+    settings = parse_settings(["-i", str(bad), "--selective", PY, str(script)])
+    assert settings.invariants == bad.resolve() and settings.selective
+    assert settings.tracing_plan is None  # the flags ask for nothing: the sidecar narrows it
 
 
 def test_output_dir_must_be_new_or_empty(script: Path, tmp_path: Path) -> None:

@@ -18,7 +18,7 @@ from traincheck.private_files import (
 )
 from traincheck.records import FirstViolation, RunManifest, TracerExitCounters
 from traincheck.tracedir import TraceDir
-from traincheck.tracing_plan import TracingPlan
+from traincheck.tracing_plan import TracingPlan, write_plan_file
 
 
 def _manifest(status: str = "running") -> RunManifest:
@@ -80,8 +80,9 @@ def test_recorded_plan_falls_back_to_full_tracing(tmp_path: Path) -> None:
     trace.tracing_plan.write_text("{not json")
     assert trace.recorded_plan() == TracingPlan()
     plan = TracingPlan(grad_states=False, sampling_interval=3)
-    trace.write_plan(plan)
+    write_plan_file(trace.tracing_plan, plan)
     assert trace.recorded_plan() == plan
+    assert stat.S_IMODE(trace.tracing_plan.stat().st_mode) == 0o600
 
 
 def test_first_violation_marker(tmp_path: Path) -> None:

@@ -19,23 +19,28 @@ import socket
 import sys
 import time
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from traincheck.cli.jobs import TracedJob, describe_age, find_jobs, select_job
 from traincheck.cli_scaffold import CommandParser, run_main
 from traincheck.errors import EXIT_OK, UserError
 from traincheck.private_files import ensure_private_dir
 from traincheck.run_summary import summary_lines
+from traincheck.sidecar.live_check import LiveCheck, emit_alert, load_invariant_set
 from traincheck.sidecar.receiver import IntakeLedger, ipc_socket_path
 from traincheck.sidecar.service import (
     POLL_INTERVAL_S,
     DrainRequest,
     Sidecar,
     SidecarOptions,
-    emit_alert,
     ignore_file_size_limit,
     make_trace_dir,
 )
 from traincheck.sidecar.store import last_stored_seqs
+from traincheck.tracedir import TraceDir
+
+if TYPE_CHECKING:
+    from traincheck.analysis.invariants import InvariantSet
 
 PROG = "traincheck-attach"
 PS_PROG = "traincheck-ps"
@@ -73,15 +78,16 @@ def _attach_main(args: argparse.Namespace) -> int:
         return list_jobs()
     if args.target is None:
         raise UserError("name a job to attach to (pid or run id); see traincheck-ps")
-    if args.invariants is not None:
-        validate_invariants(args.invariants)
+    invariants = load_invariant_set(args.invariants)  # the one parse, before anything else
     jobs, _ = find_jobs()
     job = select_job(args.target, jobs)
     if job.attached:
         raise UserError(
             f"run {job.run_id} already has a live sidecar (pid {job.sidecar_pid}); detach it first"
         )
-    return attach(job, invariants=args.invariants, output_dir=args.output_dir)
+    return attach(
+        job, invariants=args.invariants, invariant_set=invariants, output_dir=args.output_dir
+    )
 
 
 def ps_main(argv: list[str] | None = None) -> int:
@@ -149,21 +155,20 @@ def shorten_command(argv: list[str], limit: int = 60) -> str:
     return command if len(command) <= limit else command[: limit - 3] + "..."
 
 
-def validate_invariants(path: Path) -> None:
-    if not path.is_file():
-        raise UserError(f"invariants file not found: {path}")
-    from traincheck.analysis.invariants_file import load_invariants
-
-    load_invariants(path)
-
-
 def say(message: str) -> None:
     emit_alert(f"{PROG}: {message}")
 
 
-def attach(job: TracedJob, *, invariants: Path | None, output_dir: Path | None) -> int:
+def attach(
+    job: TracedJob,
+    *,
+    invariants: Path | None,
+    invariant_set: InvariantSet | None,
+    output_dir: Path | None,
+) -> int:
     """Serve the job until it ends (its processes said RunEnd or died) or Ctrl-C."""
     trace_dir = output_dir or default_trace_dir(job)
+    trace = TraceDir(trace_dir)
     drain = DrainRequest()
     signal.signal(signal.SIGINT, drain.on_signal)
     signal.signal(signal.SIGTERM, drain.on_signal)
@@ -180,12 +185,13 @@ def attach(job: TracedJob, *, invariants: Path | None, output_dir: Path | None) 
         command=list(job.entries[0].argv),
         attach=True,
     )
-    sidecar = Sidecar(options)
+    # The plan the job's launcher recorded says what the run could not trace.
+    sidecar = Sidecar(options, LiveCheck(invariant_set, trace, trace.recorded_plan()))
     host = socket.gethostname()
     for entry in job.entries:
         sidecar.ledger.expect(entry.pid, entry.rank, host)
     resume_ledger(sidecar.ledger, trace_dir, job.run_id)
-    sidecar._write_manifest("running")
+    sidecar.write_manifest("running")
     say(
         f"attached to run {job.run_id}: {len(job.entries)} process(es) "
         f"(pid {', '.join(map(str, job.pids))}); trace: {trace_dir}; "

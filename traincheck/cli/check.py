@@ -23,13 +23,14 @@ from pathlib import Path
 
 from traincheck.analysis.alert_sink import AlertSink
 from traincheck.analysis.checker import Checker
-from traincheck.analysis.instrumentation import plan_of_trace, uncheckable_invariants
+from traincheck.analysis.instrumentation import uncheckable_invariants
 from traincheck.analysis.invariants_file import load_invariants
 from traincheck.analysis.results import ViolationLedger, default_output_dir, write_results
 from traincheck.cli_scaffold import CommandParser, run_main
 from traincheck.errors import EXIT_OK, EXIT_VIOLATIONS, NotATraceError
 from traincheck.records import ResultsSummary
 from traincheck.sidecar.store import is_trace_dir, read_trace
+from traincheck.tracedir import TraceDir
 
 PROG = "traincheck-check"
 ONLINE_PROG = "traincheck-onlinecheck"
@@ -88,7 +89,9 @@ def _run(args: argparse.Namespace) -> int:
     invariant_set = load_invariants(args.invariants)
     checker = Checker(
         invariant_set,
-        uncheckable=uncheckable_invariants(invariant_set, plan_of_trace(args.trace_folder)),
+        uncheckable=uncheckable_invariants(
+            invariant_set, TraceDir(args.trace_folder).recorded_plan()
+        ),
     )
     ledger = ViolationLedger()
     sink = AlertSink(_write_stdout, color=_stdout_is_terminal(), running_counts=args.follow)
