@@ -230,7 +230,7 @@ class Sidecar:
         try:
             self.trace.write_manifest(self.manifest(status))
         except OSError as exc:
-            self.writer.write_errors.append(f"run.json: {exc.strerror or exc}")
+            self.writer.write_errors.append(f"{self.trace.manifest.name}: {exc.strerror or exc}")
 
 
 def ignore_file_size_limit() -> None:

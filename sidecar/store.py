@@ -1,12 +1,8 @@
 """The trace store: one directory per run, crash-safe and loadable in one call.
 
-Layout (documented in ``docs/trace-format.md``)::
-
-    TRACE_DIR/
-      run.json              manifest, rewritten atomically (tmp + rename)
-      segment-00000.tcs     framed batches, exactly as they came off the socket
-      segment-00001.tcs     ... rotated every SEGMENT_MAX_BYTES
-
+The directory's files are named by :class:`~traincheck.tracedir.TraceDir`
+(documented in ``docs/trace-format.md``): ``run.json``, and segments holding the
+batches exactly as they came off the socket, rotated every ``SEGMENT_MAX_BYTES``.
 Segments are framed by :mod:`traincheck.sidecar.segment_codec`. Frames are
 appended with a single ``write`` per batch, so a killed sidecar or a full disk
 leaves every complete frame readable; the reader stops at the first torn or
@@ -32,7 +28,7 @@ from traincheck.sidecar.segment_codec import (
 from traincheck.errors import NotATraceError
 from traincheck.events import Batch, StoredEvent, single_events
 from traincheck.records import ForeignRecordError, RunManifest
-from traincheck.tracedir import MANIFEST_NAME, TraceDir
+from traincheck.tracedir import TraceDir
 from traincheck.wire import WireError, decode_batch, decode_batch_header
 
 SEGMENT_MAX_BYTES = 256 * 1024 * 1024
@@ -161,10 +157,6 @@ class Trace:
         return batches_to_frame(self.batches)
 
 
-def is_trace_dir(path: Path) -> bool:
-    return TraceDir(path).holds_trace()
-
-
 def read_trace(path: str | Path) -> Trace:
     """Read a trace directory written by the sidecar.
 
@@ -179,7 +171,9 @@ def read_trace(path: str | Path) -> Trace:
     if not trace_dir.root.is_dir():
         raise NotATraceError(f"not a directory: {trace_dir.root}")
     if not trace_dir.holds_trace():
-        raise NotATraceError(f"{trace_dir.root} is not a TrainCheck trace (no {MANIFEST_NAME})")
+        raise NotATraceError(
+            f"{trace_dir.root} is not a TrainCheck trace (no {trace_dir.manifest.name})"
+        )
     manifest, warning = _read_manifest(trace_dir)
     trace = Trace(path=trace_dir.root, manifest=manifest)
     if warning is not None:

@@ -29,7 +29,7 @@ from traincheck.analysis.results import ViolationLedger, default_output_dir, wri
 from traincheck.cli_scaffold import CommandParser, run_main
 from traincheck.errors import EXIT_OK, EXIT_VIOLATIONS, NotATraceError
 from traincheck.records import ResultsSummary
-from traincheck.sidecar.store import is_trace_dir, read_trace
+from traincheck.sidecar.store import read_trace
 from traincheck.tracedir import TraceDir
 
 PROG = "traincheck-check"
@@ -141,8 +141,9 @@ def summary_line(summary: ResultsSummary) -> str:
 def _require_trace_dir(path: Path) -> None:
     if not path.is_dir():
         raise NotATraceError(f"trace directory not found: {path}")
-    if not is_trace_dir(path):
-        raise NotATraceError(f"{path} is not a TrainCheck trace (no run.json)")
+    trace = TraceDir(path)
+    if not trace.holds_trace():
+        raise NotATraceError(f"{path} is not a TrainCheck trace (no {trace.manifest.name})")
 
 
 def _write_stdout(text: str) -> None:
