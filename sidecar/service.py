@@ -38,7 +38,7 @@ from traincheck.sidecar.run_plan import decide_plan, publish_plan, read_base_pla
 from traincheck.sidecar.store import TraceWriter
 
 from traincheck.cli_scaffold import describe_os_error
-from traincheck.errors import EXIT_USER_ERROR, UserError
+from traincheck.errors import EXIT_USER_ERROR, UserError, one_line
 from traincheck.events import StoredEvent, single_events
 from traincheck.records import (
     MANIFEST_FORMAT,
@@ -49,9 +49,8 @@ from traincheck.records import (
     SidecarFailed,
     SidecarLine,
     SidecarReady,
+    as_summary_line,
     encode_sidecar_line,
-    one_line,
-    summary_line,
 )
 from traincheck.tracedir import TraceDir
 from traincheck.wire import WireError, decode_batch
@@ -267,7 +266,9 @@ def previous_sessions(trace_dir: Path) -> list[SessionRecord]:
 
 
 def refuse_to_start(message: str) -> int:
-    print_line(SidecarFailed(message=message))
+    """Say why the sidecar cannot run, as the line the launcher waits for instead of
+    ``ready`` (it prints it as its own error); nothing goes to stderr."""
+    print_line(SidecarFailed(message=one_line(message)))
     return EXIT_USER_ERROR
 
 
@@ -303,12 +304,12 @@ def run(options: SidecarOptions) -> int:
     try:
         sidecar = start(options)
     except UserError as exc:
-        return refuse_to_start(one_line(str(exc)))
+        return refuse_to_start(str(exc))
     except OSError as exc:
         return refuse_to_start(describe_os_error(exc))
     print_line(SidecarReady(endpoint=options.endpoint, pid=os.getpid()))
     drain.watch_stdin()
     sidecar.serve(drain)
     sidecar.drain()
-    print_line(summary_line(sidecar.finish()))
+    print_line(as_summary_line(sidecar.finish()))
     return 0

@@ -30,8 +30,8 @@ from traincheck.errors import (
     EXIT_INTERRUPTED,
     EXIT_USER_ERROR,
     UserError,
+    one_line,
 )
-from traincheck.records import one_line
 
 COMMON_EXIT_CODES: tuple[tuple[int | str, str], ...] = (
     (EXIT_USER_ERROR, "usage error, or an input that cannot be used (one line on stderr)"),

@@ -26,6 +26,11 @@ EXIT_INTERRUPTED = 130
 """Ctrl-C (128 + SIGINT), as a shell reports it."""
 
 
+def one_line(text: str) -> str:
+    """``text`` with its lines joined: every message we print is one line."""
+    return " ".join(text.split()) if "\n" in text else text
+
+
 class UserError(Exception):
     """A mistake in what the user gave us: a path, a file, an option."""
 

@@ -32,6 +32,8 @@ from typing import Annotated, Any, Generic, TypeVar
 
 import msgspec
 
+from traincheck.errors import one_line
+
 NonNegative = Annotated[int, msgspec.Meta(ge=0)]
 Pid = Annotated[int, msgspec.Meta(gt=0)]
 
@@ -162,7 +164,7 @@ class SidecarSummary(RunCounters, kw_only=True, tag_field="event", tag="summary"
 SidecarLine = SidecarReady | SidecarFailed | SidecarSummary
 
 
-def summary_line(counters: RunCounters) -> SidecarSummary:
+def as_summary_line(counters: RunCounters) -> SidecarSummary:
     """``counters`` as the summary line (the same fields, tagged)."""
     return SidecarSummary(**msgspec.structs.asdict(counters))
 
@@ -293,11 +295,6 @@ class _JsonCodec(Generic[T]):
             return self._decoder.decode(data)
         except (msgspec.DecodeError, msgspec.ValidationError, RecursionError) as exc:
             raise RecordError(f"not a valid {self._what}: {one_line(str(exc))}") from None
-
-
-def one_line(text: str) -> str:
-    """``text`` with its lines joined: every message we print is one line."""
-    return " ".join(text.split()) if "\n" in text else text
 
 
 _TRACER_COUNTERS: _JsonCodec[TracerExitCounters] = _JsonCodec(

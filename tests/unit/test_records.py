@@ -234,7 +234,7 @@ def test_sidecar_lines_round_trip_as_one_tagged_line_each() -> None:
     lines = [
         SidecarReady(endpoint="ipc://e", pid=3),
         SidecarFailed(message="inv.json: invariant #2: unknown relation 'X'"),
-        records.summary_line(_counters()),
+        records.as_summary_line(_counters()),
     ]
     for line in lines:
         encoded = records.encode_sidecar_line(line)
@@ -250,7 +250,7 @@ def test_sidecar_lines_round_trip_as_one_tagged_line_each() -> None:
 
 
 def test_the_summary_line_is_the_run_counters_tagged() -> None:
-    line = records.summary_line(_counters())
+    line = records.as_summary_line(_counters())
     assert isinstance(line, SidecarSummary) and isinstance(line, RunCounters)
     as_counters = msgspec.json.decode(msgspec.json.encode(_counters()))
     assert {k: v for k, v in json.loads(records.encode_sidecar_line(line)).items()} == {
