@@ -1,9 +1,11 @@
 """``traincheck-run``: run a training command with a tracing sidecar beside it.
 
 The order of things: validate everything the user gave us; create the trace and
-private run directories; start the sidecar and wait for its ready line; spawn the
-job with the bootstrap dir on PYTHONPATH; forward signals while it runs; tell the
-sidecar to drain; print its summary; exit with the job's code.
+private run directories; start the sidecar and wait for its ready line (it parses
+the invariants, decides and records the tracing plan: a malformed file ends the
+run here, one line, exit 2); spawn the job with the bootstrap dir on PYTHONPATH;
+forward signals while it runs; tell the sidecar to drain; print its summary; exit
+with the job's code.
 """
 
 from __future__ import annotations
@@ -13,8 +15,8 @@ import os
 import signal
 import subprocess
 import sys
+from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any
 
 from traincheck.launcher.job import (
     SignalForwarder,
@@ -31,13 +33,14 @@ from traincheck.launcher.summary import (
     lost_sidecar_lines,
     read_tracer_counters,
     record_lost_sidecar,
-    summary_lines,
 )
-from traincheck.launcher.tracing_options import record_plan, write_plan
+from traincheck.launcher.tracing_options import record_plan
 
-from traincheck.environment import TRAINCHECK_DEBUG
-from traincheck.errors import UserError
-from traincheck.tracing_plan import TRACE_PLAN_FILE
+from traincheck.cli_scaffold import report_internal_error, run_main
+from traincheck.records import RunCounters
+from traincheck.run_summary import summary_lines
+from traincheck.tracedir import TraceDir
+from traincheck.tracing_plan import TracingPlan
 
 JOB_POLL_S = 0.5
 """How often the launcher looks up from waiting on the job to check the sidecar."""
@@ -52,53 +55,80 @@ def say(message: str) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     """Entry point; every failure becomes one line on stderr and an exit code."""
-    try:
-        settings = parse_settings(sys.argv[1:] if argv is None else argv)
-        return run(settings)
-    except UserError as exc:
-        say(f"error: {exc}")
-        return 2
-    except KeyboardInterrupt:
-        say("interrupted")
-        return 130
-    except Exception as exc:
-        if os.environ.get(TRAINCHECK_DEBUG) == "1":
-            raise
-        say(f"internal error: {type(exc).__name__}: {exc} (set {TRAINCHECK_DEBUG}=1 for details)")
-        return 1
+    args = sys.argv[1:] if argv is None else argv
+    return run_main(PROG, lambda: run(parse_settings(args)))
 
 
 def run(settings: RunSettings) -> int:
     """One traced run, start to finish; returns the exit code."""
-    created_output = not settings.output_dir.exists()
-    settings.output_dir.mkdir(parents=True, exist_ok=True)
-    record_plan(settings.tracing_plan, settings.output_dir)
-    run_dir = create_run_directory(new_run_id())
+    trace = TraceDir(settings.output_dir)
+    created_output = not trace.root.exists()
+    trace.root.mkdir(parents=True, exist_ok=True)
+    with removed_on_failure(trace, created_output):
+        run_dir = create_run_directory(new_run_id())
     sidecar: SidecarProcess | None = None
     try:
-        if settings.detached:
-            return finish_detached(settings, run_job(settings, run_dir, None))
-        sidecar = SidecarProcess.start(
-            trace_dir=settings.output_dir,
-            endpoint=run_dir.endpoint,
-            run_id=run_dir.run_id,
-            invariants=settings.invariants,
-            command_file=run_dir.write_command(settings.command),
-            timeout_s=settings.sidecar_timeout_s,
-        )
-        returncode = run_job(settings, run_dir, sidecar)
-        return finish(settings, sidecar, returncode)
+        with removed_on_failure(trace, created_output):
+            plan_file = write_tracer_plan(settings, run_dir)
+            if settings.detached:
+                record_plan(settings.tracing_plan, trace)  # no sidecar to do it
+            else:
+                sidecar = start_sidecar(settings, run_dir, plan_file)
+        returncode = run_job(settings, run_dir, sidecar, plan_file)
+        if sidecar is None:
+            return after_job(returncode, lambda: finish_detached(settings, returncode))
+        running = sidecar
+        return after_job(returncode, lambda: finish(settings, running, returncode))
     finally:
         if sidecar is not None:
             sidecar.kill()
         run_dir.remove()
-        if created_output and settings.output_dir.is_dir() and sidecar is None:
+
+
+def write_tracer_plan(settings: RunSettings, run_dir: RunDirectory) -> Path | None:
+    """The plan file the tracer will read, if its flags ask for anything beyond the
+    defaults or the sidecar is to narrow it (``--selective``)."""
+    if settings.tracing_plan is None and not settings.selective:
+        return None
+    return run_dir.write_plan(settings.tracing_plan or TracingPlan())
+
+
+def start_sidecar(
+    settings: RunSettings, run_dir: RunDirectory, plan_file: Path | None
+) -> SidecarProcess:
+    """Start the sidecar; it parses the invariants, decides and records the plan."""
+    return SidecarProcess.start(
+        trace_dir=settings.output_dir,
+        endpoint=run_dir.endpoint,
+        run_id=run_dir.run_id,
+        invariants=settings.invariants,
+        command_file=run_dir.write_command(settings.command),
+        plan_file=plan_file,
+        selective=settings.selective,
+        timeout_s=settings.sidecar_timeout_s,
+    )
+
+
+@contextlib.contextmanager
+def removed_on_failure(trace: TraceDir, created: bool) -> Iterator[None]:
+    """If setting the run up fails, remove the trace directory we created for it:
+    nothing ran, so nothing is left behind (a user error leaves no empty folder)."""
+    try:
+        yield
+    except BaseException:
+        if created:
             with contextlib.suppress(OSError):
-                (settings.output_dir / TRACE_PLAN_FILE).unlink(missing_ok=True)
-                settings.output_dir.rmdir()
+                trace.tracing_plan.unlink(missing_ok=True)
+                trace.root.rmdir()
+        raise
 
 
-def run_job(settings: RunSettings, run_dir: RunDirectory, sidecar: SidecarProcess | None) -> int:
+def run_job(
+    settings: RunSettings,
+    run_dir: RunDirectory,
+    sidecar: SidecarProcess | None,
+    plan_file: Path | None,
+) -> int:
     """Spawn the job, forward signals to it, wait; return its raw return code."""
     forwarder = SignalForwarder(notify=say)
     forwarder.install()
@@ -108,9 +138,8 @@ def run_job(settings: RunSettings, run_dir: RunDirectory, sidecar: SidecarProces
             endpoint=run_dir.endpoint,
             run_id=run_dir.run_id,
             trace_dir=settings.output_dir,
+            plan_file=plan_file,
         )
-        if settings.tracing_plan is not None:
-            write_plan(settings.tracing_plan, run_dir.path, env)
         flush_std_streams()
         job = spawn_job(settings.command, env)
         forwarder.attach(job.pid)
@@ -123,12 +152,19 @@ def run_job(settings: RunSettings, run_dir: RunDirectory, sidecar: SidecarProces
         forwarder.uninstall()
 
 
+def after_job(returncode: int, report: Callable[[], int]) -> int:
+    """``report``'s exit code; should reporting fail (a bug), the job's own code is
+    still ours: the job ran, and its code is what scripts around us act on."""
+    try:
+        return report()
+    except Exception as exc:
+        report_internal_error(PROG, exc)
+        return exit_status(returncode)
+
+
 def violation_marker(settings: RunSettings) -> Path:
     """The file the sidecar writes at the first live violation (for --on-violation stop)."""
-    from traincheck.analysis.alert_sink import FIRST_VIOLATION_FILE
-    from traincheck.analysis.results import LIVE_RESULTS_DIR
-
-    return settings.output_dir / LIVE_RESULTS_DIR / FIRST_VIOLATION_FILE
+    return TraceDir(settings.output_dir).first_violation_marker
 
 
 def wait_for_job(
@@ -180,13 +216,13 @@ def finish(settings: RunSettings, sidecar: SidecarProcess, returncode: int) -> i
     for line in lines:
         say(line)
     status = exit_status(returncode)
-    violations = int(summary.get("violations", 0)) if summary else 0
+    violations = summary.violations if summary else 0
     if settings.fail_on_violation and status == 0 and violations > 0:
         return 1
     return status
 
 
-def collect_summary(sidecar: SidecarProcess, timeout_s: float) -> tuple[dict[str, Any] | None, str]:
+def collect_summary(sidecar: SidecarProcess, timeout_s: float) -> tuple[RunCounters | None, str]:
     """The sidecar's summary, or None and why there is none."""
     code = sidecar.exit_code()
     if code is not None:

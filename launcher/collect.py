@@ -14,23 +14,23 @@ CLI flags override the config file. The script is never rewritten or copied
 from __future__ import annotations
 
 import argparse
-import os
 import sys
 import time
 from pathlib import Path
-from typing import Any, NoReturn
+from typing import Any
 
 from traincheck.launcher import cli
 from traincheck.launcher.settings import (
     DEFAULT_SIDECAR_TIMEOUT_S,
+    JOB_EXIT_CODES,
     RunSettings,
+    existing_invariants_file,
     validate_command,
-    validate_invariants,
     validate_output_dir,
 )
 from traincheck.launcher.tracing_options import add_tracing_arguments, tracing_plan
 
-from traincheck.environment import TRAINCHECK_DEBUG
+from traincheck.cli_scaffold import CommandParser, run_main
 from traincheck.errors import UserError
 
 PROG = "traincheck-collect"
@@ -53,13 +53,8 @@ LIST_KEYS = frozenset({"modules_to_instr", "models_to_track"})
 INT_KEYS = frozenset({"sampling_interval", "warm_up_steps"})
 
 
-class _Parser(argparse.ArgumentParser):
-    def error(self, message: str) -> NoReturn:
-        raise UserError(message)
-
-
 def build_parser() -> argparse.ArgumentParser:
-    parser = _Parser(
+    parser = CommandParser(
         prog=PROG,
         usage=f"{PROG} (-p SCRIPT | -s SHSCRIPT | --use-config --config FILE) [options] "
         "[-- SCRIPT_ARGS...]",
@@ -76,7 +71,7 @@ def build_parser() -> argparse.ArgumentParser:
             "Default output folder: traincheck_run_<script>_<modules>_<YYYYmmdd_HHMMSS>.\n"
             "Example: traincheck-collect -p train.py --modules-to-instr torch -- --epochs 1"
         ),
-        formatter_class=argparse.RawDescriptionHelpFormatter,
+        exit_codes=JOB_EXIT_CODES[:1],
     )
     parser.add_argument("-p", "--pyscript", type=Path, help="Python training script to run")
     parser.add_argument("-s", "--shscript", type=Path, help="shell script that starts training")
@@ -121,8 +116,7 @@ def parse_settings(argv: list[str]) -> RunSettings:
     args.modules_to_instr = modules
     invariants = args.invariants
     if invariants is not None:
-        validate_invariants(invariants)
-        invariants = invariants.resolve()
+        invariants = existing_invariants_file(invariants)
     output_dir = args.output_dir or default_output_dir(command, modules)
     validate_output_dir(output_dir)
     return RunSettings(
@@ -132,6 +126,7 @@ def parse_settings(argv: list[str]) -> RunSettings:
         sidecar_timeout_s=DEFAULT_SIDECAR_TIMEOUT_S,
         fail_on_violation=False,
         tracing_plan=tracing_plan(args, invariants, selective=invariants is not None),
+        selective=invariants is not None,
     )
 
 
@@ -198,19 +193,8 @@ def default_output_dir(command: list[str], modules: list[str]) -> Path:
 
 def main(argv: list[str] | None = None) -> int:
     """Entry point: the same error handling and run as traincheck-run."""
-    try:
-        return cli.run(parse_settings(sys.argv[1:] if argv is None else argv))
-    except UserError as exc:
-        print(f"{PROG}: error: {exc}", file=sys.stderr)
-        return 2
-    except KeyboardInterrupt:
-        print(f"{PROG}: interrupted", file=sys.stderr)
-        return 130
-    except Exception as exc:
-        if os.environ.get(TRAINCHECK_DEBUG) == "1":
-            raise
-        print(f"{PROG}: internal error: {type(exc).__name__}: {exc}", file=sys.stderr)
-        return 1
+    args = sys.argv[1:] if argv is None else argv
+    return run_main(PROG, lambda: cli.run(parse_settings(args)))
 
 
 if __name__ == "__main__":

@@ -30,10 +30,15 @@ def bootstrap_dir() -> Path:
 
 
 def job_environment(
-    base: Mapping[str, str], *, endpoint: str, run_id: str, trace_dir: Path
+    base: Mapping[str, str],
+    *,
+    endpoint: str,
+    run_id: str,
+    trace_dir: Path,
+    plan_file: Path | None = None,
 ) -> dict[str, str]:
     """The job's environment: the user's, plus the bootstrap dir first on PYTHONPATH
-    and the variables that arm and configure the tracer."""
+    and the variables that arm and configure the tracer (``plan_file``: its plan)."""
     env = dict(base)
     boot = str(bootstrap_dir())
     existing = env.get("PYTHONPATH", "")
@@ -43,6 +48,8 @@ def job_environment(
     env[environment.TRAINCHECK_TRACE_DIR] = str(trace_dir)
     env[environment.TRAINCHECK_BOOTSTRAP_DIR] = boot
     env[environment.TRAINCHECK_LAUNCHER_PID] = str(os.getpid())  # we spawn the job
+    if plan_file is not None:
+        env[environment.TRAINCHECK_PLAN] = str(plan_file)
     return env
 
 

@@ -1,6 +1,7 @@
-"""The private run directory that holds the run's ipc socket.
+"""The private run directory that holds the run's ipc socket and the tracer's inputs.
 
-``${XDG_RUNTIME_DIR or /tmp}/traincheck-<uid>/<run_id>/events.sock``: both
+``${XDG_RUNTIME_DIR or /tmp}/traincheck-<uid>/<run_id>/events.sock``, beside the
+job's command (for the sidecar) and the tracing plan (for the tracer): both
 directories are mode 0700 and must belong to us, so no other user can connect to
 the socket, read it, or plant a symlink in its place. The run directory is
 removed when the run ends; the per-user parent is kept for the next run.
@@ -8,20 +9,22 @@ removed when the run ends; the per-user parent is kept for the next run.
 
 from __future__ import annotations
 
-import json
 import os
 import secrets
 import shutil
-import stat
 import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
 
 from traincheck.errors import UserError
+from traincheck.private_files import ensure_private_dir, per_user_dir, write_private_file
+from traincheck.records import encode_command
+from traincheck.tracing_plan import TracingPlan, write_plan_file
 
 SOCKET_NAME = "events.sock"
 COMMAND_FILE = "command.json"
+PLAN_FILE = "plan.json"
 MAX_SOCKET_PATH = 100
 """Unix socket paths are limited to ~107 bytes (sun_path); stay well under."""
 
@@ -46,8 +49,17 @@ class RunDirectory:
         """Hand the job's command to the sidecar in a private file, keeping it off the
         sidecar's own command line (where ``ps`` and process matchers would see it)."""
         path = self.path / COMMAND_FILE
-        path.write_text(json.dumps(list(command)))
+        write_private_file(path, encode_command(list(command)))
         return path
+
+    @property
+    def plan_file(self) -> Path:
+        """The tracer's plan (``TRAINCHECK_PLAN``): private, unlike the trace's record."""
+        return self.path / PLAN_FILE
+
+    def write_plan(self, plan: TracingPlan) -> Path:
+        write_plan_file(self.plan_file, plan)
+        return self.plan_file
 
     def remove(self) -> None:
         shutil.rmtree(self.path, ignore_errors=True)
@@ -58,28 +70,10 @@ def create_run_directory(run_id: str) -> RunDirectory:
     system temp dir when the socket path would be too long."""
     bases = [os.environ.get("XDG_RUNTIME_DIR") or "", tempfile.gettempdir(), "/tmp"]
     for base in (b for b in bases if b):
-        path = Path(base) / f"traincheck-{os.getuid()}" / run_id
+        path = per_user_dir(base) / run_id
         if len(str(path / SOCKET_NAME)) < MAX_SOCKET_PATH:
-            _ensure_private_dir(path.parent)
-            path.mkdir(mode=0o700)
-            os.chmod(path, 0o700)
+            ensure_private_dir(path.parent)
+            path.mkdir(mode=0o700)  # new: a run id is never reused
+            ensure_private_dir(path)
             return RunDirectory(path=path, run_id=run_id)
     raise UserError("no directory with a short enough path for the run's socket; set TMPDIR")
-
-
-def _ensure_private_dir(path: Path) -> None:
-    """Create ``path`` 0700, or accept it only if it is ours, not a link, and private."""
-    try:
-        path.mkdir(mode=0o700, parents=False)
-    except FileExistsError:
-        pass
-    except FileNotFoundError:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.mkdir(mode=0o700, exist_ok=True)
-    info = path.lstat()
-    if stat.S_ISLNK(info.st_mode) or not stat.S_ISDIR(info.st_mode):
-        raise UserError(f"refusing to use {path}: not a plain directory")
-    if info.st_uid != os.getuid():
-        raise UserError(f"refusing to use {path}: owned by another user")
-    if stat.S_IMODE(info.st_mode) != 0o700:
-        os.chmod(path, 0o700)

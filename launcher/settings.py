@@ -1,30 +1,35 @@
 """``traincheck-run`` options: parsed once, validated at the edge, frozen.
 
 Everything the user can get wrong is checked here, before any process starts, and
-reported as a :class:`~traincheck.errors.UserError` (one line, exit code 2).
+reported as a :class:`~traincheck.errors.UserError` (one line, exit code 2) --
+except what is inside the invariants file: the sidecar parses it (once per run),
+and a malformed file is reported the same way, before the job starts.
 """
 
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import re
 import shutil
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import NoReturn
 
 from traincheck.launcher.tracing_options import add_tracing_arguments, tracing_plan
 
-from traincheck.errors import InvariantsFileError, UserError
+from traincheck.cli_scaffold import CommandParser
+from traincheck.errors import EXIT_VIOLATIONS, InvariantsFileError, UserError
 from traincheck.tracing_plan import TracingPlan
 
 PROG = "traincheck-run"
 DEFAULT_SIDECAR_TIMEOUT_S = 30.0
 _PYTHON_NAME = re.compile(r"^python(\d+(\.\d+)*)?$")
 _PYTHON_OPTIONS_WITH_VALUE = {"-W", "-X", "--check-hash-based-pycs"}
+JOB_EXIT_CODES = (
+    ("N", "once the command ran: its own exit code (128+N when killed by signal N)"),
+    (EXIT_VIOLATIONS, "with --fail-on-violation: the command exited 0 but broke invariants"),
+)
 
 
 @dataclass(frozen=True)
@@ -40,19 +45,14 @@ class RunSettings:
     """``stop``: interrupt the job (SIGINT) at the first live violation."""
     tracing_plan: TracingPlan | None = None
     """What the tracer traces (None: everything, the tracer's defaults)."""
+    selective: bool = False
+    """The sidecar narrows ``tracing_plan`` to what the invariants need."""
     detached: bool = False
     """Start no sidecar: the tracer keeps a bounded backlog for ``traincheck-attach``."""
 
 
-class _Parser(argparse.ArgumentParser):
-    """argparse, but a usage mistake is one line like every other user error."""
-
-    def error(self, message: str) -> NoReturn:
-        raise UserError(message)
-
-
 def build_parser() -> argparse.ArgumentParser:
-    parser = _Parser(
+    parser = CommandParser(
         prog=PROG,
         usage=f"{PROG} [options] [--] COMMAND [ARGS...]",
         description=(
@@ -62,12 +62,9 @@ def build_parser() -> argparse.ArgumentParser:
         ),
         epilog=(
             "Example: traincheck-run --invariants inv.json -- python train.py --lr 0.1\n"
-            "Exit code: the command's own (128+N when killed by signal N, 130 on Ctrl-C); "
-            "2 for a usage error; 1 with --fail-on-violation when the command succeeded "
-            "but invariants were violated. Ctrl-C is forwarded to the command; a second "
-            "Ctrl-C kills it. Set TRAINCHECK_DEBUG=1 to see tracebacks."
+            "Ctrl-C is forwarded to the command; a second Ctrl-C kills it."
         ),
-        formatter_class=argparse.RawDescriptionHelpFormatter,
+        exit_codes=JOB_EXIT_CODES,
     )
     parser.add_argument(
         "-o",
@@ -128,8 +125,7 @@ def parse_settings(argv: list[str]) -> RunSettings:
     if args.on_violation == "stop" and invariants is None:
         raise UserError("--on-violation stop needs --invariants (nothing is checked without them)")
     if invariants is not None:
-        validate_invariants(invariants)
-        invariants = invariants.resolve()
+        invariants = existing_invariants_file(invariants)
     output_dir = args.output_dir or default_output_dir(command)
     validate_output_dir(output_dir)
     return RunSettings(
@@ -140,6 +136,7 @@ def parse_settings(argv: list[str]) -> RunSettings:
         fail_on_violation=args.fail_on_violation,
         on_violation=args.on_violation,
         tracing_plan=tracing_plan(args, invariants, selective=args.selective),
+        selective=args.selective,
         detached=args.detached,
     )
 
@@ -202,29 +199,8 @@ def validate_output_dir(output_dir: Path) -> None:
         )
 
 
-def validate_invariants(path: Path) -> None:
-    """Load the invariants file the way the sidecar will, so mistakes show up now."""
+def existing_invariants_file(path: Path) -> Path:
+    """The file, resolved, if there is one; its content is the sidecar's to parse."""
     if not path.is_file():
         raise InvariantsFileError(f"invariants file not found: {path}")
-    try:
-        from traincheck.analysis.invariants_file import load_invariants
-    except ImportError:
-        _check_json_file(path)
-        return
-    try:
-        load_invariants(path)
-    except UserError:
-        raise
-    except (ValueError, KeyError, TypeError) as exc:
-        raise InvariantsFileError(f"malformed invariants file {path}: {exc}") from None
-    except OSError as exc:
-        raise InvariantsFileError(f"cannot read invariants file {path}: {exc.strerror}") from None
-
-
-def _check_json_file(path: Path) -> None:
-    try:
-        json.loads(path.read_text())
-    except OSError as exc:
-        raise InvariantsFileError(f"cannot read invariants file {path}: {exc.strerror}") from None
-    except ValueError as exc:
-        raise InvariantsFileError(f"invariants file {path} is not valid JSON: {exc}") from None
+    return path.resolve()

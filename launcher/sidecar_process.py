@@ -1,15 +1,15 @@
 """The launcher's handle on the sidecar process: start, handshake, drain.
 
 The sidecar runs in its own session so a terminal Ctrl-C never reaches it (the
-launcher decides when it stops). It reports on stdout with JSON lines -- one
-``ready`` line when it can receive, one ``summary`` line after a drain -- and every
-wait for a line has a deadline.
+launcher decides when it stops). It reports on stdout with typed lines
+(:mod:`traincheck.records`): ``ready`` when it can receive, or ``error`` when it
+cannot run for a reason the user can fix; ``summary`` after a drain. Every wait
+for a line has a deadline. The launcher never imports the sidecar's code.
 """
 
 from __future__ import annotations
 
 import contextlib
-import json
 import os
 import selectors
 import signal
@@ -17,18 +17,27 @@ import subprocess
 import sys
 import time
 from pathlib import Path
-from typing import IO, Any
+from typing import IO
 
 from traincheck import environment
 from traincheck.errors import UserError
+from traincheck.records import (
+    RecordError,
+    SidecarFailed,
+    SidecarLine,
+    SidecarReady,
+    SidecarSummary,
+    decode_sidecar_line,
+)
 
 
 class SidecarError(UserError):
     """The sidecar could not be started (reported in one line, exit code 2)."""
 
 
-class JsonLineReader:
-    """Reads JSON object lines from a pipe with a deadline, skipping anything else."""
+class SidecarLineReader:
+    """Reads the sidecar's typed lines from a pipe with a deadline, skipping anything
+    else (a stray print is noise, not a protocol error)."""
 
     def __init__(self, stream: IO[bytes]) -> None:
         self._fd = stream.fileno()
@@ -37,17 +46,17 @@ class JsonLineReader:
         self._selector.register(self._fd, selectors.EVENT_READ)
         self.eof = False
 
-    def read_event(self, name: str, timeout_s: float) -> dict[str, Any] | None:
-        """The next line ``{"event": name, ...}``; None on timeout or end of stream."""
+    def read(self, kinds: tuple[type[SidecarLine], ...], timeout_s: float) -> SidecarLine | None:
+        """The next line that is one of ``kinds``; None on timeout or end of stream."""
         deadline = time.monotonic() + timeout_s
         while True:
             line = self._next_line(deadline)
             if line is None:
                 return None
-            with contextlib.suppress(ValueError):
-                payload = json.loads(line)
-                if isinstance(payload, dict) and payload.get("event") == name:
-                    return payload
+            with contextlib.suppress(RecordError):
+                record = decode_sidecar_line(line)
+                if isinstance(record, kinds):
+                    return record
 
     def _next_line(self, deadline: float) -> bytes | None:
         while b"\n" not in self._buffer:
@@ -86,7 +95,7 @@ class SidecarProcess:
     def __init__(self, process: subprocess.Popen[bytes]) -> None:
         self.process = process
         assert process.stdout is not None
-        self._reader = JsonLineReader(process.stdout)
+        self._reader = SidecarLineReader(process.stdout)
 
     @classmethod
     def start(
@@ -97,8 +106,13 @@ class SidecarProcess:
         run_id: str,
         invariants: Path | None,
         command_file: Path | None,
+        plan_file: Path | None,
+        selective: bool,
         timeout_s: float,
     ) -> SidecarProcess:
+        """Start the sidecar and wait for its ready line; the sidecar parses the
+        invariants, so a malformed file is a :class:`SidecarError` here, one line,
+        before the job starts."""
         argv = [
             sys.executable,
             "-m",
@@ -114,6 +128,10 @@ class SidecarProcess:
             argv += ["--command-file", str(command_file)]
         if invariants is not None:
             argv += ["--invariants", str(invariants)]
+        if plan_file is not None:
+            argv += ["--plan-file", str(plan_file)]
+        if selective:
+            argv.append("--selective")
         process = subprocess.Popen(
             argv,
             stdin=subprocess.PIPE,
@@ -130,8 +148,11 @@ class SidecarProcess:
         return sidecar
 
     def _wait_ready(self, timeout_s: float) -> None:
-        ready = self._reader.read_event("ready", timeout_s)
-        if ready is not None:
+        line = self._reader.read((SidecarReady, SidecarFailed), timeout_s)
+        if isinstance(line, SidecarFailed):
+            self.process.wait()
+            raise SidecarError(line.message)
+        if line is not None:
             return
         if self._reader.eof:
             code = self.process.wait()
@@ -142,7 +163,7 @@ class SidecarProcess:
         """The sidecar's exit code if it has exited (negative: killed by a signal)."""
         return self.process.poll()
 
-    def drain(self, timeout_s: float) -> dict[str, Any] | None:
+    def drain(self, timeout_s: float) -> SidecarSummary | None:
         """Ask for a drain and return the summary; None if none came in time."""
         try:
             assert self.process.stdin is not None
@@ -150,10 +171,11 @@ class SidecarProcess:
             self.process.stdin.close()
         except (BrokenPipeError, OSError):
             return None
-        summary = self._reader.read_event("summary", timeout_s)
-        if summary is not None:
-            with contextlib.suppress(subprocess.TimeoutExpired):
-                self.process.wait(timeout=5)
+        summary = self._reader.read((SidecarSummary,), timeout_s)
+        if not isinstance(summary, SidecarSummary):
+            return None
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            self.process.wait(timeout=5)
         return summary
 
     def kill(self) -> None:

@@ -3,21 +3,21 @@
 
 They become a :class:`~traincheck.tracing_plan.TracingPlan`, which the launcher
 writes as JSON into the private run directory and names in ``TRAINCHECK_PLAN``.
-No plan (None) means full tracing with the tracer's defaults.
+No plan (None) means full tracing with the tracer's defaults. Selective tracing
+(only what the invariants need) is decided by the sidecar, which parses the
+invariants file anyway (:mod:`traincheck.sidecar.run_plan`): the launcher never
+reads that file, so a run parses it once.
 """
 
 from __future__ import annotations
 
 import argparse
-import json
-import os
 from pathlib import Path
 
-from traincheck import environment
 from traincheck.errors import UserError
-from traincheck.tracing_plan import TRACE_PLAN_FILE, TracingPlan
+from traincheck.tracedir import TraceDir
+from traincheck.tracing_plan import TracingPlan, write_plan_file
 
-PLAN_FILE = "plan.json"
 DEFAULT_MODULE = "torch"
 """``--modules-to-instr torch`` names the built-in training APIs: the default, no plan."""
 
@@ -67,51 +67,29 @@ def add_tracing_arguments(parser: argparse.ArgumentParser, *, selective_flag: bo
 def tracing_plan(
     args: argparse.Namespace, invariants: Path | None, *, selective: bool
 ) -> TracingPlan | None:
-    """The plan the flags ask for; None when they ask for nothing beyond the defaults."""
+    """The plan the flags ask for; None when they ask for nothing beyond the defaults.
+    With ``selective`` the sidecar narrows it to what the invariants need."""
     interval = _at_least(args.sampling_interval, 1, "--sampling-interval")
     warm_up = _at_least(args.warm_up_steps, 0, "--warm-up-steps")
-    modules = tuple(m for m in args.modules_to_instr or () if m != DEFAULT_MODULE)
-    models = tuple(args.models_to_track) if args.models_to_track else None
-    if selective:
-        if invariants is None:
-            raise UserError("selective tracing needs --invariants")
-        from traincheck.analysis.instrumentation import tracing_plan as plan_for
-        from traincheck.analysis.invariants_file import load_invariants
-
-        return plan_for(
-            load_invariants(invariants),
-            modules_to_instr=modules,
-            models_to_track=models,
-            sampling_interval=interval,
-            warm_up_steps=warm_up,
-        )
+    if selective and invariants is None:
+        raise UserError("selective tracing needs --invariants")
     plan = TracingPlan(
-        modules_to_instr=modules,
-        models_to_track=models,
+        modules_to_instr=tuple(m for m in args.modules_to_instr or () if m != DEFAULT_MODULE),
+        models_to_track=tuple(args.models_to_track) if args.models_to_track else None,
         sampling_interval=interval,
         warm_up_steps=warm_up,
     )
     return None if plan == TracingPlan() else plan
 
 
-def write_plan(plan: TracingPlan, run_dir: Path, env: dict[str, str]) -> None:
-    """Write the plan into the private run directory and point the job's environment at it."""
-    path = run_dir / PLAN_FILE
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(fd, "w") as handle:
-        json.dump(plan.to_json(), handle)
-    env[environment.TRAINCHECK_PLAN] = str(path)
-
-
-def record_plan(plan: TracingPlan | None, trace_dir: Path) -> None:
-    """Keep the plan inside the trace (None: full tracing), before the sidecar starts,
-    so the live check and any later ``traincheck-check`` know what the run could not
-    have traced and report those invariants as uncheckable."""
+def record_plan(plan: TracingPlan | None, trace: TraceDir) -> None:
+    """Keep the plan inside the trace (None: full tracing), before the job starts, so
+    a later ``traincheck-check`` knows what the run could not have traced. The
+    sidecar does this when there is one; a ``--detached`` run has none."""
     try:
-        text = json.dumps((plan or TracingPlan()).to_json(), indent=2, sort_keys=True)
-        (trace_dir / TRACE_PLAN_FILE).write_text(text + "\n")
+        write_plan_file(trace.tracing_plan, plan or TracingPlan())
     except OSError as exc:
-        raise UserError(f"cannot write {trace_dir / TRACE_PLAN_FILE}: {exc.strerror}") from None
+        raise UserError(f"cannot write {trace.tracing_plan}: {exc.strerror}") from None
 
 
 def _at_least(value: int | None, minimum: int, flag: str) -> int:

@@ -14,18 +14,26 @@ Nothing here raises on bad input: a malformed message is counted and dropped.
 from __future__ import annotations
 
 import contextlib
-import json
 import os
 import socket as socketlib
 import stat
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
 import zmq
 
 from traincheck.events import Batch, RunEnd, RunStart
+from traincheck.private_files import read_capped, write_private_file
+from traincheck.records import (
+    MARKER_MAX_BYTES,
+    ProducerSummary,
+    SidecarMarker,
+    TracerExitCounters,
+    decode_sidecar_marker,
+    encode_sidecar_marker,
+)
+from traincheck.tracedir import TraceDir
 from traincheck.wire import MAX_MESSAGE_BYTES
 
 RECEIVE_HWM = 256
@@ -39,11 +47,6 @@ back-pressure becomes counted drops on their side, never a stall."""
 
 MAX_GAPS_KEPT = 4096
 """Sequence gaps remembered per producer (to match against the tracer's evictions)."""
-
-EXIT_COUNTERS_GLOB = "tracer-*.json"
-"""The counters file each traced process writes in its trace directory at exit."""
-
-MAX_COUNTERS_FILE_BYTES = 1 << 20
 
 MAX_REJECT_REASONS = 5
 """How many distinct rejection reasons are kept verbatim for the summary."""
@@ -135,12 +138,11 @@ def write_marker(endpoint: str) -> None:
     path = marker_path(endpoint)
     if path is None:
         return
-    tmp = f"{path}.{os.getpid()}.tmp"
+    tmp = Path(f"{path}.{os.getpid()}.tmp")
     with contextlib.suppress(OSError):
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW, 0o600)
-        with os.fdopen(fd, "w") as handle:
-            json.dump({"pid": os.getpid()}, handle)
-        os.replace(tmp, path)
+        write_private_file(
+            Path(path), encode_sidecar_marker(SidecarMarker(pid=os.getpid())), tmp=tmp
+        )
 
 
 def read_marker_pid(endpoint: str) -> int | None:
@@ -151,11 +153,9 @@ def read_marker_pid(endpoint: str) -> int | None:
     try:
         if os.lstat(path).st_uid != os.getuid():
             return None
-        with open(path) as handle:
-            pid = json.loads(handle.read(4096)).get("pid")
-    except (OSError, ValueError, AttributeError):
+        return decode_sidecar_marker(read_capped(Path(path), MARKER_MAX_BYTES)).pid
+    except (OSError, ValueError):
         return None
-    return pid if isinstance(pid, int) and pid > 0 else None
 
 
 def remove_marker(endpoint: str) -> None:
@@ -194,24 +194,24 @@ class ProducerLedger:
     gaps: list[tuple[int, int]] = field(default_factory=list)
     """``(first, last)`` batch numbers never received, oldest first (bounded)."""
 
-    def as_dict(self) -> dict[str, Any]:
-        return {
-            "pid": self.pid,
-            "rank": self.rank,
-            "host": self.host,
-            "batches": self.batches,
-            "events": self.events,
-            "events_dropped": self.events_dropped,
-            "batches_dropped": self.batches_dropped,
-            "batches_missing": self.batches_missing,
-            "batches_out_of_order": self.batches_out_of_order,
-            "first_seq": self.first_seq,
-            "resumed_after": self.resumed_after,
-            "last_seq": self.last_seq,
-            "run_start": self.run_start,
-            "run_end": self.run_end,
-            "end_reason": self.end_reason,
-        }
+    def as_record(self) -> ProducerSummary:
+        return ProducerSummary(
+            pid=self.pid,
+            rank=self.rank,
+            host=self.host,
+            batches=self.batches,
+            events=self.events,
+            events_dropped=self.events_dropped,
+            batches_dropped=self.batches_dropped,
+            batches_missing=self.batches_missing,
+            batches_out_of_order=self.batches_out_of_order,
+            first_seq=self.first_seq,
+            resumed_after=self.resumed_after,
+            last_seq=self.last_seq,
+            run_start=self.run_start,
+            run_end=self.run_end,
+            end_reason=self.end_reason,
+        )
 
 
 @dataclass
@@ -280,7 +280,7 @@ class IntakeLedger:
                 producer.events_dropped = max(producer.events_dropped, event.events_dropped)
                 producer.batches_dropped = max(producer.batches_dropped, event.batches_dropped)
 
-    def adopt_exit_counters(self, counters: dict[int, dict[str, Any]]) -> None:
+    def adopt_exit_counters(self, counters: dict[int, TracerExitCounters]) -> None:
         """Take in the counters files the traced processes wrote at exit.
 
         * A process that wrote one ended normally, even if its ``RunEnd`` never
@@ -297,9 +297,9 @@ class IntakeLedger:
             if not producer.run_end:
                 producer.run_end = True
                 producer.end_reason = "exit (counters file; RunEnd not received)"
-            producer.events_dropped = max(producer.events_dropped, values["events_dropped"])
-            producer.batches_dropped = max(producer.batches_dropped, values["batches_dropped"])
-            explained = _overlap(producer.gaps, values["evicted_seq_ranges"])
+            producer.events_dropped = max(producer.events_dropped, values.events_dropped)
+            producer.batches_dropped = max(producer.batches_dropped, values.batches_dropped)
+            explained = _overlap(producer.gaps, values.evicted_seq_ranges)
             producer.batches_missing = max(0, producer.batches_missing - explained)
             producer.batches_missing += _missing_tail(producer.last_seq, values)
 
@@ -329,49 +329,14 @@ class IntakeLedger:
         return sum(p.batches_missing for p in self.producers.values())
 
 
-def read_exit_counters(trace_dir: Path) -> dict[int, dict[str, Any]]:
-    """``tracer-<pid>.json`` files of ``trace_dir`` by pid, validated (JSON only, bounded
-    size, integer counters); unreadable or malformed files are skipped."""
-    counters: dict[int, dict[str, Any]] = {}
-    try:
-        paths = sorted(trace_dir.glob(EXIT_COUNTERS_GLOB))
-    except OSError:
-        return counters
-    for path in paths:
-        try:
-            with open(path, "rb") as handle:
-                raw = handle.read(MAX_COUNTERS_FILE_BYTES + 1)
-            if len(raw) > MAX_COUNTERS_FILE_BYTES:
-                continue
-            values = _valid_counters(json.loads(raw))
-        except (OSError, ValueError, RecursionError):
-            continue
-        if values is not None:
-            counters[values["pid"]] = values
-    return counters
+def read_exit_counters(trace_dir: Path) -> dict[int, TracerExitCounters]:
+    """The valid ``tracer-<pid>.json`` files of ``trace_dir`` by pid; the rest are
+    skipped (the ledger then knows less, and says so through ``killed``)."""
+    valid, _ = TraceDir(trace_dir).read_tracer_counters()
+    return {counters.pid: counters for counters in valid}
 
 
-def _valid_counters(data: Any) -> dict[str, Any] | None:
-    if not isinstance(data, dict):
-        return None
-    values: dict[str, Any] = {}
-    for key in ("pid", "events_dropped", "batches_dropped", "batches_sent"):
-        value = data.get(key, 0)
-        if not isinstance(value, int) or isinstance(value, bool) or value < 0:
-            return None
-        values[key] = value
-    ranges = data.get("evicted_seq_ranges", [])
-    if not isinstance(ranges, list):
-        return None
-    values["evicted_seq_ranges"] = [
-        (r[0], r[1])
-        for r in ranges
-        if isinstance(r, list) and len(r) == 2 and all(type(x) is int for x in r) and r[0] <= r[1]
-    ]
-    return values if values["pid"] > 0 else None
-
-
-def _missing_tail(last_seq: int, counters: dict[str, Any]) -> int:
+def _missing_tail(last_seq: int, counters: TracerExitCounters) -> int:
     """Batches the process sent after the last one we received, which no gap shows.
 
     Every batch the tracer builds is numbered, and ends up either sent or dropped
@@ -380,13 +345,13 @@ def _missing_tail(last_seq: int, counters: dict[str, Any]) -> int:
     neither evicted nor dropped at exit were sent and never arrived: a sidecar that
     stopped waiting for them (the drain's time limit) or a detach in flight.
     """
-    sent, dropped = counters.get("batches_sent", 0), counters.get("batches_dropped", 0)
+    sent, dropped = counters.batches_sent, counters.batches_dropped
     if sent == 0:  # a counters file without the count (older tracers): unknown
         return 0
     last_used = sent + dropped - 1
     if last_used <= last_seq:
         return 0
-    evicted = counters.get("evicted_seq_ranges", [])
+    evicted = counters.evicted_seq_ranges
     evicted_total = sum(last - first + 1 for first, last in evicted)
     dropped_at_exit = max(0, dropped - evicted_total)  # the newest: always the tail
     tail = last_used - last_seq

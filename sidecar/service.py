@@ -2,9 +2,11 @@
 
 The launcher talks to this process over its standard streams only:
 
-* stdout carries exactly two JSON lines, ``{"event": "ready", ...}`` once the
-  socket is bound and ``run.json`` exists, and ``{"event": "summary", ...}`` at
-  the end -- a machine-readable handshake in the style of viztracer's collector.
+* stdout carries two typed lines (:mod:`traincheck.records`): ``ready`` once the
+  invariants are parsed, the plan recorded, the socket bound and ``run.json``
+  written -- or instead ``error`` when the sidecar cannot run for a reason the
+  user can fix, before the job starts -- and ``summary`` at the end: a
+  machine-readable handshake in the style of viztracer's collector.
 * stdin carries one command, ``drain``; EOF means the same (a launcher that died
   must not leave a sidecar behind). SIGTERM drains too.
 * stderr is the user's terminal: alerts, one whole write per alert.
@@ -15,7 +17,6 @@ or a failing checker take it down: both are counted and reported.
 
 from __future__ import annotations
 
-import json
 import os
 import signal
 import socket
@@ -24,8 +25,8 @@ import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
+from traincheck.sidecar.live_check import LiveCheck, emit_alert, load_invariant_set
 from traincheck.sidecar.receiver import (
     IntakeLedger,
     Receiver,
@@ -33,11 +34,25 @@ from traincheck.sidecar.receiver import (
     remove_marker,
     write_marker,
 )
+from traincheck.sidecar.run_plan import decide_plan, publish_plan, read_base_plan
 from traincheck.sidecar.store import TraceWriter
 
-from traincheck.errors import InvariantsFileError
+from traincheck.cli_scaffold import describe_os_error
+from traincheck.errors import EXIT_USER_ERROR, UserError, one_line
 from traincheck.events import StoredEvent, single_events
-from traincheck.tracedir import write_manifest
+from traincheck.records import (
+    MANIFEST_FORMAT,
+    MANIFEST_VERSION,
+    RunCounters,
+    RunManifest,
+    SessionRecord,
+    SidecarFailed,
+    SidecarLine,
+    SidecarReady,
+    as_summary_line,
+    encode_sidecar_line,
+)
+from traincheck.tracedir import TraceDir
 from traincheck.wire import WireError, decode_batch
 
 POLL_INTERVAL_S = 0.1
@@ -49,8 +64,6 @@ DRAIN_QUIET_S = 0.3
 DRAIN_MAX_S = 5.0
 """A drain never takes longer than this, whatever the producers do."""
 
-MAX_CHECKER_ERRORS_SHOWN = 3
-
 
 @dataclass(frozen=True)
 class SidecarOptions:
@@ -61,96 +74,12 @@ class SidecarOptions:
     run_id: str
     invariants: Path | None = None
     command: list[str] = field(default_factory=list)
+    plan_file: Path | None = None
+    """The launcher's plan for the tracer (see :mod:`traincheck.sidecar.run_plan`)."""
+    selective: bool = False
+    """Narrow the plan to what the invariants need, and write it back to ``plan_file``."""
     attach: bool = False
-    """Started by ``traincheck-attach`` for a job already running (see attach_cli)."""
-
-
-class LiveCheck:
-    """The checker behind a guard: its failures are counted, never fatal.
-
-    Without an invariants file there is nothing to check and ``feed`` is a no-op.
-    The checker modules are imported only when an invariants file is given, so a
-    store-only sidecar works before (or without) them.
-    """
-
-    def __init__(self, invariants: Path | None, results_dir: Path | None = None) -> None:
-        self.violations = 0
-        self.errors = 0
-        self.outcomes: dict[str, Any] | None = None
-        """After ``finish``: outcome counts and the invariants never triggered."""
-        self._checker: Any = None
-        self._reporter: Any = None
-        if invariants is None:
-            return
-        if not invariants.is_file():
-            raise InvariantsFileError(f"invariants file not found: {invariants}")
-        try:
-            from traincheck.analysis.alert_sink import LiveReporter
-            from traincheck.analysis.checker import Checker
-            from traincheck.analysis.invariants_file import load_invariants
-        except ImportError as exc:
-            # Degrade to a store-only sidecar: the trace can still be checked offline.
-            emit_alert(f"traincheck sidecar: warning: live checking unavailable ({exc})")
-            return
-        from traincheck.analysis.instrumentation import plan_of_trace, uncheckable_invariants
-
-        invariant_set = load_invariants(invariants)
-        # The launcher records the run's plan in the trace before starting us.
-        plan = plan_of_trace(results_dir.parent) if results_dir is not None else None
-        self._checker = Checker(
-            invariant_set,
-            uncheckable=uncheckable_invariants(invariant_set, plan) if plan else None,
-        )
-        # Grouped, de-duplicated, root-cause-ordered alerts; result files at the end.
-        self._reporter = LiveReporter(self._checker, emit_alert, results_dir)
-
-    @property
-    def active(self) -> bool:
-        """Whether events are checked: without a checker the sidecar skips building
-        a ``StoredEvent`` per event (0.14 us/event that nothing would read)."""
-        return self._checker is not None
-
-    def feed(self, stored: StoredEvent) -> None:
-        if self._checker is not None:
-            self._report(lambda: self._checker.feed(stored))
-
-    def pump(self) -> None:
-        """Print alerts held past ``FLUSH_AFTER_S`` although no event arrived since:
-        a job that stalls or hangs right after a violation must still show it."""
-        if self._reporter is not None:
-            self._report(lambda: [])
-
-    def finish(self, manifest: dict[str, Any] | None = None) -> None:
-        """End of run; ``manifest`` (what ``run.json`` will say) describes the run in
-        the report."""
-        if self._checker is not None:
-            self._report(self._checker.finish)
-            self._report(lambda: self._close_reporter(manifest or {}))
-
-    def _close_reporter(self, manifest: dict[str, Any]) -> list[Any]:
-        self.outcomes = self._reporter.close(manifest)
-        return []
-
-    def _report(self, produce: Any) -> None:
-        try:
-            violations = produce() or []
-            self.violations += len(violations)
-            self._reporter.report(violations)
-        except Exception as exc:
-            # A checker bug must not cost the user their trace: count it, say it
-            # a few times, keep receiving and storing.
-            self.errors += 1
-            if self.errors <= MAX_CHECKER_ERRORS_SHOWN:
-                emit_alert(f"traincheck sidecar: checker error: {type(exc).__name__}: {exc}")
-
-
-def emit_alert(text: str) -> None:
-    """Write one alert to stderr as whole lines in a single write, so alerts from
-    this process never interleave mid-line with the training job's output."""
-    data = (text if text.endswith("\n") else text + "\n").encode("utf-8", "replace")
-    while data:
-        written = os.write(2, data)
-        data = data[written:]
+    """Started by ``traincheck-attach`` for a job already running (see cli/attach.py)."""
 
 
 class DrainRequest:
@@ -177,11 +106,13 @@ class DrainRequest:
 
 
 class Sidecar:
-    """One run's receive -> store -> check pipeline."""
+    """One run's receive -> store -> check pipeline; ``check`` holds the parsed
+    invariants (none: store only)."""
 
-    def __init__(self, options: SidecarOptions) -> None:
+    def __init__(self, options: SidecarOptions, check: LiveCheck | None = None) -> None:
         self.options = options
-        self.check = LiveCheck(options.invariants, options.trace_dir / "live_check")
+        self.trace = TraceDir(options.trace_dir)
+        self.check = check if check is not None else LiveCheck(None)
         self.ledger = IntakeLedger(joined_mid_run=options.attach)
         self.writer = TraceWriter(options.trace_dir)
         self.previous_sessions = previous_sessions(options.trace_dir) if options.attach else []
@@ -237,46 +168,45 @@ class Sidecar:
             if quiet and not self.ledger.unfinished_alive():
                 return
 
-    def manifest(self, status: str) -> dict[str, Any]:
-        manifest: dict[str, Any] = {
-            "run_id": self.options.run_id,
-            "command": self.options.command,
-            "started_wall_ns": self.started_wall_ns,
-            "status": status,
-            "sidecar_pid": os.getpid(),
-            "hostname": socket.gethostname(),
-            "endpoint": self.options.endpoint,
-            "invariants": str(self.options.invariants) if self.options.invariants else None,
-        }
-        if self.options.attach:
-            manifest["attached"] = True
-        if self.previous_sessions:
-            manifest["sessions"] = self.previous_sessions
-        if status != "running":
-            manifest["ended_wall_ns"] = time.time_ns()
-            manifest["counters"] = self.summary(status)
-        return manifest
+    def manifest(self, status: str) -> RunManifest:
+        ended = status != "running"
+        return RunManifest(
+            format=MANIFEST_FORMAT,
+            format_version=MANIFEST_VERSION,
+            run_id=self.options.run_id,
+            command=self.options.command,
+            started_wall_ns=self.started_wall_ns,
+            status=status,
+            sidecar_pid=os.getpid(),
+            hostname=socket.gethostname(),
+            endpoint=self.options.endpoint,
+            invariants=str(self.options.invariants) if self.options.invariants else None,
+            attached=self.options.attach,
+            sessions=self.previous_sessions,
+            ended_wall_ns=time.time_ns() if ended else None,
+            counters=self.summary(status) if ended else None,
+        )
 
-    def summary(self, status: str) -> dict[str, Any]:
+    def summary(self, status: str) -> RunCounters:
         ledger = self.ledger
-        return {
-            "status": status,
-            "events_received": ledger.events_received,
-            "batches_received": ledger.batches_received,
-            "batches_written": self.writer.batches_written,
-            "batches_lost": self.writer.batches_lost,
-            "events_dropped": ledger.events_dropped,
-            "batches_missing": ledger.batches_missing,
-            "rejected": ledger.rejected,
-            "rejected_reasons": ledger.reject_reasons,
-            "violations": self.check.violations,
-            "invariant_outcomes": self.check.outcomes,
-            "checker_errors": self.check.errors,
-            "producers": [p.as_dict() for p in ledger.producers.values()],
-            "write_errors": self.writer.write_errors,
-        }
+        return RunCounters(
+            status=status,
+            events_received=ledger.events_received,
+            batches_received=ledger.batches_received,
+            batches_written=self.writer.batches_written,
+            batches_lost=self.writer.batches_lost,
+            events_dropped=ledger.events_dropped,
+            batches_missing=ledger.batches_missing,
+            rejected=ledger.rejected,
+            rejected_reasons=list(ledger.reject_reasons),
+            violations=self.check.violations,
+            invariant_outcomes=self.check.outcomes,
+            checker_errors=self.check.errors,
+            producers=[p.as_record() for p in ledger.producers.values()],
+            write_errors=list(self.writer.write_errors),
+        )
 
-    def finish(self, *, detached: bool = False) -> dict[str, Any]:
+    def finish(self, *, detached: bool = False) -> RunCounters:
         """Final checks, close the store, finalise run.json; return the summary.
 
         ``detached``: the user stopped an attached sidecar while the job runs on;
@@ -292,14 +222,14 @@ class Sidecar:
             status = "detached"
         else:
             status = "killed" if any(self.ledger.unfinished()) else "finished"
-        self._write_manifest(status)
-        return {"event": "summary", **self.summary(status)}
+        self.write_manifest(status)
+        return self.summary(status)
 
-    def _write_manifest(self, status: str) -> None:
+    def write_manifest(self, status: str) -> None:
         try:
-            write_manifest(self.options.trace_dir, self.manifest(status))
+            self.trace.write_manifest(self.manifest(status))
         except OSError as exc:
-            self.writer.write_errors.append(f"run.json: {exc.strerror or exc}")
+            self.writer.write_errors.append(f"{self.trace.manifest.name}: {exc.strerror or exc}")
 
 
 def ignore_file_size_limit() -> None:
@@ -318,42 +248,68 @@ def make_trace_dir(trace_dir: Path) -> None:
         emit_alert(f"traincheck sidecar: cannot create trace directory {trace_dir}: {exc}")
 
 
-def previous_sessions(trace_dir: Path) -> list[dict[str, Any]]:
+def previous_sessions(trace_dir: Path) -> list[SessionRecord]:
     """The sidecar sessions that wrote this trace before us (from its run.json), so an
     attached sidecar keeps the history of who recorded what."""
     try:
-        manifest = json.loads((trace_dir / "run.json").read_text())
+        manifest = TraceDir(trace_dir).read_manifest()
     except (OSError, ValueError):
         return []
-    if not isinstance(manifest, dict):
-        return []
-    sessions = manifest.get("sessions")
-    history = [s for s in sessions if isinstance(s, dict)] if isinstance(sessions, list) else []
-    keys = ("sidecar_pid", "started_wall_ns", "ended_wall_ns", "status", "counters")
-    history.append({key: manifest.get(key) for key in keys})
-    return history
+    last = SessionRecord(
+        sidecar_pid=manifest.sidecar_pid,
+        started_wall_ns=manifest.started_wall_ns,
+        ended_wall_ns=manifest.ended_wall_ns,
+        status=manifest.status,
+        counters=manifest.counters,
+    )
+    return [*manifest.sessions, last]
 
 
-def print_line(payload: dict[str, Any]) -> None:
-    """One JSON object per line on stdout, flushed: the launcher is waiting on it."""
-    sys.stdout.write(json.dumps(payload) + "\n")
+def refuse_to_start(message: str) -> int:
+    """Say why the sidecar cannot run, as the line the launcher waits for instead of
+    ``ready`` (it prints it as its own error); nothing goes to stderr."""
+    print_line(SidecarFailed(message=one_line(message)))
+    return EXIT_USER_ERROR
+
+
+def print_line(record: SidecarLine) -> None:
+    """One typed record per line on stdout, flushed: the launcher is waiting on it."""
+    sys.stdout.buffer.write(encode_sidecar_line(record))
     sys.stdout.flush()
 
 
+def start(options: SidecarOptions) -> Sidecar:
+    """Everything that can keep the run from being traced, done before the job starts:
+    parse the invariants (the run's only parse), decide and record the tracing plan,
+    bind the socket, write ``run.json``. Raises ``UserError`` or ``OSError``."""
+    invariants = load_invariant_set(options.invariants)
+    plan = decide_plan(read_base_plan(options.plan_file), invariants, selective=options.selective)
+    make_trace_dir(options.trace_dir)
+    trace = TraceDir(options.trace_dir)
+    publish_plan(plan, trace, options.plan_file)
+    sidecar = Sidecar(options, LiveCheck(invariants, trace, plan))
+    sidecar.write_manifest("running")
+    return sidecar
+
+
 def run(options: SidecarOptions) -> int:
-    """Run the sidecar until drained; the exit code is 0 unless it could not start."""
+    """Run the sidecar until drained. The exit code is 0, or 2 when it could not start
+    (said on stdout as an ``error`` line, which the launcher prints as its own)."""
     drain = DrainRequest()
     # The launcher starts us in our own session, so a terminal Ctrl-C never gets
     # here; when run by hand, Ctrl-C and SIGTERM both mean "drain and stop".
     signal.signal(signal.SIGTERM, drain.on_signal)
     signal.signal(signal.SIGINT, drain.on_signal)
     ignore_file_size_limit()
-    make_trace_dir(options.trace_dir)
-    sidecar = Sidecar(options)
-    sidecar._write_manifest("running")
-    print_line({"event": "ready", "endpoint": options.endpoint, "pid": os.getpid()})
+    try:
+        sidecar = start(options)
+    except UserError as exc:
+        return refuse_to_start(str(exc))
+    except OSError as exc:
+        return refuse_to_start(describe_os_error(exc))
+    print_line(SidecarReady(endpoint=options.endpoint, pid=os.getpid()))
     drain.watch_stdin()
     sidecar.serve(drain)
     sidecar.drain()
-    print_line(sidecar.finish())
+    print_line(as_summary_line(sidecar.finish()))
     return 0

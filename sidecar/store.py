@@ -1,39 +1,41 @@
 """The trace store: one directory per run, crash-safe and loadable in one call.
 
-Layout (documented in ``docs/trace-format.md``)::
-
-    TRACE_DIR/
-      run.json              manifest, rewritten atomically (tmp + rename)
-      segment-00000.tcs     framed batches, exactly as they came off the socket
-      segment-00001.tcs     ... rotated every SEGMENT_MAX_BYTES
-
-A segment starts with ``SEGMENT_MAGIC``; each frame is ``<u32 length><u32 crc32>``
-(little endian) followed by one msgpack-encoded :class:`~traincheck.events.Batch`.
-Frames are appended with a single ``write`` per batch, so a killed sidecar or a
-full disk leaves every complete frame readable; the reader stops at the first
-torn or corrupt frame of a segment, keeps what came before and says so.
+The directory's files are named by :class:`~traincheck.tracedir.TraceDir`
+(documented in ``docs/trace-format.md``): ``run.json``, and segments holding the
+batches exactly as they came off the socket, rotated every ``SEGMENT_MAX_BYTES``.
+Segments are framed by :mod:`traincheck.sidecar.segment_codec`. Frames are
+appended with a single ``write`` per batch, so a killed sidecar or a full disk
+leaves every complete frame readable; the reader stops at the first torn or
+corrupt frame of a segment, keeps what came before and says so.
 """
 
 from __future__ import annotations
 
 import contextlib
-import json
 import os
-import struct
-import zlib
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING
+
+from traincheck.sidecar.segment_codec import (
+    SEGMENT_MAGIC,
+    Frame,
+    encode_frame,
+    is_segment,
+    iter_frames,
+)
 
 from traincheck.errors import NotATraceError
 from traincheck.events import Batch, StoredEvent, single_events
-from traincheck.tracedir import MANIFEST_FORMAT, MANIFEST_NAME, SEGMENT_GLOB
-from traincheck.wire import WireError, decode_batch
+from traincheck.records import ForeignRecordError, RunManifest
+from traincheck.tracedir import TraceDir
+from traincheck.wire import WireError, decode_batch, decode_batch_header
 
-SEGMENT_MAGIC = b"TCSEG1\n"
+if TYPE_CHECKING:
+    import pandas as pd
+
 SEGMENT_MAX_BYTES = 256 * 1024 * 1024
-_FRAME_HEADER = struct.Struct("<II")
 
 
 class TraceWriter:
@@ -45,6 +47,7 @@ class TraceWriter:
 
     def __init__(self, trace_dir: Path, *, segment_max_bytes: int = SEGMENT_MAX_BYTES):
         self.trace_dir = trace_dir
+        self._paths = TraceDir(trace_dir)
         self.segment_max_bytes = segment_max_bytes
         self.batches_written = 0
         self.batches_lost = 0
@@ -56,7 +59,7 @@ class TraceWriter:
 
     def append(self, payload: bytes | memoryview) -> bool:
         """Persist one encoded batch; return False (and count it) if it could not be."""
-        frame = _FRAME_HEADER.pack(len(payload), zlib.crc32(payload)) + payload
+        frame = encode_frame(payload)
         try:
             if self._fd is None or self._segment_bytes + len(frame) > self.segment_max_bytes:
                 self._open_next_segment()
@@ -104,7 +107,7 @@ class TraceWriter:
         interleaved with a second magic header)."""
         while True:
             self._segment_index += 1
-            path = self.trace_dir / f"segment-{self._segment_index:05d}.tcs"
+            path = self._paths.segment(self._segment_index)
             try:
                 flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_APPEND
                 return os.open(path, flags, 0o600), path
@@ -135,10 +138,13 @@ def _write_all(fd: int, data: bytes) -> None:
 
 @dataclass
 class Trace:
-    """A trace read back from disk: the manifest, the batches, and what was damaged."""
+    """A trace read back from disk: the manifest, the batches, and what was damaged.
+
+    ``manifest`` is None when ``run.json`` is missing or unreadable (a warning says
+    which)."""
 
     path: Path
-    manifest: dict[str, Any]
+    manifest: RunManifest | None
     batches: list[Batch] = field(default_factory=list)
     warnings: list[str] = field(default_factory=list)
 
@@ -148,15 +154,11 @@ class Trace:
             for event in single_events(batch.events):
                 yield StoredEvent(batch.pid, batch.rank, event)
 
-    def to_frame(self):
+    def to_frame(self) -> pd.DataFrame:
         """Load the whole trace into one pandas DataFrame (one row per event)."""
         from traincheck.sidecar.frame import batches_to_frame
 
         return batches_to_frame(self.batches)
-
-
-def is_trace_dir(path: Path) -> bool:
-    return (path / MANIFEST_NAME).is_file() or any(path.glob(SEGMENT_GLOB))
 
 
 def read_trace(path: str | Path) -> Trace:
@@ -167,32 +169,35 @@ def read_trace(path: str | Path) -> Trace:
     raises: everything before it is returned and ``Trace.warnings`` says what
     was skipped.
     """
-    trace_dir = Path(path)
-    if not trace_dir.exists():
-        raise NotATraceError(f"trace directory not found: {trace_dir}")
-    if not trace_dir.is_dir():
-        raise NotATraceError(f"not a directory: {trace_dir}")
-    if not is_trace_dir(trace_dir):
-        raise NotATraceError(f"{trace_dir} is not a TrainCheck trace (no {MANIFEST_NAME})")
-    trace = Trace(path=trace_dir, manifest=_read_manifest(trace_dir))
-    if "manifest_error" in trace.manifest:
-        trace.warnings.append(trace.manifest.pop("manifest_error"))
-    for segment in sorted(trace_dir.glob(SEGMENT_GLOB)):
+    trace_dir = TraceDir(path)
+    if not trace_dir.root.exists():
+        raise NotATraceError(f"trace directory not found: {trace_dir.root}")
+    if not trace_dir.root.is_dir():
+        raise NotATraceError(f"not a directory: {trace_dir.root}")
+    if not trace_dir.holds_trace():
+        raise NotATraceError(
+            f"{trace_dir.root} is not a TrainCheck trace (no {trace_dir.manifest.name})"
+        )
+    manifest, warning = _read_manifest(trace_dir)
+    trace = Trace(path=trace_dir.root, manifest=manifest)
+    if warning is not None:
+        trace.warnings.append(warning)
+    for segment in trace_dir.segments():
         _read_segment(segment, trace)
     return trace
 
 
-def _read_manifest(trace_dir: Path) -> dict[str, Any]:
-    manifest_path = trace_dir / MANIFEST_NAME
-    if not manifest_path.is_file():
-        return {"manifest_error": f"{manifest_path.name} is missing; reading segments only"}
+def _read_manifest(trace_dir: TraceDir) -> tuple[RunManifest | None, str | None]:
+    """The manifest, or None and why; raises NotATraceError for another tool's file."""
+    name = trace_dir.manifest.name
+    if not trace_dir.manifest.is_file():
+        return None, f"{name} is missing; reading segments only"
     try:
-        manifest = json.loads(manifest_path.read_text())
+        return trace_dir.read_manifest(), None
+    except ForeignRecordError:
+        raise NotATraceError(f"{trace_dir.manifest} is not a TrainCheck trace manifest") from None
     except (OSError, ValueError) as exc:
-        return {"manifest_error": f"{manifest_path.name} is unreadable ({exc}); reading segments"}
-    if not isinstance(manifest, dict) or manifest.get("format") != MANIFEST_FORMAT:
-        raise NotATraceError(f"{manifest_path} is not a TrainCheck trace manifest")
-    return manifest
+        return None, f"{name} is unreadable ({exc}); reading segments"
 
 
 def _read_segment(segment: Path, trace: Trace) -> None:
@@ -201,37 +206,45 @@ def _read_segment(segment: Path, trace: Trace) -> None:
     except OSError as exc:
         trace.warnings.append(f"{segment.name}: unreadable ({exc.strerror}); skipped")
         return
-    if not data.startswith(SEGMENT_MAGIC):
+    if not is_segment(data):
         trace.warnings.append(f"{segment.name}: not a trace segment; skipped")
         return
-    offset = len(SEGMENT_MAGIC)
-    view = memoryview(data)
-    while offset < len(data):
-        problem = _frame_problem(data, offset)
-        if problem is None:
-            length, _ = _FRAME_HEADER.unpack_from(data, offset)
-            start = offset + _FRAME_HEADER.size
+    for item in iter_frames(data, len(SEGMENT_MAGIC)):
+        if isinstance(item, Frame):
             try:
-                trace.batches.append(decode_batch(view[start : start + length]))
+                trace.batches.append(decode_batch(item.payload))
+                continue
             except WireError as exc:
                 problem = f"undecodable batch ({exc})"
-            else:
-                offset = start + length
-                continue
+        else:
+            problem = item.problem
         trace.warnings.append(
-            f"{segment.name}: {problem} at byte {offset}; "
-            f"kept the {len(trace.batches)} batches read so far, ignored {len(data) - offset} bytes"
+            f"{segment.name}: {problem} at byte {item.offset}; kept the "
+            f"{len(trace.batches)} batches read so far, ignored {len(data) - item.offset} bytes"
         )
         return
 
 
-def _frame_problem(data: bytes, offset: int) -> str | None:
-    if offset + _FRAME_HEADER.size > len(data):
-        return "truncated frame header"
-    length, crc = _FRAME_HEADER.unpack_from(data, offset)
-    start = offset + _FRAME_HEADER.size
-    if start + length > len(data):
-        return "truncated frame"
-    if zlib.crc32(data[start : start + length]) != crc:
-        return "checksum mismatch"
-    return None
+def last_stored_seqs(trace_dir: Path, run_id: str) -> dict[tuple[int, int], int]:
+    """The highest batch ``seq`` the trace holds per (pid, rank) of ``run_id``, so a
+    sidecar continuing it counts the batches lost in between. Only batch headers are
+    decoded; anything that is not a whole frame with a header ends its segment."""
+    last: dict[tuple[int, int], int] = {}
+    for segment in TraceDir(trace_dir).segments():
+        try:
+            data = segment.read_bytes()
+        except OSError:
+            continue
+        if not is_segment(data):
+            continue
+        for item in iter_frames(data, len(SEGMENT_MAGIC), verify_crc=False):
+            if not isinstance(item, Frame):
+                break
+            try:
+                header = decode_batch_header(item.payload)
+            except WireError:
+                break
+            if header.run_id == run_id:
+                key = (header.pid, header.rank)
+                last[key] = max(last.get(key, -1), header.seq)
+    return last

@@ -28,6 +28,9 @@ from pathlib import Path
 
 import msgspec
 
+from traincheck.errors import UnsafePathError
+from traincheck.private_files import ensure_private_dir, per_user_dir, write_private_file
+
 REGISTRY_FORMAT = "traincheck-registry"
 REGISTRY_VERSION = 1
 MAX_ENTRY_BYTES = 64 * 1024
@@ -65,25 +68,11 @@ _decoder = msgspec.json.Decoder(RegistryEntry)
 def user_base_dir() -> Path:
     """``traincheck-<uid>`` under XDG_RUNTIME_DIR (or the temp dir): the per-user
     directory that holds run directories and the registry."""
-    base = os.environ.get("XDG_RUNTIME_DIR") or tempfile.gettempdir()
-    return Path(base) / f"traincheck-{os.getuid()}"
+    return per_user_dir(os.environ.get("XDG_RUNTIME_DIR") or tempfile.gettempdir())
 
 
 def registry_dir() -> Path:
     return user_base_dir() / "registry"
-
-
-def ensure_private_dir(path: Path) -> None:
-    """Create ``path`` (and parents) 0700, or accept it only if it is a plain
-    directory of ours; raise ``PermissionError`` otherwise."""
-    path.mkdir(mode=0o700, parents=True, exist_ok=True)
-    info = path.lstat()
-    if stat.S_ISLNK(info.st_mode) or not stat.S_ISDIR(info.st_mode):
-        raise PermissionError(f"refusing to use {path}: not a plain directory")
-    if info.st_uid != os.getuid():
-        raise PermissionError(f"refusing to use {path}: owned by another user")
-    if stat.S_IMODE(info.st_mode) != 0o700:
-        os.chmod(path, 0o700)
 
 
 class RunRegistration:
@@ -117,11 +106,13 @@ class RunRegistration:
             return
         try:
             directory = self.directory or registry_dir()
+            if self.directory is None:
+                ensure_private_dir(directory.parent)
             ensure_private_dir(directory)
             name = _UNSAFE_NAME.sub("_", f"{self.run_id}-{self.pid}") + ".json"
             self.path = directory / name
             self._write(steps, 0)
-        except (OSError, ValueError) as exc:
+        except (OSError, ValueError, UnsafePathError) as exc:
             self._fail(exc)
 
     def refresh(self, steps: int, backlog_batches: int) -> None:
@@ -154,11 +145,7 @@ class RunRegistration:
             steps=steps,
             backlog_batches=backlog_batches,
         )
-        tmp = self.path.with_name(f".{self.path.name}.tmp")
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW, 0o600)
-        with os.fdopen(fd, "wb") as handle:
-            handle.write(_encoder.encode(entry))
-        os.replace(tmp, self.path)
+        write_private_file(self.path, _encoder.encode(entry))
 
     def _fail(self, exc: BaseException) -> None:
         self._failed = True

@@ -16,6 +16,7 @@ from __future__ import annotations
 import dataclasses
 import json
 from collections.abc import Mapping
+from pathlib import Path
 from typing import Any
 
 from traincheck.catalogue import (
@@ -26,12 +27,12 @@ from traincheck.catalogue import (
     OPTIMIZER_ZERO_GRAD,
     TENSOR_BACKWARD,
 )
+from traincheck.private_files import read_capped, write_private_file
 
 PLAN_FORMAT = "traincheck-plan"
 PLAN_FORMAT_VERSION = 1
-TRACE_PLAN_FILE = "tracing_plan.json"
-"""The plan a trace was recorded with, kept inside the trace folder, so a checker
-(live or offline) knows which inputs the run could never have traced."""
+PLAN_MAX_BYTES = 16 * 1024 * 1024
+"""A plan lists API names and state points: kilobytes. Larger is not ours."""
 
 
 @dataclasses.dataclass(frozen=True)
@@ -155,10 +156,18 @@ def plan_from_json(data: Any) -> TracingPlan:
     )
 
 
-def load_plan(path: str) -> TracingPlan:
-    """Read the plan file the launcher wrote (raises OSError / ValueError)."""
-    with open(path, encoding="utf-8") as handle:
-        return plan_from_json(json.load(handle))
+def write_plan_file(path: Path, plan: TracingPlan) -> None:
+    """Write ``plan`` as its JSON document, owner-only and atomically (raises OSError)."""
+    text = json.dumps(plan.to_json(), indent=2, sort_keys=True) + "\n"
+    write_private_file(path, text.encode())
+
+
+def load_plan(path: str | Path) -> TracingPlan:
+    """Read a plan file (raises OSError / ValueError), at most ``PLAN_MAX_BYTES``."""
+    try:
+        return plan_from_json(json.loads(read_capped(Path(path), PLAN_MAX_BYTES)))
+    except RecursionError:
+        raise ValueError("plan JSON nested too deeply") from None
 
 
 _GRAD_POINT_APIS = frozenset(

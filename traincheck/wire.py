@@ -38,13 +38,20 @@ class WireError(ValueError):
         super().__init__(printable(reason))
 
 
-class _BatchHeader(msgspec.Struct, array_like=True):
+class BatchHeader(msgspec.Struct, array_like=True):
+    """The leading fields of a :class:`~traincheck.events.Batch`, decoded without its
+    events: to say why a message was rejected, and to find which batches a stored
+    trace already holds without decoding them."""
+
     schema_version: int
     run_id: str
+    pid: int
+    rank: int
+    seq: int
 
 
 _encoder = msgspec.msgpack.Encoder()
-_header_decoder = msgspec.msgpack.Decoder(_BatchHeader)
+_header_decoder = msgspec.msgpack.Decoder(BatchHeader)
 _batch_decoder = msgspec.msgpack.Decoder(Batch)
 
 
@@ -77,20 +84,21 @@ def decode_batch(data: bytes | memoryview, *, expected_run_id: str | None = None
         if collecting:
             gc.enable()
     if malformed is not None:
-        _check_header(_decode_header(data), expected_run_id)  # the more precise reason
+        _check_header(decode_batch_header(data), expected_run_id)  # the more precise reason
         raise WireError(malformed)
     _check_header(batch, expected_run_id)
     return batch
 
 
-def _decode_header(data: bytes | memoryview) -> _BatchHeader:
+def decode_batch_header(data: bytes | memoryview) -> BatchHeader:
+    """A batch's header alone; raise :class:`WireError` if it is not one."""
     try:
         return _header_decoder.decode(data)
     except (msgspec.DecodeError, msgspec.ValidationError, UnicodeDecodeError) as exc:
         raise WireError(f"not a traincheck batch: {exc}") from None
 
 
-def _check_header(header: _BatchHeader | Batch, expected_run_id: str | None) -> None:
+def _check_header(header: BatchHeader | Batch, expected_run_id: str | None) -> None:
     """Reject a batch of another schema version or of another run."""
     if header.schema_version not in SUPPORTED_SCHEMA_VERSIONS:
         raise WireError(

@@ -113,11 +113,11 @@ def test_trace_holds_every_batch_and_output_passes_through(tmp_path: Path) -> No
     assert [b.seq for b in trace.batches] == [0, 1, 2, 3, 4]
     kinds = [type(e.event).__name__ for e in trace.events()]
     assert kinds[0] == "RunStart" and kinds[-1] == "RunEnd" and len(kinds) == 17
-    assert trace.manifest["status"] == "finished"
-    assert trace.manifest["command"][-2:] == ["--steps", "3"]
+    assert trace.manifest.status == "finished"
+    assert trace.manifest.command[-2:] == ["--steps", "3"]
     assert "received 17 events in 5 batches from 1 process" in run.err
     assert f"trace: {tmp_path / 'trace'}" in run.err
-    assert not Path(trace.manifest["endpoint"].removeprefix("ipc://")).parent.exists()
+    assert not Path(trace.manifest.endpoint.removeprefix("ipc://")).parent.exists()
     assert len(trace.to_frame()) == 17
 
 
@@ -138,7 +138,7 @@ def test_default_output_dir_is_named_after_the_script(tmp_path: Path) -> None:
     run = LauncherRun([sys.executable, str(PRODUCER), "--steps", "1"], cwd=tmp_path)
     assert run.finish() == 0, run.dump()
     (made,) = tmp_path.glob("traincheck_run_producer_fake_job_*")
-    assert read_trace(made).manifest["status"] == "finished"
+    assert read_trace(made).manifest.status == "finished"
 
 
 @pytest.mark.parametrize(
@@ -207,8 +207,8 @@ def test_sidecar_killed_mid_run(tmp_path: Path) -> None:
     assert "sidecar exited unexpectedly (signal 9)" in run.err
     assert "tracer counters from 1 process" in run.err
     trace = read_trace(tmp_path / "trace")
-    assert len(trace.batches) >= 4 and trace.manifest["status"] == "sidecar_lost"
-    assert trace.manifest["tracer_counters"]["processes"] == 1
+    assert len(trace.batches) >= 4 and trace.manifest.status == "sidecar_lost"
+    assert trace.manifest.tracer_counters.processes == 1
 
 
 def test_job_killed_leaves_a_readable_trace(tmp_path: Path) -> None:
@@ -220,7 +220,7 @@ def test_job_killed_leaves_a_readable_trace(tmp_path: Path) -> None:
     assert run.finish() == 128 + signal.SIGKILL, run.dump()
     trace = read_trace(tmp_path / "trace")
     assert trace.warnings == [] and [b.seq for b in trace.batches] == [0, 1, 2]
-    assert trace.manifest["status"] == "killed"
+    assert trace.manifest.status == "killed"
     assert "without saying goodbye" in run.err
 
 

@@ -38,6 +38,9 @@ def test_wheel_maps_folders_under_traincheck(tmp_path: Path) -> None:
         "traincheck/sidecar/__main__.py",
         "traincheck/sidecar/store.py",
         "traincheck/launcher/cli.py",
+        "traincheck/cli_scaffold.py",
+        "traincheck/cli/check.py",
+        "traincheck/analysis/checker.py",
     ):
         assert required in names
     top_level = {name.split("/")[0] for name in names if "/" in name}

@@ -19,6 +19,7 @@ import zmq
 from traincheck.sidecar.store import read_trace
 
 from traincheck.events import SCHEMA_VERSION, Batch, MetaChange, RunEnd, RunStart
+from traincheck.records import SidecarFailed, decode_sidecar_line
 from traincheck.wire import encode_batch
 
 RUN_ID = "test-run"
@@ -146,8 +147,8 @@ def test_counts_gaps_drops_rejects_and_stores_valid_batches(sidecar: SidecarUnde
     assert producer["pid"] == PID and producer["run_start"] and producer["run_end"]
     trace = read_trace(sidecar.trace_dir)
     assert [b.seq for b in trace.batches] == [0, 1, 4, 5] and trace.warnings == []
-    assert trace.manifest["status"] == "finished"
-    assert trace.manifest["counters"]["batches_missing"] == 2
+    assert trace.manifest.status == "finished"
+    assert trace.manifest.counters.batches_missing == 2
 
 
 def test_producer_without_run_end_marks_the_run_killed(sidecar: SidecarUnderTest) -> None:
@@ -156,7 +157,7 @@ def test_producer_without_run_end_marks_the_run_killed(sidecar: SidecarUnderTest
     summary = sidecar.drain()
     assert time.monotonic() - start < 4, "a dead producer must not be waited for"
     assert summary["status"] == "killed" and summary["events_received"] == 2
-    assert read_trace(sidecar.trace_dir).manifest["status"] == "killed"
+    assert read_trace(sidecar.trace_dir).manifest.status == "killed"
 
 
 def test_batches_sent_just_before_drain_are_kept(sidecar: SidecarUnderTest) -> None:
@@ -190,12 +191,24 @@ def test_huge_garbage_does_not_crash_it(sidecar: SidecarUnderTest) -> None:
     assert summary["events_received"] == 1 and summary["rejected"] == 2
 
 
-def test_missing_invariants_file_is_one_line_exit_2(tmp_path: Path) -> None:
-    under_test = SidecarUnderTest(tmp_path, "--invariants", str(tmp_path / "nope.json"))
+@pytest.mark.parametrize("content", [None, "{not json", '{"format": "something-else"}'])
+def test_an_unusable_invariants_file_is_a_typed_error_line_and_exit_2(
+    tmp_path: Path, content: str | None
+) -> None:
+    """The handshake says it instead of ``ready``; the launcher prints it as its own
+    one line. Nothing is written into the trace and no socket is bound."""
+    invariants = tmp_path / "inv.json"
+    if content is not None:
+        invariants.write_text(content)
+    under_test = SidecarUnderTest(tmp_path, "--invariants", str(invariants))
     try:
         assert under_test.process.wait(timeout=30) == 2
-        err = under_test.stderr()
-        assert "Traceback" not in err and len(err.strip().splitlines()) == 1
-        assert "invariants file not found" in err
+        assert under_test.stderr() == ""
+        (line,) = under_test.process.stdout.read().splitlines()  # type: ignore[union-attr]
+        failed = decode_sidecar_line(line)
+        assert isinstance(failed, SidecarFailed) and "inv.json" in failed.message
+        assert "\n" not in failed.message
+        assert not under_test.trace_dir.exists() or not any(under_test.trace_dir.iterdir())
+        assert not (under_test.sock_dir / "events.sock").exists()
     finally:
         under_test.close()

@@ -147,13 +147,12 @@ def test_summary_lists_findings_with_their_invariant_ids() -> None:
         for n, api in enumerate([STEP, BACKWARD]):
             ledger.add(lead(f"i{n}", api, SCHEDULER, step=step, seq=10 * step + n))
     summary = summarize([], ledger, {STEP: 3, BACKWARD: 3})
-    assert len(summary["findings"]) == 1
-    finding = summary["findings"][0]
-    assert finding["rank"] == 1 and finding["kind"] == "missing_call"
-    assert finding["invariant_ids"] == ["i0", "i1"]
-    assert finding["violations"] == 6 and (finding["first_step"], finding["last_step"]) == (0, 2)
-    ids = {v["invariant_id"] for v in summary["violations"]}
-    assert set(finding["invariant_ids"]) == ids
+    assert len(summary.findings) == 1
+    finding = summary.findings[0]
+    assert finding.rank == 1 and finding.kind == "missing_call"
+    assert finding.invariant_ids == ["i0", "i1"]
+    assert finding.violations == 6 and (finding.first_step, finding.last_step) == (0, 2)
+    assert set(finding.invariant_ids) == {v.invariant_id for v in summary.violations}
 
 
 class Clock:

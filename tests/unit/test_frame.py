@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pandas as pd
+from tracegen import manifest
 from traincheck.sidecar.frame import COLUMNS, batches_to_frame
 from traincheck.sidecar.store import Trace, TraceWriter, read_trace
 
@@ -19,7 +20,7 @@ from traincheck.events import (
     RunStart,
     VarState,
 )
-from traincheck.tracedir import write_manifest
+from traincheck.tracedir import TraceDir
 from traincheck.wire import encode_batch
 
 BIG_DIGEST = 2**64 - 1
@@ -107,7 +108,7 @@ def test_nullable_dtypes_support_vectorised_filters() -> None:
 
 
 def test_empty_trace_has_all_columns(tmp_path: Path) -> None:
-    write_manifest(tmp_path, {"status": "finished"})
+    TraceDir(tmp_path).write_manifest(manifest())
     frame = read_trace(tmp_path).to_frame()
     assert frame.empty and list(frame.columns) == list(COLUMNS)
 

@@ -20,6 +20,7 @@ import zmq
 from traincheck.sidecar.receiver import IntakeLedger, read_exit_counters
 
 from traincheck.events import Batch, MetaChange, RunStart
+from traincheck.records import TracerExitCounters
 from traincheck.tracer.publisher import Publisher
 from traincheck.wire import decode_batch
 
@@ -81,8 +82,9 @@ def test_real_gaps_stay_missing() -> None:
     for seq in (0, 1, 5, 6):  # 2..4 lost between tracer and sidecar
         ledger.record_batch(_batch(seq))
     ledger.adopt_exit_counters(
-        {7: {"pid": 7, "events_dropped": 3, "batches_dropped": 1, "evicted_seq_ranges": [(4, 4)]}}
-    )
+        {7: TracerExitCounters(pid=7, events_dropped=3, batches_dropped=1,
+                               evicted_seq_ranges=[(4, 4)])}
+    )  # fmt: skip
     assert ledger.producers[7].batches_missing == 2
     assert ledger.producers[7].batches_dropped == 1
 
@@ -93,18 +95,15 @@ def test_batches_sent_after_the_last_one_received_are_missing_not_silent() -> No
     ledger = IntakeLedger()
     for seq in range(6):
         ledger.record_batch(_batch(seq))
-    ledger.adopt_exit_counters(
-        {7: {"pid": 7, "events_dropped": 0, "batches_dropped": 0, "batches_sent": 10,
-             "evicted_seq_ranges": []}}
-    )  # fmt: skip
+    ledger.adopt_exit_counters({7: TracerExitCounters(pid=7, batches_sent=10)})
     assert ledger.producers[7].batches_missing == 4
 
     ledger = IntakeLedger()
     for seq in (0, 1, 2, 4, 5):  # 3 evicted from the backlog, 6 and 7 dropped at exit
         ledger.record_batch(_batch(seq))
     ledger.adopt_exit_counters(
-        {7: {"pid": 7, "events_dropped": 9, "batches_dropped": 3, "batches_sent": 5,
-             "evicted_seq_ranges": [(3, 3)]}}
+        {7: TracerExitCounters(pid=7, events_dropped=9, batches_dropped=3, batches_sent=5,
+                               evicted_seq_ranges=[(3, 3)])}
     )  # fmt: skip
     assert ledger.producers[7].batches_missing == 0
 
@@ -116,8 +115,8 @@ def test_a_process_that_exited_before_we_heard_its_end_is_finished_not_killed() 
     ledger.record_batch(_batch(3, pid=11, events=[_run_start(11)]))
     ledger.adopt_exit_counters(
         {
-            11: {"pid": 11, "events_dropped": 0, "batches_dropped": 0, "evicted_seq_ranges": []},
-            99: {"pid": 99, "events_dropped": 5, "batches_dropped": 1, "evicted_seq_ranges": []},
+            11: TracerExitCounters(pid=11),
+            99: TracerExitCounters(pid=99, events_dropped=5, batches_dropped=1),
         }
     )
     assert [p.pid for p in ledger.unfinished()] == [12]
@@ -133,10 +132,11 @@ def test_malformed_counters_files_are_skipped(tmp_path: Path) -> None:
     (tmp_path / "tracer-5.json").write_text(
         '{"pid": 5, "evicted_seq_ranges": [[1, 2], [3], "x", [9, 1], [true, 2]]}'
     )
+    (tmp_path / "tracer-6.json").write_text('{"pid": 6, "evicted_seq_ranges": [[1, 2], [4, 5]]}')
     counters = read_exit_counters(tmp_path)
-    assert sorted(counters) == [1, 5]
-    assert counters[1]["batches_dropped"] == 1
-    assert counters[5]["evicted_seq_ranges"] == [(1, 2)]
+    assert sorted(counters) == [1, 6]  # one bad range and the file is not trusted at all
+    assert counters[1].batches_dropped == 1
+    assert counters[6].evicted_seq_ranges == [(1, 2), (4, 5)]
 
 
 def test_attached_sidecar_reports_a_job_that_ended_before_it_connected_as_finished(
@@ -160,9 +160,9 @@ def test_attached_sidecar_reports_a_job_that_ended_before_it_connected_as_finish
     )
     sidecar = Sidecar(options)
     sidecar.ledger.expect(pid, 0, os.uname().nodename)
-    assert sidecar.finish()["status"] == "finished"
+    assert sidecar.finish().status == "finished"
     sidecar = Sidecar(options)
     sidecar.ledger.expect(pid, 0, os.uname().nodename)
     sidecar.ledger.expect(int(killed.stdout), 1, os.uname().nodename)  # no counters: killed
     summary = sidecar.finish()
-    assert summary["status"] == "killed" and summary["events_dropped"] == 9
+    assert summary.status == "killed" and summary.events_dropped == 9

@@ -13,10 +13,12 @@ import pytest
 from traincheck.launcher import rundir
 from traincheck.launcher.job import bootstrap_dir, exit_status, job_environment
 from traincheck.launcher.settings import default_output_dir, parse_settings, python_script
-from traincheck.launcher.summary import read_tracer_counters, summary_lines
+from traincheck.launcher.summary import read_tracer_counters
 
 from traincheck import environment
 from traincheck.errors import UserError
+from traincheck.records import ProducerSummary, RunCounters
+from traincheck.run_summary import summary_lines
 
 PY = sys.executable
 
@@ -60,13 +62,16 @@ def test_user_errors_are_one_line(argv: list[str], message: str) -> None:
     assert message in str(info.value) and "\n" not in str(info.value)
 
 
-def test_invariants_file_is_checked(script: Path, tmp_path: Path) -> None:
-    bad = tmp_path / "inv.json"
-    bad.write_text("{not json")
-    with pytest.raises(UserError, match=r"inv\.json"):
-        parse_settings(["-i", str(bad), PY, str(script)])
+def test_invariants_file_must_exist_and_is_parsed_by_the_sidecar_alone(
+    script: Path, tmp_path: Path
+) -> None:
     with pytest.raises(UserError, match="not found"):
         parse_settings(["-i", str(tmp_path / "nope.json"), PY, str(script)])
+    bad = tmp_path / "inv.json"
+    bad.write_text("{not json")  # the sidecar parses it once, before the job starts
+    settings = parse_settings(["-i", str(bad), "--selective", PY, str(script)])
+    assert settings.invariants == bad.resolve() and settings.selective
+    assert settings.tracing_plan is None  # the flags ask for nothing: the sidecar narrows it
 
 
 def test_output_dir_must_be_new_or_empty(script: Path, tmp_path: Path) -> None:
@@ -177,18 +182,18 @@ def test_tracer_counters_are_summed_and_bad_files_named(tmp_path: Path) -> None:
 
 
 def test_summary_lines_mention_what_matters(tmp_path: Path) -> None:
-    summary = {
-        "events_received": 5,
-        "batches_received": 2,
-        "events_dropped": 1,
-        "batches_missing": 1,
-        "rejected": 1,
-        "rejected_reasons": ["bad"],
-        "violations": 3,
-        "producers": [{}],
-        "status": "killed",
-        "write_errors": [],
-    }
+    summary = RunCounters(
+        events_received=5,
+        batches_received=2,
+        events_dropped=1,
+        batches_missing=1,
+        rejected=1,
+        rejected_reasons=["bad"],
+        violations=3,
+        producers=[ProducerSummary(pid=1, rank=0)],
+        status="killed",
+        write_errors=[],
+    )
     text = "\n".join(summary_lines(summary, tmp_path))
     assert "5 events in 2 batches from 1 process" in text
     assert "3 violations" in text and "rejected: bad" in text and str(tmp_path) in text

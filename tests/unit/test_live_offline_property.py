@@ -11,11 +11,14 @@ from pathlib import Path
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from tracegen import MODEL_PARAMS, LoopSpec, write_trace
-from traincheck.sidecar.service import LiveCheck
+from traincheck.sidecar.live_check import LiveCheck
 from traincheck.sidecar.store import read_trace
 
+from traincheck.analysis.invariants_file import load_invariants
 from traincheck.cli.check import main as check_main
 from traincheck.cli.infer import main as infer_main
+from traincheck.tracedir import TraceDir
+from traincheck.tracing_plan import TracingPlan
 
 COMPARED = ("failed.log", "passed.log", "not_triggered.log", "uncheckable.log")
 
@@ -49,8 +52,9 @@ def test_live_equals_offline(spec: LoopSpec) -> None:
     with tempfile.TemporaryDirectory() as tmp:
         root = Path(tmp)
         trace = write_trace(root / "trace", spec)
-        live_dir, offline_dir = root / "live", root / "offline"
-        live = LiveCheck(invariants_file(), live_dir)
+        live_trace, offline_dir = TraceDir(root / "live"), root / "offline"
+        live_dir = live_trace.live_results
+        live = LiveCheck(load_invariants(invariants_file()), live_trace, TracingPlan())
         for stored in read_trace(trace).events():
             live.feed(stored)
         live.finish()

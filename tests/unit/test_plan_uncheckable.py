@@ -3,17 +3,16 @@
 from __future__ import annotations
 
 import dataclasses
-import json
 
 from tracegen import ZERO_GRAD, LoopSpec, stored_events
 
 from traincheck.analysis.checker import Checker
 from traincheck.analysis.infer_engine import infer_from_streams
-from traincheck.analysis.instrumentation import plan_of_trace, uncheckable_invariants
+from traincheck.analysis.instrumentation import uncheckable_invariants
 from traincheck.analysis.invariants import InvariantSet, VarNameParam, VarTypeParam
 from traincheck.analysis.results import outcome_of, result_row
 from traincheck.catalogue import DEFAULT_APIS
-from traincheck.tracing_plan import TRACE_PLAN_FILE, TracingPlan
+from traincheck.tracing_plan import TracingPlan
 
 
 def _inferred() -> InvariantSet:
@@ -72,15 +71,6 @@ def test_apis_no_hook_produces_and_untracked_models_are_uncheckable() -> None:
     }
     assert reads_state and set(reasons) == reads_state
     assert all("records no variable state" in r and "mylib.reset" in r for r in reasons.values())
-
-
-def test_a_trace_without_a_recorded_plan_counts_as_fully_traced(tmp_path) -> None:
-    assert plan_of_trace(tmp_path) == TracingPlan()
-    (tmp_path / TRACE_PLAN_FILE).write_text("{not json")
-    assert plan_of_trace(tmp_path) == TracingPlan()
-    plan = TracingPlan(grad_states=False, sampling_interval=3)
-    (tmp_path / TRACE_PLAN_FILE).write_text(json.dumps(plan.to_json()))
-    assert plan_of_trace(tmp_path) == plan
 
 
 def _rename(param, old: str, new: str):

@@ -14,6 +14,7 @@ from traincheck.analysis.invariants_file import load_invariants
 from traincheck.analysis.relations.base import InvariantResult
 from traincheck.analysis.report_html import render_report
 from traincheck.analysis.results import (
+    OUTCOMES,
     ViolationLedger,
     default_output_dir,
     outcome_of,
@@ -21,6 +22,7 @@ from traincheck.analysis.results import (
     write_results,
 )
 from traincheck.analysis.violations import Violation
+from traincheck.records import RunDescription, decode_results_summary
 
 
 def results_of_each_kind() -> list[InvariantResult]:
@@ -54,12 +56,14 @@ def test_files_and_summary(tmp_path: Path) -> None:
     for name in ("failed", "passed", "not_triggered", "uncheckable"):
         lines = (tmp_path / f"{name}.log").read_text().splitlines()
         assert len(lines) == 1 and json.loads(lines[0])["outcome"] == name
-    (row,) = summary["violations"]
-    assert (row["first_step"], row["last_step"], row["occurrences"]) == (0, 6, 7)
-    assert row["ranks"] == [0, 1] and row["root_cause_rank"] == 1
+    (row,) = summary.violations
+    assert (row.first_step, row.last_step, row.occurrences) == (0, 6, 7)
+    assert row.ranks == [0, 1] and row.root_cause_rank == 1
     failed = json.loads((tmp_path / "failed.log").read_text())
     assert len(failed["violations"]) == 5  # bounded examples, full count in the summary
-    assert json.loads((tmp_path / "violations_summary.json").read_text()) == summary
+    written = (tmp_path / "violations_summary.json").read_bytes()
+    assert decode_results_summary(written) == summary
+    assert json.loads(written)["violations"][0]["occurrences"] == 7
 
 
 def test_report_counts_equal_the_summary(tmp_path: Path) -> None:
@@ -67,12 +71,11 @@ def test_report_counts_equal_the_summary(tmp_path: Path) -> None:
     summary = write_results(tmp_path, results, _ledger(results))
     page = (tmp_path / "report.html").read_text()
     counts = dict(re.findall(r"data-key='([\w-]+)' data-count='(\d+)'", page))
-    assert int(counts["total_violations"]) == summary["total_violations"] == 7
-    assert int(counts["distinct_invariants_violated"]) == summary["distinct_invariants_violated"]
-    assert int(counts["invariants_checked"]) == summary["invariants_checked"]
-    assert set(summary["outcomes"]) == {"failed", "passed", "not_triggered", "uncheckable"}
-    for outcome, n in summary["outcomes"].items():
-        assert int(counts[f"outcome-{outcome}"]) == n
+    assert int(counts["total_violations"]) == summary.total_violations == 7
+    assert int(counts["distinct_invariants_violated"]) == summary.distinct_invariants_violated
+    assert int(counts["invariants_checked"]) == summary.invariants_checked
+    for outcome in OUTCOMES:
+        assert int(counts[f"outcome-{outcome}"]) == getattr(summary.outcomes, outcome)
     assert "<script" not in page and "http" not in page  # self-contained
 
 
@@ -90,20 +93,20 @@ def test_report_leads_with_findings_and_a_timeline_then_lists_the_rest(tmp_path:
     results = results_of_each_kind()
     results[0].violated = 7
     ledger = _ledger(results)
-    run = {"command": ["python", "train.py"], "script": "train.py", "ranks": [0, 1]}
+    run = RunDescription(command=["python", "train.py"], script="train.py", ranks=[0, 1])
     summary = write_results(tmp_path, results, ledger, run=run)
     page = (tmp_path / "report.html").read_text()
-    (finding,) = summary["findings"]
-    assert finding["invariant_ids"] == [results[0].invariant.id]
-    assert finding["steps_by_rank"] == {"0": [0, 2, 4, 6], "1": [1, 3, 5]}
+    (finding,) = summary.findings
+    assert finding.invariant_ids == [results[0].invariant.id]
+    assert finding.steps_by_rank == {"0": [0, 2, 4, 6], "1": [1, 3, 5]}
     assert page.index("data-finding='1'") < page.index("<svg") < page.index("data-outcome=")
     assert page.count("class='mark'") == 7  # one mark per (rank, step) with a violation
     assert "<dd>python train.py</dd>" in page and "<dd>0, 1</dd>" in page
     for outcome in ("passed", "not_triggered", "uncheckable"):
-        (row,) = summary["invariants_by_outcome"][outcome]
-        assert f"data-outcome='{outcome}'" in page and row["id"] in page
+        (row,) = summary.invariants_by_outcome[outcome]
+        assert f"data-outcome='{outcome}'" in page and row.id in page
     counts = dict(re.findall(r"data-key='([\w-]+)' data-count='(\d+)'", page))
-    assert int(counts["findings"]) == len(summary["findings"]) == 1
+    assert int(counts["findings"]) == len(summary.findings) == 1
 
 
 def test_a_clean_run_says_so_without_red_zeros() -> None:

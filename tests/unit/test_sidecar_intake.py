@@ -116,7 +116,7 @@ def test_without_invariants_no_stored_event_is_built(
     sidecar.handle(_encoded(0, [_meta(0), _meta(1)]))
     sidecar.handle(b"\x00garbage")
     summary = sidecar.finish()
-    assert summary["events_received"] == 2 and summary["rejected"] == 1
+    assert summary.events_received == 2 and summary.rejected == 1
     assert [b.seq for b in read_trace(sidecar.options.trace_dir).batches] == [0]
 
 

@@ -8,13 +8,15 @@ import os
 from pathlib import Path
 
 import pytest
+from tracegen import manifest
 from traincheck.sidecar import store
-from traincheck.sidecar.store import SEGMENT_MAGIC, TraceWriter, read_trace
+from traincheck.sidecar.segment_codec import SEGMENT_MAGIC
+from traincheck.sidecar.store import TraceWriter, read_trace
 
-from traincheck import tracedir
+from traincheck import records
 from traincheck.errors import NotATraceError
 from traincheck.events import SCHEMA_VERSION, Batch, MetaChange, RunEnd
-from traincheck.tracedir import write_manifest
+from traincheck.tracedir import TraceDir
 from traincheck.wire import encode_batch
 
 
@@ -27,7 +29,7 @@ def make_batch(seq: int, *, pid: int = 100, events: int = 2) -> bytes:
 
 
 def write_trace(tmp_path: Path, count: int, **kwargs: int) -> TraceWriter:
-    write_manifest(tmp_path, {"run_id": "run", "status": "finished"})
+    TraceDir(tmp_path).write_manifest(manifest(run_id="run"))
     writer = TraceWriter(tmp_path, **kwargs)
     for seq in range(count):
         assert writer.append(make_batch(seq))
@@ -40,8 +42,8 @@ def test_round_trip_keeps_order_and_manifest(tmp_path: Path) -> None:
     trace = read_trace(tmp_path)
     assert trace.warnings == []
     assert [b.seq for b in trace.batches] == [0, 1, 2, 3, 4]
-    assert trace.manifest["run_id"] == "run"
-    assert trace.manifest["format"] == tracedir.MANIFEST_FORMAT
+    assert trace.manifest is not None and trace.manifest.run_id == "run"
+    assert trace.manifest.format == records.MANIFEST_FORMAT
     assert len(list(trace.events())) == 10
     assert (tmp_path / "segment-00000.tcs").stat().st_mode & 0o777 == 0o600
 
@@ -149,10 +151,10 @@ def test_writer_never_reopens_an_existing_segment(tmp_path: Path) -> None:
 
 
 def test_manifest_write_is_atomic_and_versioned(tmp_path: Path) -> None:
-    write_manifest(tmp_path, {"status": "running"})
-    write_manifest(tmp_path, {"status": "finished"})
+    TraceDir(tmp_path).write_manifest(manifest(status="running"))
+    TraceDir(tmp_path).write_manifest(manifest(status="finished"))
     data = json.loads((tmp_path / "run.json").read_text())
-    assert data["status"] == "finished" and data["format_version"] == tracedir.MANIFEST_VERSION
+    assert data["status"] == "finished" and data["format_version"] == records.MANIFEST_VERSION
     assert not list(tmp_path.glob(".*tmp"))
 
 

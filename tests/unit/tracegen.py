@@ -31,7 +31,8 @@ from traincheck.events import (
     StoredEvent,
     VarState,
 )
-from traincheck.tracedir import write_manifest
+from traincheck.records import MANIFEST_FORMAT, MANIFEST_VERSION, RunManifest
+from traincheck.tracedir import TraceDir
 from traincheck.wire import encode_batch
 
 ZERO_GRAD = "torch.optim.Optimizer.zero_grad"
@@ -282,8 +283,24 @@ def write_trace(
     for batch in interleave(*per_process):
         writer.append(encode_batch(batch))
     writer.close()
-    write_manifest(trace_dir, {"run_id": "run-test", "status": "complete"})
+    TraceDir(trace_dir).write_manifest(manifest(status="finished"))
     return trace_dir
+
+
+def manifest(*, run_id: str = "run-test", status: str = "finished") -> RunManifest:
+    """A ``run.json`` as a sidecar would write it for a run of ``run_id``."""
+    return RunManifest(
+        format=MANIFEST_FORMAT,
+        format_version=MANIFEST_VERSION,
+        run_id=run_id,
+        command=["python", "train.py"],
+        started_wall_ns=1,
+        status=status,
+        sidecar_pid=1,
+        hostname="host",
+        endpoint="ipc:///nowhere/events.sock",
+        invariants=None,
+    )
 
 
 def stored_events(specs: LoopSpec | Iterable[LoopSpec], batch_size: int = 40) -> list[StoredEvent]:

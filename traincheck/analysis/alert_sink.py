@@ -23,18 +23,18 @@ terminal, ``rich`` adds colour; otherwise lines are plain.
 from __future__ import annotations
 
 import io
-import json
 import os
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 from traincheck.analysis.alerts import INDENT, evidence_lines, finding_lines, headline
 from traincheck.analysis.findings import Finding, ViolatedInvariant, group_findings
 from traincheck.analysis.violations import Violation
+from traincheck.records import FirstViolation, InvariantOutcomes, RunManifest
 from traincheck.terminal_text import printable
+from traincheck.tracedir import TraceDir
 
 FLUSH_AFTER_S = 1.0
 """A held violation is printed after this long even if its step never ends."""
@@ -225,21 +225,19 @@ def _render_color(lines: list[tuple[str, str]]) -> str:
     return buffer.getvalue()
 
 
-FIRST_VIOLATION_FILE = "first_violation.json"
-"""Written in the live results folder at the first violation: the launcher's
-``--on-violation stop`` watches for it (a file, so the sidecar's stdout keeps its
-two-line protocol)."""
-
-
 class LiveReporter:
     """What the sidecar does with live violations: alert, count, mark, and at the
-    end write the same result files ``traincheck-check -o`` writes."""
+    end write the same result files ``traincheck-check -o`` writes.
+
+    With a trace, the results go to its live results folder, and the first
+    violation, once printed, leaves a marker there (``--on-violation stop``
+    watches for the file, so the sidecar's stdout keeps its handshake lines)."""
 
     def __init__(
         self,
         checker: Any,
         write: Callable[[str], None],
-        results_dir: Path | None,
+        trace: TraceDir | None,
         *,
         verbose: bool = False,
     ) -> None:
@@ -248,7 +246,7 @@ class LiveReporter:
         from traincheck.analysis.results import ViolationLedger
 
         self._checker = checker
-        self.results_dir = results_dir
+        self.trace = trace
         color = _stderr_is_terminal()
         self.sink: AlertSink = (
             AlertSink(write, color=color)
@@ -269,15 +267,19 @@ class LiveReporter:
         """Mark the first violation once its alert is on the terminal, not before:
         ``--on-violation stop`` reacts to the mark, and its "stopping the job" line
         must come after the alert that explains it."""
-        if self._marked or not self.sink.order or self.results_dir is None:
+        if self._marked or not self.sink.order or self.trace is None:
             return
         self._marked = True
-        self._mark_first(self.results_dir, self.sink.order[0])
+        first = self.sink.order[0]
+        try:
+            self.trace.mark_first_violation(FirstViolation(step=first.step, what=first.what))
+        except OSError:
+            pass  # --on-violation stop then simply does not stop; alerts still print
 
-    def close(self, manifest: Mapping[str, Any] | None = None) -> dict[str, Any]:
+    def close(self, manifest: RunManifest | None = None) -> InvariantOutcomes:
         """Print what is held, write the result files; return the outcome counts and
-        the invariants never triggered, for the run's summary. ``manifest``: the
-        trace's ``run.json`` content, which the report describes the run from.
+        the invariants never triggered, for the run's summary. ``manifest``: what
+        the trace's ``run.json`` says, which the report describes the run from.
 
         "Not triggered" is easy to miss and can be the only trace of a bug that
         silences instead of breaking: an optimizer that never steps makes "its
@@ -295,16 +297,16 @@ class LiveReporter:
         results = self._checker.results()
         calls = self._checker.api_calls
         run = run_description(
-            manifest or {},
-            trace_dir=self.results_dir.parent if self.results_dir is not None else None,
-            invariants=(manifest or {}).get("invariants"),
+            manifest,
+            trace_dir=self.trace.root if self.trace is not None else None,
+            invariants=manifest.invariants if manifest is not None else None,
             last_step=self._checker.current_step,
         )
-        if self.results_dir is None:
+        if self.trace is None:
             summary = summarize(results, self.ledger, calls, run)
         else:
             summary = write_results(
-                self.results_dir,
+                self.trace.live_results,
                 results,
                 self.ledger,
                 title="TrainCheck live check",
@@ -314,22 +316,13 @@ class LiveReporter:
         findings = finding_lines(summary)
         if findings:
             self.sink.write_block(findings)
-        return {
-            "invariants_checked": summary["invariants_checked"],
-            "outcomes": summary["outcomes"],
-            "not_triggered": [
+        return InvariantOutcomes(
+            invariants_checked=summary.invariants_checked,
+            outcomes=summary.outcomes,
+            not_triggered=[
                 r.invariant.text_description for r in results if outcome_of(r) == "not_triggered"
             ],
-        }
-
-    def _mark_first(self, results_dir: Path, violation: Violation) -> None:
-        try:
-            results_dir.mkdir(parents=True, exist_ok=True)
-            (results_dir / FIRST_VIOLATION_FILE).write_text(
-                json.dumps({"step": violation.step, "what": violation.what}) + "\n"
-            )
-        except OSError:
-            pass  # --on-violation stop then simply does not stop; alerts still print
+        )
 
 
 def _stderr_is_terminal() -> bool:

@@ -2,11 +2,9 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-from typing import Any
-
 from traincheck.analysis.violations import Violation
 from traincheck.events import ApiCall
+from traincheck.records import FindingSummary, ResultsSummary
 from traincheck.terminal_text import printable
 
 INDENT = "    "
@@ -70,35 +68,34 @@ def _evidence(v: Violation) -> str:
 MAX_SOURCES_SHOWN = 2
 
 
-def finding_lines(summary: Mapping[str, Any]) -> list[str]:
+def finding_lines(summary: ResultsSummary) -> list[str]:
     """The findings of a summary as a short block: one headline and one evidence line each.
 
     Printed at the end of every check (``traincheck-run``, ``-check``, ``-attach``)
     from the same summary the result files hold, so all three say the same.
     """
-    findings = summary.get("findings") or []
+    findings = summary.findings
     if not findings:
         return []
     noun = "finding" if len(findings) == 1 else "findings"
     lines = [f"{len(findings)} {noun}, most likely root cause first:"]
     for finding in findings:
-        lines.append(f"  {finding['rank']}. {finding['headline']}")
+        lines.append(f"  {finding.rank}. {finding.headline}")
         lines.append(INDENT + "   " + finding_evidence(finding))
     return [printable(line) for line in lines]
 
 
-def finding_evidence(finding: Mapping[str, Any]) -> str:
+def finding_evidence(finding: FindingSummary) -> str:
     steps = (
-        f"step {finding['first_step']}"
-        if finding["first_step"] == finding["last_step"]
-        else f"steps {finding['first_step']}-{finding['last_step']}"
+        f"step {finding.first_step}"
+        if finding.first_step == finding.last_step
+        else f"steps {finding.first_step}-{finding.last_step}"
     )
     text = (
-        f"{finding['invariants']} invariant{'s' if finding['invariants'] != 1 else ''}, "
-        f"{finding['violations']} violation{'s' if finding['violations'] != 1 else ''}, {steps}, "
-        f"rank{'s' if len(finding['ranks']) != 1 else ''} {', '.join(map(str, finding['ranks']))}"
+        f"{finding.invariants} invariant{'s' if finding.invariants != 1 else ''}, "
+        f"{finding.violations} violation{'s' if finding.violations != 1 else ''}, {steps}, "
+        f"rank{'s' if len(finding.ranks) != 1 else ''} {', '.join(map(str, finding.ranks))}"
     )
-    sources = finding.get("sources") or []
-    if sources:
-        text += "; at " + ", ".join(sources[:MAX_SOURCES_SHOWN])
+    if finding.sources:
+        text += "; at " + ", ".join(finding.sources[:MAX_SOURCES_SHOWN])
     return text

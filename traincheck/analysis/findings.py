@@ -39,6 +39,7 @@ from dataclasses import dataclass, field
 from traincheck.analysis.alerts import source_line
 from traincheck.analysis.violations import Violation
 from traincheck.catalogue import OPTIMIZER_STEP
+from traincheck.records import FindingSummary
 
 BLAMED_WEIGHT = 2
 """How much more a subject counts where an invariant blames it than where it is
@@ -99,24 +100,25 @@ class Finding:
         ordered = sorted(self.members, key=lambda m: m.first.root_cause_key())
         return [m.first.invariant_id for m in ordered]
 
-    def to_json(self, rank: int) -> dict[str, object]:
+    def to_record(self, rank: int, steps_by_rank: dict[str, list[int]]) -> FindingSummary:
         first = self.first
-        return {
-            "rank": rank,
-            "headline": self.headline,
-            "subject": self.subject,
-            "kind": self.kind,
-            "invariant_ids": self.invariant_ids(),
-            "invariants": len(self.members),
-            "violations": self.violations,
-            "first_step": self.first_step,
-            "last_step": self.last_step,
-            "ranks": self.ranks,
-            "relations": sorted({m.first.relation for m in self.members}),
-            "sources": sources_of(m.first for m in self.members),
-            "expected": first.expected,
-            "observed": first.observed,
-        }
+        return FindingSummary(
+            rank=rank,
+            headline=self.headline,
+            subject=self.subject,
+            kind=self.kind,
+            invariant_ids=self.invariant_ids(),
+            invariants=len(self.members),
+            violations=self.violations,
+            first_step=self.first_step,
+            last_step=self.last_step,
+            ranks=self.ranks,
+            relations=sorted({m.first.relation for m in self.members}),
+            sources=sources_of(m.first for m in self.members),
+            expected=first.expected,
+            observed=first.observed,
+            steps_by_rank=steps_by_rank,
+        )
 
 
 def group_findings(

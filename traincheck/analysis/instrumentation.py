@@ -11,9 +11,7 @@ so it is the same whichever relation produced an invariant.
 
 from __future__ import annotations
 
-import json
 from collections.abc import Iterable
-from pathlib import Path
 from typing import Any
 
 from traincheck.analysis.invariants import (
@@ -26,7 +24,7 @@ from traincheck.analysis.invariants import (
 )
 from traincheck.analysis.var_attrs import ANYTHING, DATA, GRAD
 from traincheck.catalogue import traceable
-from traincheck.tracing_plan import TRACE_PLAN_FILE, TracingPlan, plan_from_json
+from traincheck.tracing_plan import TracingPlan
 
 
 def instrumentation_for(invariants: Iterable[Invariant[Any]]) -> dict[str, Any]:
@@ -134,16 +132,6 @@ def untraceable_apis(invariants: InvariantSet, modules_to_instr: tuple[str, ...]
     uncheckable in a run traced with these modules)."""
     needed = instrumentation_for(invariants)["apis"]
     return [api for api in needed if not traceable(api, modules_to_instr)]
-
-
-def plan_of_trace(trace_dir: Path) -> TracingPlan:
-    """The plan ``trace_dir`` was recorded with. A trace without one (written by an
-    older launcher, or by hand) or with an unreadable one is taken as fully traced,
-    so that nothing is wrongly declared uncheckable."""
-    try:
-        return plan_from_json(json.loads((trace_dir / TRACE_PLAN_FILE).read_text()))
-    except (OSError, ValueError):
-        return TracingPlan()
 
 
 def uncheckable_invariants(

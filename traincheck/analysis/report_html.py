@@ -14,9 +14,10 @@ be checked. Expanding uses ``<details>``, which needs no script.
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from html import escape
-from typing import Any
+
+from traincheck.records import FindingSummary, ResultsSummary, RunDescription, ViolationSummary
 
 _STYLE = """
 body { font: 14px/1.45 system-ui, sans-serif; margin: 24px; color: #1d2330; max-width: 1100px; }
@@ -63,20 +64,20 @@ _LISTS = (
 _RANK_COLOURS = ("#b42318", "#175cd3", "#067647", "#b54708", "#6941c6", "#c11574")
 
 
-def render_report(summary: Mapping[str, Any], *, title: str = "TrainCheck report") -> str:
+def render_report(summary: ResultsSummary, *, title: str = "TrainCheck report") -> str:
     """The whole page as a string."""
-    findings = summary.get("findings") or []
+    findings = summary.findings
     body = [
         f"<h1>{escape(title)}</h1>",
-        _run_section(summary.get("run") or {}),
+        _run_section(summary.run),
         _verdict(summary, findings),
         _cards(summary, findings),
     ]
     if findings:
-        violations = {v["invariant_id"]: v for v in summary.get("violations", [])}
+        violations = {v.invariant_id: v for v in summary.violations}
         body.append("<h2>Findings, most likely root cause first</h2>")
         body += [_finding(f, violations, open_=i == 0) for i, f in enumerate(findings)]
-        body += ["<h2>Timeline</h2>", _timeline(findings, summary.get("run") or {})]
+        body += ["<h2>Timeline</h2>", _timeline(findings, summary.run)]
         body += ["<h2>Every violated invariant</h2>", _violations_table(summary)]
     body.append(_other_invariants(summary))
     return (
@@ -87,16 +88,16 @@ def render_report(summary: Mapping[str, Any], *, title: str = "TrainCheck report
     )
 
 
-def _run_section(run: Mapping[str, Any]) -> str:
+def _run_section(run: RunDescription) -> str:
     rows = [
-        ("command", " ".join(run.get("command") or []) or None),
-        ("script", run.get("script")),
-        ("started", run.get("started")),
-        ("duration", f"{run['duration_s']} s" if run.get("duration_s") is not None else None),
-        ("trace", run.get("trace")),
-        ("ranks", ", ".join(map(str, run.get("ranks") or [])) or None),
-        ("invariants", run.get("invariants")),
-        ("TrainCheck", run.get("traincheck_version")),
+        ("command", " ".join(run.command) or None),
+        ("script", run.script),
+        ("started", run.started),
+        ("duration", f"{run.duration_s} s" if run.duration_s is not None else None),
+        ("trace", run.trace),
+        ("ranks", ", ".join(map(str, run.ranks)) or None),
+        ("invariants", run.invariants),
+        ("TrainCheck", run.traincheck_version),
     ]
     items = "".join(
         f"<dt>{escape(label)}</dt><dd>{escape(str(value))}</dd>"
@@ -106,35 +107,33 @@ def _run_section(run: Mapping[str, Any]) -> str:
     return f"<dl class='run'>{items}</dl>" if items else ""
 
 
-def _verdict(summary: Mapping[str, Any], findings: Sequence[Mapping[str, Any]]) -> str:
-    if not findings and not summary.get("total_violations"):
-        passed = summary.get("outcomes", {}).get("passed", 0)
+def _verdict(summary: ResultsSummary, findings: Sequence[FindingSummary]) -> str:
+    if not findings and not summary.total_violations:
         return (
             "<div class='verdict good'>No problem found: every invariant that applied held "
-            f"({int(summary.get('invariants_checked', 0))} checked, {int(passed)} applied "
+            f"({summary.invariants_checked} checked, {summary.outcomes.passed} applied "
             "and held).</div>"
         )
     noun = "finding" if len(findings) == 1 else "findings"
-    first = summary.get("first_violation_step")
     return (
         f"<div class='verdict bad'>{len(findings)} {noun} from "
-        f"{int(summary.get('total_violations', 0))} violations of "
-        f"{int(summary.get('distinct_invariants_violated', 0))} invariants; "
-        f"the first at step {escape(str(first))}.</div>"
+        f"{summary.total_violations} violations of "
+        f"{summary.distinct_invariants_violated} invariants; "
+        f"the first at step {escape(str(summary.first_violation_step))}.</div>"
     )
 
 
-def _cards(summary: Mapping[str, Any], findings: Sequence[Mapping[str, Any]]) -> str:
+def _cards(summary: ResultsSummary, findings: Sequence[FindingSummary]) -> str:
     cards = [_card("findings", "findings", "failed", len(findings))]
-    cards += [_card(key, label, css, summary[key]) for key, label, css in _CARDS]
-    outcomes = summary.get("outcomes", {})
+    cards += [_card(key, label, css, getattr(summary, key)) for key, label, css in _CARDS]
     cards += [
-        _card(f"outcome-{key}", label, key, outcomes.get(key, 0)) for key, label in _OUTCOME_CARDS
+        _card(f"outcome-{key}", label, key, getattr(summary.outcomes, key))
+        for key, label in _OUTCOME_CARDS
     ]
     return f"<div class='cards'>{''.join(cards)}</div>"
 
 
-def _card(key: str, label: str, css: str, value: Any) -> str:
+def _card(key: str, label: str, css: str, value: int) -> str:
     nonzero = " nonzero" if int(value) else ""
     return (
         f"<div class='card {escape(css)}{nonzero}' data-key='{escape(key)}' "
@@ -144,22 +143,22 @@ def _card(key: str, label: str, css: str, value: Any) -> str:
 
 
 def _finding(
-    finding: Mapping[str, Any], violations: Mapping[str, Mapping[str, Any]], *, open_: bool
+    finding: FindingSummary, violations: dict[str, ViolationSummary], *, open_: bool
 ) -> str:
-    steps = _steps_text(finding["first_step"], finding["last_step"])
-    ranks = ", ".join(map(str, finding.get("ranks", [])))
-    sources = "".join(f"<div><code>{escape(s)}</code></div>" for s in finding.get("sources", []))
-    members = [violations[i] for i in finding.get("invariant_ids", []) if i in violations]
+    steps = _steps_text(finding.first_step, finding.last_step)
+    ranks = ", ".join(map(str, finding.ranks))
+    sources = "".join(f"<div><code>{escape(s)}</code></div>" for s in finding.sources)
+    members = [violations[i] for i in finding.invariant_ids if i in violations]
     rows = "".join(_violation_row(v) for v in members)
     return (
-        f"<details class='finding' data-finding='{int(finding['rank'])}'"
-        f"{' open' if open_ else ''}><summary>{int(finding['rank'])}. "
-        f"{escape(str(finding['headline']))}</summary>"
-        f"<div class='meta' data-count='{int(finding['violations'])}'>"
-        f"{int(finding['invariants'])} invariants, {int(finding['violations'])} violations, "
+        f"<details class='finding' data-finding='{finding.rank}'"
+        f"{' open' if open_ else ''}><summary>{finding.rank}. "
+        f"{escape(finding.headline)}</summary>"
+        f"<div class='meta' data-count='{finding.violations}'>"
+        f"{finding.invariants} invariants, {finding.violations} violations, "
         f"{escape(steps)}, ranks {escape(ranks)}</div>"
-        f"<div>expected: {escape(str(finding.get('expected', '')))}</div>"
-        f"<div>observed: {escape(str(finding.get('observed', '')))}</div>"
+        f"<div>expected: {escape(finding.expected)}</div>"
+        f"<div>observed: {escape(finding.observed)}</div>"
         f"{sources}{_table(rows)}</details>"
     )
 
@@ -173,9 +172,9 @@ _ROW_HEIGHT = 22
 _LABEL_WIDTH = 40
 
 
-def _timeline(findings: Sequence[Mapping[str, Any]], run: Mapping[str, Any]) -> str:
+def _timeline(findings: Sequence[FindingSummary], run: RunDescription) -> str:
     """Steps across, one row per finding, a mark per step with a violation (per rank)."""
-    last = max([int(f["last_step"]) for f in findings] + [int(run.get("last_step") or 0), 1])
+    last = max([f.last_step for f in findings] + [run.last_step or 0, 1])
     plot = _TIMELINE_WIDTH - _LABEL_WIDTH - 10
     height = _ROW_HEIGHT * len(findings) + 24
     parts = [
@@ -184,18 +183,18 @@ def _timeline(findings: Sequence[Mapping[str, Any]], run: Mapping[str, Any]) -> 
     ]
     for row, finding in enumerate(findings):
         y = row * _ROW_HEIGHT + 4
-        parts.append(f"<text x='0' y='{y + 13}'>#{int(finding['rank'])}</text>")
+        parts.append(f"<text x='0' y='{y + 13}'>#{finding.rank}</text>")
         parts.append(
             f"<line x1='{_LABEL_WIDTH}' y1='{y + 9}' x2='{_LABEL_WIDTH + plot}' y2='{y + 9}' "
             "stroke='#e4e7ec'/>"
         )
-        for rank_text, steps in sorted((finding.get("steps_by_rank") or {}).items()):
+        for rank_text, steps in sorted(finding.steps_by_rank.items()):
             colour = _RANK_COLOURS[int(rank_text) % len(_RANK_COLOURS)]
             for step in steps:
                 x = _LABEL_WIDTH + plot * int(step) / last
                 parts.append(
                     f"<rect class='mark' x='{x:.1f}' y='{y + 2}' width='3' height='14' "
-                    f"fill='{colour}'><title>finding {int(finding['rank'])}, rank "
+                    f"fill='{colour}'><title>finding {finding.rank}, rank "
                     f"{escape(rank_text)}, step {int(step)}</title></rect>"
                 )
     axis_y = height - 6
@@ -207,8 +206,8 @@ def _timeline(findings: Sequence[Mapping[str, Any]], run: Mapping[str, Any]) -> 
     return "".join(parts)
 
 
-def _violations_table(summary: Mapping[str, Any]) -> str:
-    return _table("".join(_violation_row(v) for v in summary.get("violations", [])))
+def _violations_table(summary: ResultsSummary) -> str:
+    return _table("".join(_violation_row(v) for v in summary.violations))
 
 
 def _table(rows: str) -> str:
@@ -221,40 +220,36 @@ def _table(rows: str) -> str:
     )
 
 
-def _violation_row(v: Mapping[str, Any]) -> str:
-    steps = f"{v['first_step']}..{v['last_step']}"
-    detected = v.get("first_detection_step")
-    if detected is not None and detected != v["first_step"]:
+def _violation_row(v: ViolationSummary) -> str:
+    steps = f"{v.first_step}..{v.last_step}"
+    detected = v.first_detection_step
+    if detected is not None and detected != v.first_step:
         steps += f" (detected at {detected})"
-    ranks = ", ".join(str(r) for r in v.get("ranks", []))
+    ranks = ", ".join(str(r) for r in v.ranks)
     evidence = (
-        f"<div>expected: {escape(str(v.get('expected', '')))}</div>"
-        f"<div>observed: {escape(str(v.get('observed', '')))}</div>"
-        f"<div class='ev'><code>{escape(str(v['invariant_id']))}</code> "
-        f"{escape(str(v.get('display_name', '')))}; held in "
-        f"{int(v.get('num_positive_examples', 0))} healthy examples</div>"
+        f"<div>expected: {escape(v.expected)}</div>"
+        f"<div>observed: {escape(v.observed)}</div>"
+        f"<div class='ev'><code>{escape(v.invariant_id)}</code> "
+        f"{escape(v.display_name)}; held in "
+        f"{v.num_positive_examples} healthy examples</div>"
     )
     return (
-        f"<tr data-invariant='{escape(str(v['invariant_id']))}'>"
-        f"<td class='num'>{int(v['root_cause_rank'])}</td><td>{escape(str(v['what']))}</td>"
-        f"<td>{escape(str(v['relation_type']))}</td><td>{escape(steps)}</td>"
-        f"<td class='num' data-count='{int(v['occurrences'])}'>{int(v['occurrences'])}</td>"
+        f"<tr data-invariant='{escape(v.invariant_id)}'>"
+        f"<td class='num'>{v.root_cause_rank}</td><td>{escape(v.what)}</td>"
+        f"<td>{escape(v.relation_type)}</td><td>{escape(steps)}</td>"
+        f"<td class='num' data-count='{v.occurrences}'>{v.occurrences}</td>"
         f"<td>{escape(ranks)}</td><td>{evidence}</td></tr>"
     )
 
 
-def _other_invariants(summary: Mapping[str, Any]) -> str:
-    listed = summary.get("invariants_by_outcome") or {}
-    counts = summary.get("outcomes", {})
+def _other_invariants(summary: ResultsSummary) -> str:
     blocks = []
     for outcome, label in _LISTS:
-        rows = listed.get(outcome) or []
-        total = int(counts.get(outcome, len(rows)))
+        rows = summary.invariants_by_outcome.get(outcome, [])
+        total = int(getattr(summary.outcomes, outcome))
         if not total:
             continue
-        items = "".join(
-            f"<li><code>{escape(str(r['id']))}</code> {escape(str(r['text']))}</li>" for r in rows
-        )
+        items = "".join(f"<li><code>{escape(r.id)}</code> {escape(r.text)}</li>" for r in rows)
         more = (
             f"<li>... and {total - len(rows)} more (in {escape(outcome)}.log)</li>"
             if total > len(rows)

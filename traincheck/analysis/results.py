@@ -29,6 +29,15 @@ from traincheck.analysis.findings import ViolatedInvariant, group_findings
 from traincheck.analysis.relations.base import InvariantResult
 from traincheck.analysis.violations import Violation
 from traincheck.errors import UserError
+from traincheck.records import (
+    ListedInvariant,
+    OutcomeCounts,
+    ResultsSummary,
+    RunDescription,
+    RunManifest,
+    ViolationSummary,
+    encode_results_summary,
+)
 
 MAX_EXAMPLES_PER_INVARIANT = 5
 MAX_TIMELINE_STEPS = 2000
@@ -39,8 +48,6 @@ MAX_LISTED_PER_OUTCOME = 1000
 ``*.log`` files have them all."""
 OUTCOMES = ("failed", "passed", "not_triggered", "uncheckable")
 SUMMARY_FILE = "violations_summary.json"
-LIVE_RESULTS_DIR = "live_check"
-"""Folder inside the trace where the sidecar writes the results of a live run."""
 REPORT_FILE = "report.html"
 
 
@@ -120,8 +127,8 @@ def summarize(
     results: list[InvariantResult[Any]],
     ledger: ViolationLedger,
     api_calls: Mapping[str, int] | None = None,
-    run: Mapping[str, Any] | None = None,
-) -> dict[str, Any]:
+    run: RunDescription | None = None,
+) -> ResultsSummary:
     """The one summary every report is built from (CLI line, JSON file, HTML page).
 
     ``api_calls`` (calls per API in the checked run, :attr:`Checker.api_calls`)
@@ -131,90 +138,88 @@ def summarize(
     counts = dict.fromkeys(OUTCOMES, 0)
     for result in results:
         counts[outcome_of(result)] += 1
-    ordered = ledger.in_root_cause_order()
-    violations: list[dict[str, Any]] = []
-    for rank, entry in enumerate(ordered, start=1):
-        first = entry.first
-        violations.append(
-            {
-                "root_cause_rank": rank,
-                "invariant_id": first.invariant_id,
-                "relation_type": first.relation,
-                "display_name": first.text_description,
-                "what": first.what,
-                "expected": first.expected,
-                "observed": first.observed,
-                "apis": list(first.apis),
-                "variables": list(first.variables),
-                "first_step": first.step,
-                "first_detection_step": first.detection_step,
-                "last_step": entry.last_step,
-                "occurrences": entry.count,
-                "ranks": sorted(entry.ranks),
-                "num_positive_examples": first.num_positive_examples,
-            }
+    violations = [
+        ViolationSummary(
+            root_cause_rank=rank,
+            invariant_id=entry.first.invariant_id,
+            relation_type=entry.first.relation,
+            display_name=entry.first.text_description,
+            what=entry.first.what,
+            expected=entry.first.expected,
+            observed=entry.first.observed,
+            apis=list(entry.first.apis),
+            variables=list(entry.first.variables),
+            first_step=entry.first.step,
+            first_detection_step=entry.first.detection_step,
+            last_step=entry.last_step,
+            occurrences=entry.count,
+            ranks=sorted(entry.ranks),
+            num_positive_examples=entry.first.num_positive_examples,
         )
-    detections = [v["first_detection_step"] for v in violations]
+        for rank, entry in enumerate(ledger.in_root_cause_order(), start=1)
+    ]
+    detections = [v.first_detection_step for v in violations]
     findings = group_findings(ledger.violated(), api_calls)
-    return {
-        "first_violation_step": min((v["first_step"] for v in violations), default=None),
-        "first_detection_step": min((d for d in detections if d is not None), default=None),
-        "total_violations": ledger.total,
-        "distinct_invariants_violated": len(violations),
-        "invariants_checked": len(results),
-        "outcomes": counts,
-        "violations": violations,
-        "findings": [
-            {
-                **finding.to_json(rank),
-                "steps_by_rank": ledger.steps_by_rank(finding.invariant_ids()),
-            }
+    return ResultsSummary(
+        first_violation_step=min((v.first_step for v in violations), default=None),
+        first_detection_step=min((d for d in detections if d is not None), default=None),
+        total_violations=ledger.total,
+        distinct_invariants_violated=len(violations),
+        invariants_checked=len(results),
+        outcomes=OutcomeCounts(**counts),
+        violations=violations,
+        findings=[
+            finding.to_record(rank, ledger.steps_by_rank(finding.invariant_ids()))
             for rank, finding in enumerate(findings, start=1)
         ],
-        "invariants_by_outcome": _listed_by_outcome(results),
-        "run": dict(run or {}),
-    }
+        invariants_by_outcome=_listed_by_outcome(results),
+        run=run or RunDescription(),
+    )
 
 
-def _listed_by_outcome(results: list[InvariantResult[Any]]) -> dict[str, list[dict[str, str]]]:
+def _listed_by_outcome(results: list[InvariantResult[Any]]) -> dict[str, list[ListedInvariant]]:
     """The invariants that did not fail, named (bounded), so a report can list them."""
-    listed: dict[str, list[dict[str, str]]] = {name: [] for name in OUTCOMES if name != "failed"}
+    listed: dict[str, list[ListedInvariant]] = {name: [] for name in OUTCOMES if name != "failed"}
     for result in results:
         rows = listed.get(outcome_of(result))
         if rows is not None and len(rows) < MAX_LISTED_PER_OUTCOME:
             inv = result.invariant
-            rows.append({"id": inv.id, "text": inv.text_description, "relation": inv.relation})
+            rows.append(
+                ListedInvariant(id=inv.id, text=inv.text_description, relation=inv.relation)
+            )
     return listed
 
 
 def run_description(
-    manifest: Mapping[str, Any],
+    manifest: RunManifest | None,
     *,
     trace_dir: Path | None,
     invariants: Path | str | None,
     last_step: int | None = None,
-) -> dict[str, Any]:
-    """What a report says about the run it checked, from the trace's manifest."""
-    command = [str(part) for part in manifest.get("command") or []]
-    started, ended = manifest.get("started_wall_ns"), manifest.get("ended_wall_ns")
-    producers = (manifest.get("counters") or {}).get("producers") or []
-    return {
-        "command": command,
-        "script": next((part for part in command if part.endswith(".py")), None),
-        "started": _iso(started),
-        "duration_s": round((ended - started) / 1e9, 1)
-        if isinstance(started, int) and isinstance(ended, int)
+) -> RunDescription:
+    """What a report says about the run it checked, from the trace's manifest (which
+    may be missing: a trace whose run.json is unreadable is still checked)."""
+    command = list(manifest.command) if manifest is not None else []
+    started = manifest.started_wall_ns if manifest is not None else None
+    ended = manifest.ended_wall_ns if manifest is not None else None
+    counters = manifest.counters if manifest is not None else None
+    return RunDescription(
+        command=command,
+        script=next((part for part in command if part.endswith(".py")), None),
+        started=_iso(started),
+        duration_s=round((ended - started) / 1e9, 1)
+        if started is not None and ended is not None
         else None,
-        "trace": str(trace_dir.resolve()) if trace_dir is not None else None,
-        "ranks": sorted({p["rank"] for p in producers if isinstance(p, dict) and "rank" in p}),
-        "traincheck_version": _version(),
-        "invariants": str(invariants) if invariants is not None else None,
-        "last_step": last_step,
-    }
+        trace=str(trace_dir.resolve()) if trace_dir is not None else None,
+        ranks=sorted({p.rank for p in counters.producers}) if counters is not None else [],
+        traincheck_version=_version(),
+        invariants=str(invariants) if invariants is not None else None,
+        last_step=last_step,
+    )
 
 
-def _iso(wall_ns: Any) -> str | None:
-    if not isinstance(wall_ns, int):
+def _iso(wall_ns: int | None) -> str | None:
+    if wall_ns is None:
         return None
     return time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(wall_ns / 1e9))
 
@@ -257,8 +262,8 @@ def write_results(
     *,
     title: str = "TrainCheck report",
     api_calls: Mapping[str, int] | None = None,
-    run: Mapping[str, Any] | None = None,
-) -> dict[str, Any]:
+    run: RunDescription | None = None,
+) -> ResultsSummary:
     """Write every result file into ``outdir`` (created); return the summary."""
     from traincheck.analysis.report_html import render_report
 
@@ -270,7 +275,7 @@ def write_results(
         outdir.mkdir(parents=True, exist_ok=True)
         for name, lines in rows.items():
             (outdir / f"{name}.log").write_text("".join(line + "\n" for line in lines))
-        (outdir / SUMMARY_FILE).write_text(json.dumps(summary, indent=2, sort_keys=True) + "\n")
+        (outdir / SUMMARY_FILE).write_bytes(encode_results_summary(summary))
         (outdir / REPORT_FILE).write_text(render_report(summary, title=title))
     except OSError as exc:
         raise UserError(f"cannot write results to {outdir}: {exc.strerror or exc}") from None
@@ -280,7 +285,7 @@ def write_results(
 def default_output_dir(trace_dir: Path) -> Path:
     """``<trace>_check_<YYYYmmdd_HHMMSS>`` beside the trace, for offline checks: never
     the current directory, and not inside the trace, which may be checked many times
-    against different invariants (a live run writes ``<trace>/live_check/`` instead)."""
+    against different invariants (a live run writes ``TraceDir.live_results`` instead)."""
     trace_dir = trace_dir.resolve()
     stamp = time.strftime("%Y%m%d_%H%M%S")
     candidate = trace_dir.parent / f"{trace_dir.name}_check_{stamp}"

@@ -16,50 +16,46 @@ import argparse
 import os
 import signal
 import socket
-import struct
 import sys
 import time
 from pathlib import Path
-from typing import Any, NoReturn
-
-import msgspec
+from typing import TYPE_CHECKING
 
 from traincheck.cli.jobs import TracedJob, describe_age, find_jobs, select_job
-from traincheck.environment import TRAINCHECK_DEBUG
-from traincheck.errors import UserError
-from traincheck.run_registry import ensure_private_dir
+from traincheck.cli_scaffold import CommandParser, run_main
+from traincheck.errors import EXIT_OK, UserError
+from traincheck.private_files import ensure_private_dir
+from traincheck.run_summary import summary_lines
+from traincheck.sidecar.live_check import LiveCheck, emit_alert, load_invariant_set
 from traincheck.sidecar.receiver import IntakeLedger, ipc_socket_path
 from traincheck.sidecar.service import (
     POLL_INTERVAL_S,
     DrainRequest,
     Sidecar,
     SidecarOptions,
-    emit_alert,
     ignore_file_size_limit,
     make_trace_dir,
 )
-from traincheck.sidecar.store import SEGMENT_MAGIC
-from traincheck.tracedir import SEGMENT_GLOB
+from traincheck.sidecar.store import last_stored_seqs
+from traincheck.tracedir import TraceDir
+
+if TYPE_CHECKING:
+    from traincheck.analysis.invariants import InvariantSet
 
 PROG = "traincheck-attach"
+PS_PROG = "traincheck-ps"
 DETACH_DRAIN_S = 1.0
 """On Ctrl-C, how long to keep taking in what is already in flight before leaving."""
 
-_FRAME_HEADER = struct.Struct("<II")
-
-
-class _Parser(argparse.ArgumentParser):
-    def error(self, message: str) -> NoReturn:
-        raise UserError(message)
-
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = _Parser(
+    parser = CommandParser(
         prog=PROG,
         description="Attach a sidecar to a running traced job (started with "
         "traincheck-run --detached, or whose sidecar died): store and check its events "
         "from now on, with the recent history its tracer kept. Ctrl-C detaches; the job "
         "keeps running.",
+        exit_codes=((EXIT_OK, "the job ended, or Ctrl-C detached from it"),),
     )
     parser.add_argument("target", nargs="?", help="pid (of any rank, or of its launcher) or run id")
     parser.add_argument("-i", "--invariants", type=Path, help="invariants file to check live")
@@ -74,47 +70,45 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    try:
-        args = build_parser().parse_args(argv)
-        if args.list:
-            return list_jobs()
-        if args.target is None:
-            raise UserError("name a job to attach to (pid or run id); see traincheck-ps")
-        if args.invariants is not None:
-            validate_invariants(args.invariants)
-        jobs, _ = find_jobs()
-        job = select_job(args.target, jobs)
-        if job.attached:
-            raise UserError(
-                f"run {job.run_id} already has a live sidecar (pid {job.sidecar_pid}); "
-                "detach it first"
-            )
-        return attach(job, invariants=args.invariants, output_dir=args.output_dir)
-    except UserError as exc:
-        print(f"{PROG}: error: {exc}", file=sys.stderr)
-        return 2
-    except OSError as exc:
-        if os.environ.get(TRAINCHECK_DEBUG) == "1":
-            raise
-        print(f"{PROG}: error: {exc}", file=sys.stderr)
-        return 1
+    return run_main(PROG, lambda: _attach_main(build_parser().parse_args(argv)))
+
+
+def _attach_main(args: argparse.Namespace) -> int:
+    if args.list:
+        return list_jobs()
+    if args.target is None:
+        raise UserError("name a job to attach to (pid or run id); see traincheck-ps")
+    invariants = load_invariant_set(args.invariants)  # the one parse, before anything else
+    jobs, _ = find_jobs()
+    job = select_job(args.target, jobs)
+    if job.attached:
+        raise UserError(
+            f"run {job.run_id} already has a live sidecar (pid {job.sidecar_pid}); detach it first"
+        )
+    return attach(
+        job, invariants=args.invariants, invariant_set=invariants, output_dir=args.output_dir
+    )
 
 
 def ps_main(argv: list[str] | None = None) -> int:
     """``traincheck-ps``: the traced jobs of this user, one row per process."""
-    parser = _Parser(prog="traincheck-ps", description="List this user's traced jobs.")
-    try:
+    parser = CommandParser(
+        prog=PS_PROG,
+        description="List this user's traced jobs.",
+        exit_codes=((EXIT_OK, "the list was printed (maybe empty)"),),
+    )
+
+    def body() -> int:
         parser.parse_args(argv)
         return list_jobs()
-    except UserError as exc:
-        print(f"traincheck-ps: error: {exc}", file=sys.stderr)
-        return 2
+
+    return run_main(PS_PROG, body)
 
 
 def list_jobs() -> int:
     jobs, warnings = find_jobs()
     for warning in warnings:
-        print(f"traincheck-ps: warning: skipped registry entry {warning}", file=sys.stderr)
+        print(f"{PS_PROG}: warning: skipped registry entry {warning}", file=sys.stderr)
     print(format_table(jobs))
     return 0
 
@@ -161,21 +155,20 @@ def shorten_command(argv: list[str], limit: int = 60) -> str:
     return command if len(command) <= limit else command[: limit - 3] + "..."
 
 
-def validate_invariants(path: Path) -> None:
-    if not path.is_file():
-        raise UserError(f"invariants file not found: {path}")
-    from traincheck.analysis.invariants_file import load_invariants
-
-    load_invariants(path)
-
-
 def say(message: str) -> None:
     emit_alert(f"{PROG}: {message}")
 
 
-def attach(job: TracedJob, *, invariants: Path | None, output_dir: Path | None) -> int:
+def attach(
+    job: TracedJob,
+    *,
+    invariants: Path | None,
+    invariant_set: InvariantSet | None,
+    output_dir: Path | None,
+) -> int:
     """Serve the job until it ends (its processes said RunEnd or died) or Ctrl-C."""
     trace_dir = output_dir or default_trace_dir(job)
+    trace = TraceDir(trace_dir)
     drain = DrainRequest()
     signal.signal(signal.SIGINT, drain.on_signal)
     signal.signal(signal.SIGTERM, drain.on_signal)
@@ -192,12 +185,13 @@ def attach(job: TracedJob, *, invariants: Path | None, output_dir: Path | None) 
         command=list(job.entries[0].argv),
         attach=True,
     )
-    sidecar = Sidecar(options)
+    # The plan the job's launcher recorded says what the run could not trace.
+    sidecar = Sidecar(options, LiveCheck(invariant_set, trace, trace.recorded_plan()))
     host = socket.gethostname()
     for entry in job.entries:
         sidecar.ledger.expect(entry.pid, entry.rank, host)
     resume_ledger(sidecar.ledger, trace_dir, job.run_id)
-    sidecar._write_manifest("running")
+    sidecar.write_manifest("running")
     say(
         f"attached to run {job.run_id}: {len(job.entries)} process(es) "
         f"(pid {', '.join(map(str, job.pids))}); trace: {trace_dir}; "
@@ -246,64 +240,6 @@ def resume_ledger(ledger: IntakeLedger, trace_dir: Path, run_id: str) -> None:
     for (pid, rank), seq in last_stored_seqs(trace_dir, run_id).items():
         if pid in ledger.producers:
             ledger.resume(pid, rank, seq)
-
-
-class _Header(msgspec.Struct, array_like=True):
-    schema_version: int
-    run_id: str
-    pid: int
-    rank: int
-    seq: int
-
-
-_header_decoder = msgspec.msgpack.Decoder(_Header)
-
-
-def last_stored_seqs(trace_dir: Path, run_id: str) -> dict[tuple[int, int], int]:
-    """Highest batch ``seq`` stored per (pid, rank) of ``run_id``; damage ends a segment."""
-    last: dict[tuple[int, int], int] = {}
-    for segment in sorted(trace_dir.glob(SEGMENT_GLOB)):
-        try:
-            data = segment.read_bytes()
-        except OSError:
-            continue
-        if not data.startswith(SEGMENT_MAGIC):
-            continue
-        offset = len(SEGMENT_MAGIC)
-        while offset + _FRAME_HEADER.size <= len(data):
-            length, _ = _FRAME_HEADER.unpack_from(data, offset)
-            start = offset + _FRAME_HEADER.size
-            if start + length > len(data):
-                break
-            try:
-                header = _header_decoder.decode(data[start : start + length])
-            except (msgspec.DecodeError, msgspec.ValidationError):
-                break
-            if header.run_id == run_id:
-                key = (header.pid, header.rank)
-                last[key] = max(last.get(key, -1), header.seq)
-            offset = start + length
-    return last
-
-
-def summary_lines(summary: dict[str, Any], trace_dir: Path) -> list[str]:
-    status = summary.get("status")
-    lines = [
-        f"{status}: received {summary.get('events_received', 0)} events in "
-        f"{summary.get('batches_received', 0)} batches; "
-        f"{summary.get('events_dropped', 0)} events dropped by the tracer, "
-        f"{summary.get('batches_missing', 0)} batches missing; "
-        f"{summary.get('rejected', 0)} rejected messages; "
-        f"{summary.get('violations', 0)} violations",
-    ]
-    for error in summary.get("write_errors", []):
-        lines.append(f"trace write error: {error}")
-    if status == "detached":
-        lines.append("detached; the job keeps running (traincheck-attach again to resume)")
-    elif status == "killed":
-        lines.append("a traced process ended without saying goodbye; the trace stops there")
-    lines.append(f"trace: {trace_dir}")
-    return lines
 
 
 if __name__ == "__main__":

@@ -10,23 +10,21 @@ same command with ``--follow`` implied.
 
 Result files (``failed.log`` ... ``report.html``) go to ``-o``, by default a
 timestamped folder beside the trace. Exit code: 1 when violations were found, 0
-when none, 2 on a user error.
+when none, otherwise as :mod:`traincheck.cli_scaffold` says (2: user error).
 """
 
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import sys
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
 
 from traincheck.analysis.alert_sink import AlertSink, FindingSink
 from traincheck.analysis.alerts import finding_lines
 from traincheck.analysis.checker import Checker
-from traincheck.analysis.instrumentation import plan_of_trace, uncheckable_invariants
+from traincheck.analysis.instrumentation import uncheckable_invariants
 from traincheck.analysis.invariants_file import load_invariants
 from traincheck.analysis.results import (
     ViolationLedger,
@@ -34,17 +32,27 @@ from traincheck.analysis.results import (
     run_description,
     write_results,
 )
-from traincheck.errors import NotATraceError, UserError
-from traincheck.sidecar.store import is_trace_dir, read_trace
+from traincheck.analysis.violations import Violation
+from traincheck.cli_scaffold import CommandParser, run_main
+from traincheck.errors import EXIT_OK, EXIT_VIOLATIONS, NotATraceError
+from traincheck.records import ResultsSummary, RunManifest
+from traincheck.sidecar.store import read_trace
 from traincheck.terminal_text import printable
-from traincheck.tracedir import MANIFEST_NAME
+from traincheck.tracedir import TraceDir
 
 PROG = "traincheck-check"
-MAX_MANIFEST_BYTES = 1 << 20
+ONLINE_PROG = "traincheck-onlinecheck"
 
 
-def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog=PROG, description="Check a trace against invariants.")
+def build_parser(prog: str = PROG) -> argparse.ArgumentParser:
+    parser = CommandParser(
+        prog=prog,
+        description="Check a trace against invariants.",
+        exit_codes=(
+            (EXIT_OK, "no invariant was violated"),
+            (EXIT_VIOLATIONS, "violations were found (see the result files)"),
+        ),
+    )
     parser.add_argument(
         "-f",
         "--trace-folder",
@@ -91,16 +99,8 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
-    try:
-        return _run(args)
-    except UserError as exc:
-        print(f"{PROG}: error: {exc}", file=sys.stderr)
-        return 2
-    except KeyboardInterrupt:
-        print(f"{PROG}: interrupted", file=sys.stderr)
-        return 130
+def main(argv: Sequence[str] | None = None, *, prog: str = PROG) -> int:
+    return run_main(prog, lambda: _run(build_parser(prog).parse_args(argv)))
 
 
 def online_main(argv: Sequence[str] | None = None) -> int:
@@ -109,14 +109,16 @@ def online_main(argv: Sequence[str] | None = None) -> int:
     args = list(sys.argv[1:] if argv is None else argv)
     if "--follow" not in args:
         args.append("--follow")
-    return main(args)
+    return main(args, prog=ONLINE_PROG)
 
 
 def _run(args: argparse.Namespace) -> int:
     invariant_set = load_invariants(args.invariants)
     checker = Checker(
         invariant_set,
-        uncheckable=uncheckable_invariants(invariant_set, plan_of_trace(args.trace_folder)),
+        uncheckable=uncheckable_invariants(
+            invariant_set, TraceDir(args.trace_folder).recorded_plan()
+        ),
     )
     ledger = ViolationLedger()
     color = _stdout_is_terminal()
@@ -159,47 +161,44 @@ def _run(args: argparse.Namespace) -> int:
         print(line)
     print(summary_line(summary))
     print(f"{PROG}: results in {outdir}")
-    return 1 if ledger.total else 0
+    return EXIT_VIOLATIONS if ledger.total else EXIT_OK
 
 
-def _take(violations: list, ledger: ViolationLedger, sink: AlertSink) -> None:
+def _take(violations: list[Violation], ledger: ViolationLedger, sink: AlertSink) -> None:
     for violation in violations:
         ledger.add(violation)
         sink.add(violation)
 
 
-def summary_line(summary: dict) -> str:
+def summary_line(summary: ResultsSummary) -> str:
     """The CLI's one-line verdict; every number is one of ``violations_summary.json``."""
-    outcomes = summary["outcomes"]
-    first = summary["first_violation_step"]
+    outcomes = summary.outcomes
+    first = summary.first_violation_step
     return (
-        f"{PROG}: {summary['total_violations']} violations of "
-        f"{summary['distinct_invariants_violated']} invariants"
+        f"{PROG}: {summary.total_violations} violations of "
+        f"{summary.distinct_invariants_violated} invariants"
         f"{f' (first at step {first})' if first is not None else ''}; "
-        f"{summary['invariants_checked']} invariants: {outcomes['failed']} failed, "
-        f"{outcomes['passed']} passed, {outcomes['not_triggered']} not triggered, "
-        f"{outcomes['uncheckable']} uncheckable"
+        f"{summary.invariants_checked} invariants: {outcomes.failed} failed, "
+        f"{outcomes.passed} passed, {outcomes.not_triggered} not triggered, "
+        f"{outcomes.uncheckable} uncheckable"
     )
 
 
-def _manifest(trace_dir: Path) -> dict[str, Any]:
-    """The trace's run.json, for the report's description of the run ({} if unreadable:
-    the check itself never depends on it)."""
-    path = trace_dir / MANIFEST_NAME
+def _manifest(trace_dir: Path) -> RunManifest | None:
+    """The trace's run.json, for the report's description of the run (None when it is
+    missing or unreadable: the check itself never depends on it)."""
     try:
-        if path.stat().st_size > MAX_MANIFEST_BYTES:
-            return {}
-        manifest = json.loads(path.read_text())
-    except (OSError, ValueError, RecursionError):
-        return {}
-    return manifest if isinstance(manifest, dict) else {}
+        return TraceDir(trace_dir).read_manifest()
+    except (OSError, ValueError):
+        return None
 
 
 def _require_trace_dir(path: Path) -> None:
     if not path.is_dir():
         raise NotATraceError(f"trace directory not found: {path}")
-    if not is_trace_dir(path):
-        raise NotATraceError(f"{path} is not a TrainCheck trace (no run.json)")
+    trace = TraceDir(path)
+    if not trace.holds_trace():
+        raise NotATraceError(f"{path} is not a TrainCheck trace (no {trace.manifest.name})")
 
 
 def _write_stdout(text: str) -> None:

@@ -1,11 +1,12 @@
 """``traincheck-check --follow``: check a trace directory while a sidecar writes it.
 
-The sidecar appends whole frames to ``segment-NNNNN.tcs`` files and rewrites
-``run.json`` atomically (docs/trace-format.md). We tail every segment from the
-byte offset we reached; a frame that is not complete yet is simply waited for
-(unlike :func:`~traincheck.sidecar.store.read_trace`, which reports it as
-damage). ``watchdog`` wakes us when a file changes, with a short poll as a
-fallback for filesystems that send no events.
+The sidecar appends whole frames to its segment files and rewrites ``run.json``
+atomically (docs/trace-format.md). We tail every segment from the byte offset we
+reached (:class:`~traincheck.sidecar.segment_codec.SegmentTail`); a frame that is
+not complete yet is simply waited for (unlike
+:func:`~traincheck.sidecar.store.read_trace`, which reports it as damage).
+``watchdog`` wakes us when a file changes, with a short poll as a fallback for
+filesystems that send no events.
 
 The follow ends when ``run.json`` says the run is no longer ``running``, or when
 the sidecar process named in it is gone (a killed sidecar never finalises
@@ -14,76 +15,27 @@ the sidecar process named in it is gone (a killed sidecar never finalises
 
 from __future__ import annotations
 
-import json
 import os
 import socket
-import struct
 import threading
 import time
-import zlib
 from collections.abc import Iterator
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from traincheck.analysis.alert_sink import AlertSink
 from traincheck.analysis.checker import Checker
 from traincheck.analysis.results import ViolationLedger
 from traincheck.events import StoredEvent, single_events
-from traincheck.sidecar.store import SEGMENT_MAGIC
-from traincheck.tracedir import MANIFEST_NAME, SEGMENT_GLOB
+from traincheck.sidecar.segment_codec import SegmentTail
+from traincheck.tracedir import TraceDir
 from traincheck.wire import WireError, decode_batch
 
-FRAME_HEADER = struct.Struct("<II")
-"""Payload length and CRC-32, both little-endian u32 (docs/trace-format.md)."""
+if TYPE_CHECKING:
+    from watchdog.observers.api import BaseObserver
 
 POLL_S = 0.25
 """Longest wait between looks at the directory, even without a file event."""
-
-
-class SegmentTail:
-    """Reads the frames appended to one segment since the last call."""
-
-    def __init__(self, path: Path) -> None:
-        self.path = path
-        self.offset = 0
-        self.broken: str | None = None
-
-    def read_new(self) -> Iterator[StoredEvent]:
-        if self.broken is not None:
-            return
-        try:
-            with self.path.open("rb") as handle:
-                handle.seek(self.offset)
-                data = handle.read()
-        except OSError as exc:
-            self.broken = f"{self.path.name}: unreadable ({exc.strerror})"
-            return
-        position = 0
-        if self.offset == 0:
-            if len(data) < len(SEGMENT_MAGIC):
-                return
-            if not data.startswith(SEGMENT_MAGIC):
-                self.broken = f"{self.path.name}: not a trace segment; skipped"
-                return
-            position = len(SEGMENT_MAGIC)
-        while position + FRAME_HEADER.size <= len(data):
-            length, crc = FRAME_HEADER.unpack_from(data, position)
-            start = position + FRAME_HEADER.size
-            if start + length > len(data):
-                break  # the rest of this frame has not been written yet
-            payload = data[start : start + length]
-            if zlib.crc32(payload) != crc:
-                where = self.offset + position
-                self.broken = f"{self.path.name}: checksum mismatch at byte {where}"
-                break
-            try:
-                batch = decode_batch(payload)
-            except WireError as exc:
-                self.broken = f"{self.path.name}: undecodable batch ({exc})"
-                break
-            position = start + length
-            for event in single_events(batch.events):
-                yield StoredEvent(batch.pid, batch.rank, event)
-        self.offset += position
 
 
 class TraceFollower:
@@ -95,27 +47,38 @@ class TraceFollower:
         self.warnings: list[str] = []
 
     def new_events(self) -> Iterator[StoredEvent]:
-        for path in sorted(self.trace_dir.glob(SEGMENT_GLOB)):
+        for path in TraceDir(self.trace_dir).segments():
             tail = self._tails.get(path)
             if tail is None:
                 tail = self._tails[path] = SegmentTail(path)
-            was_broken = tail.broken
-            yield from tail.read_new()
-            if tail.broken and not was_broken:
-                self.warnings.append(tail.broken)
+            was_damaged = tail.damage
+            yield from _events(tail)
+            if tail.damage and not was_damaged:
+                self.warnings.append(tail.damage)
 
     def run_is_over(self) -> bool:
         """``run.json`` left "running", or the sidecar that writes it is gone."""
         try:
-            manifest = json.loads((self.trace_dir / MANIFEST_NAME).read_text())
+            manifest = TraceDir(self.trace_dir).read_manifest()
         except (OSError, ValueError):
             return False  # being rewritten (atomically) or not there yet
-        if manifest.get("status") != "running":
+        if manifest.status != "running":
             return True
-        pid = manifest.get("sidecar_pid")
-        if not isinstance(pid, int) or manifest.get("hostname") != socket.gethostname():
+        if manifest.hostname != socket.gethostname():
             return False  # cannot tell from here; the status or the timeout ends it
-        return not _process_alive(pid)
+        return not _process_alive(manifest.sidecar_pid)
+
+
+def _events(tail: SegmentTail) -> Iterator[StoredEvent]:
+    """The events of the frames appended to ``tail`` since the last look."""
+    for frame in tail.read_new():
+        try:
+            batch = decode_batch(frame.payload)
+        except WireError as exc:
+            tail.damaged(f"undecodable batch ({exc})")
+            return
+        for event in single_events(batch.events):
+            yield StoredEvent(batch.pid, batch.rank, event)
 
 
 def follow_trace(
@@ -159,7 +122,7 @@ def _check_new(
     sink.pump(checker.current_step)
 
 
-def _start_observer(trace_dir: Path, wake: threading.Event):
+def _start_observer(trace_dir: Path, wake: threading.Event) -> BaseObserver | None:
     """A watchdog observer that sets ``wake`` on any change in the trace directory."""
     try:
         from watchdog.events import FileSystemEventHandler

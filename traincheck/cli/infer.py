@@ -1,8 +1,8 @@
 """``traincheck-infer``: learn invariants from the traces of healthy runs.
 
 User errors (missing or non-trace directory, unknown relation, unwritable
-output) are one line on stderr and exit code 2; warnings about damaged trace
-segments are one line each and do not stop inference.
+output) are one line on stderr and exit code 2 (:mod:`traincheck.cli_scaffold`);
+warnings about damaged trace segments are one line each and do not stop inference.
 """
 
 from __future__ import annotations
@@ -12,7 +12,6 @@ import json
 import sys
 from collections.abc import Sequence
 from pathlib import Path
-from typing import NoReturn
 
 from traincheck.analysis.infer_engine import InferResult, infer
 from traincheck.analysis.invariants_file import dump_invariants
@@ -26,7 +25,8 @@ from traincheck.analysis.relations.base import (
 )
 from traincheck.analysis.relations.known import relation_names, select_relations
 from traincheck.cli.infer_progress import trace_progress
-from traincheck.errors import UserError
+from traincheck.cli_scaffold import CommandParser, run_main
+from traincheck.errors import EXIT_OK, UserError
 from traincheck.sidecar.store import Trace, read_trace
 
 PROG = "traincheck-infer"
@@ -36,16 +36,11 @@ collectors and builds no DataFrame, so there is one back-end (polars was not
 measured faster on a stream that never becomes a table, and is not offered)."""
 
 
-class _Parser(argparse.ArgumentParser):
-    """argparse, but a usage mistake is one line like every other user error."""
-
-    def error(self, message: str) -> NoReturn:
-        raise UserError(message)
-
-
 def build_parser() -> argparse.ArgumentParser:
-    parser = _Parser(
-        prog=PROG, description="Infer training invariants from traces of healthy runs."
+    parser = CommandParser(
+        prog=PROG,
+        description="Infer training invariants from traces of healthy runs.",
+        exit_codes=((EXIT_OK, "the invariants file was written"),),
     )
     parser.add_argument(
         "-f",
@@ -115,11 +110,7 @@ def _positive_int(text: str) -> int:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    try:
-        return _run(build_parser().parse_args(argv))
-    except UserError as exc:
-        print(f"{PROG}: error: {exc}", file=sys.stderr)
-        return 2
+    return run_main(PROG, lambda: _run(build_parser().parse_args(argv)))
 
 
 def _run(args: argparse.Namespace) -> int:

@@ -25,7 +25,6 @@ from __future__ import annotations
 import atexit
 import dataclasses
 import itertools
-import json
 import os
 import socket
 import sys
@@ -314,19 +313,20 @@ class Tracer:
         )
 
     def _write_counters_file(self, counters: Mapping[str, int]) -> None:
-        """Best effort: ``TRACE_DIR/tracer-<pid>.json``, mode 0600, written atomically."""
+        """Best effort: ``TRACE_DIR/tracer-<pid>.json``, the typed exit counters record."""
         if self.config.trace_dir is None:
             return
-        payload = {"pid": self.pid, "rank": self.config.rank, **counters}
-        path = os.path.join(self.config.trace_dir, f"tracer-{self.pid}.json")
-        tmp = f"{path}.tmp"
+        import msgspec
+
+        from traincheck.records import TracerExitCounters
+        from traincheck.tracedir import TraceDir
+
+        trace = TraceDir(self.config.trace_dir)
+        record = {"pid": self.pid, "rank": self.config.rank, **counters}
         try:
-            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-            with os.fdopen(fd, "w") as handle:
-                json.dump(payload, handle)
-            os.replace(tmp, path)
-        except OSError as exc:
-            log(f"could not write {path}: {exc}")
+            trace.write_tracer_counters(msgspec.convert(record, TracerExitCounters))
+        except (OSError, msgspec.ValidationError) as exc:
+            log(f"could not write {trace.tracer_counters(self.pid)}: {exc}")
 
 
 def _torch_version() -> str:
