@@ -105,6 +105,7 @@ def start_sidecar(
         command_file=run_dir.write_command(settings.command),
         plan_file=plan_file,
         selective=settings.selective,
+        verbose=settings.verbose,
         timeout_s=settings.sidecar_timeout_s,
     )
 

@@ -46,6 +46,8 @@ class RunSettings:
     tracing_plan: TracingPlan | None = None
     """What the tracer traces (None: everything, the tracer's defaults)."""
     selective: bool = False
+    verbose: bool = False
+    """Print every violated invariant live instead of one block per finding."""
     """The sidecar narrows ``tracing_plan`` to what the invariants need."""
     detached: bool = False
     """Start no sidecar: the tracer keeps a bounded backlog for ``traincheck-attach``."""
@@ -96,6 +98,12 @@ def build_parser() -> argparse.ArgumentParser:
         "command with SIGINT, as Ctrl-C would (needs --invariants)",
     )
     parser.add_argument(
+        "--verbose",
+        action="store_true",
+        help="print every violated invariant in full as it is found, instead of one block "
+        "per finding (violations that share a cause)",
+    )
+    parser.add_argument(
         "--detached",
         action="store_true",
         help="start no sidecar: the job's tracer keeps a bounded ring of recent events "
@@ -137,6 +145,7 @@ def parse_settings(argv: list[str]) -> RunSettings:
         on_violation=args.on_violation,
         tracing_plan=tracing_plan(args, invariants, selective=args.selective),
         selective=args.selective,
+        verbose=args.verbose,
         detached=args.detached,
     )
 

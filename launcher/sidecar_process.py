@@ -108,6 +108,7 @@ class SidecarProcess:
         command_file: Path | None,
         plan_file: Path | None,
         selective: bool,
+        verbose: bool = False,
         timeout_s: float,
     ) -> SidecarProcess:
         """Start the sidecar and wait for its ready line; the sidecar parses the
@@ -132,6 +133,8 @@ class SidecarProcess:
             argv += ["--plan-file", str(plan_file)]
         if selective:
             argv.append("--selective")
+        if verbose:
+            argv.append("--verbose")
         process = subprocess.Popen(
             argv,
             stdin=subprocess.PIPE,

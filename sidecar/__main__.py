@@ -42,6 +42,11 @@ def build_parser() -> argparse.ArgumentParser:
         help="narrow the plan to what --invariants need (needs --invariants and --plan-file)",
     )
     parser.add_argument(
+        "--verbose",
+        action="store_true",
+        help="alert every violated invariant in full instead of one block per finding",
+    )
+    parser.add_argument(
         "--command-file",
         type=Path,
         help="JSON file holding the traced command (a list of strings), recorded in run.json; "
@@ -82,6 +87,7 @@ def serve(args: argparse.Namespace) -> int:
         command=command,
         plan_file=args.plan_file,
         selective=args.selective,
+        verbose=args.verbose,
     )
     return run(options)
 

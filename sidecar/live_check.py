@@ -62,6 +62,9 @@ class LiveCheck:
         invariants: InvariantSet | None,
         trace: TraceDir | None = None,
         plan: TracingPlan | None = None,
+        *,
+        verbose: bool = False,
+        joined_mid_run: bool = False,
     ) -> None:
         self.violations = 0
         self.errors = 0
@@ -78,9 +81,10 @@ class LiveCheck:
         self._checker = Checker(
             invariants,
             uncheckable=uncheckable_invariants(invariants, plan) if plan is not None else None,
+            joined_mid_run=joined_mid_run,
         )
         # Grouped, de-duplicated, root-cause-ordered alerts; result files at the end.
-        self._reporter = LiveReporter(self._checker, emit_alert, trace)
+        self._reporter = LiveReporter(self._checker, emit_alert, trace, verbose=verbose)
 
     @property
     def active(self) -> bool:

@@ -80,6 +80,8 @@ class SidecarOptions:
     """Narrow the plan to what the invariants need, and write it back to ``plan_file``."""
     attach: bool = False
     """Started by ``traincheck-attach`` for a job already running (see cli/attach.py)."""
+    verbose: bool = False
+    """Alert every violated invariant in full instead of one block per finding."""
 
 
 class DrainRequest:
@@ -287,7 +289,7 @@ def start(options: SidecarOptions) -> Sidecar:
     make_trace_dir(options.trace_dir)
     trace = TraceDir(options.trace_dir)
     publish_plan(plan, trace, options.plan_file)
-    sidecar = Sidecar(options, LiveCheck(invariants, trace, plan))
+    sidecar = Sidecar(options, LiveCheck(invariants, trace, plan, verbose=options.verbose))
     sidecar.write_manifest("running")
     return sidecar
 

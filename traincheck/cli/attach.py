@@ -23,7 +23,7 @@ from typing import TYPE_CHECKING
 
 from traincheck.cli.jobs import TracedJob, describe_age, find_jobs, select_job
 from traincheck.cli_scaffold import CommandParser, run_main
-from traincheck.errors import EXIT_OK, UserError
+from traincheck.errors import EXIT_OK, EXIT_VIOLATIONS, UserError
 from traincheck.private_files import ensure_private_dir
 from traincheck.run_summary import summary_lines
 from traincheck.sidecar.live_check import LiveCheck, emit_alert, load_invariant_set
@@ -55,7 +55,10 @@ def build_parser() -> argparse.ArgumentParser:
         "traincheck-run --detached, or whose sidecar died): store and check its events "
         "from now on, with the recent history its tracer kept. Ctrl-C detaches; the job "
         "keeps running.",
-        exit_codes=((EXIT_OK, "the job ended, or Ctrl-C detached from it"),),
+        exit_codes=(
+            (EXIT_OK, "the job ended, or Ctrl-C detached from it"),
+            (EXIT_VIOLATIONS, "with --fail-on-violation: invariant violations were found"),
+        ),
     )
     parser.add_argument("target", nargs="?", help="pid (of any rank, or of its launcher) or run id")
     parser.add_argument("-i", "--invariants", type=Path, help="invariants file to check live")
@@ -66,6 +69,16 @@ def build_parser() -> argparse.ArgumentParser:
         help="trace directory (default: the job's own, continued in new segments)",
     )
     parser.add_argument("--list", action="store_true", help="list traced jobs and exit")
+    parser.add_argument(
+        "--fail-on-violation",
+        action="store_true",
+        help=f"exit {EXIT_VIOLATIONS} when invariant violations were found",
+    )
+    parser.add_argument(
+        "--verbose",
+        action="store_true",
+        help="print every violated invariant in full instead of one block per finding",
+    )
     return parser
 
 
@@ -85,9 +98,14 @@ def _attach_main(args: argparse.Namespace) -> int:
         raise UserError(
             f"run {job.run_id} already has a live sidecar (pid {job.sidecar_pid}); detach it first"
         )
-    return attach(
-        job, invariants=args.invariants, invariant_set=invariants, output_dir=args.output_dir
+    violations = attach(
+        job,
+        invariants=args.invariants,
+        invariant_set=invariants,
+        output_dir=args.output_dir,
+        verbose=args.verbose,
     )
+    return EXIT_VIOLATIONS if args.fail_on_violation and violations else EXIT_OK
 
 
 def ps_main(argv: list[str] | None = None) -> int:
@@ -165,8 +183,13 @@ def attach(
     invariants: Path | None,
     invariant_set: InvariantSet | None,
     output_dir: Path | None,
+    verbose: bool = False,
 ) -> int:
-    """Serve the job until it ends (its processes said RunEnd or died) or Ctrl-C."""
+    """Serve the job until it ends (its processes said RunEnd or died) or Ctrl-C; return
+    the number of violations found.
+
+    The checker joins the job somewhere inside a step: it judges each process from
+    its next step boundary on (the calls before it were made before we came)."""
     trace_dir = output_dir or default_trace_dir(job)
     trace = TraceDir(trace_dir)
     drain = DrainRequest()
@@ -184,9 +207,13 @@ def attach(
         invariants=invariants.resolve() if invariants else None,
         command=list(job.entries[0].argv),
         attach=True,
+        verbose=verbose,
     )
     # The plan the job's launcher recorded says what the run could not trace.
-    sidecar = Sidecar(options, LiveCheck(invariant_set, trace, trace.recorded_plan()))
+    check = LiveCheck(
+        invariant_set, trace, trace.recorded_plan(), verbose=verbose, joined_mid_run=True
+    )
+    sidecar = Sidecar(options, check)
     host = socket.gethostname()
     for entry in job.entries:
         sidecar.ledger.expect(entry.pid, entry.rank, host)
@@ -206,7 +233,7 @@ def attach(
     summary = sidecar.finish(detached=detached)
     for line in summary_lines(summary, trace_dir):
         say(line)
-    return 0
+    return summary.violations
 
 
 def default_trace_dir(job: TracedJob) -> Path:
