@@ -24,6 +24,7 @@ def test_live_alerts_grouped_once_each_with_result_files(zero_grad_invariants, t
             "--output-dir",
             str(trace),
             "--fail-on-violation",
+            "--verbose",
             "--",
             *python_cmd(BUGGY, "--seed", "3", "--steps", "10"),
         ]
@@ -44,6 +45,37 @@ def test_live_alerts_grouped_once_each_with_result_files(zero_grad_invariants, t
     # Whole lines only: every alert headline is complete (nothing spliced into it).
     for line in alerts:
         assert re.fullmatch(r"VIOLATION at step \d+ \(rank \d+\): \S.*", line), line
+
+
+def test_one_bug_is_one_finding_live_and_in_the_summary(zero_grad_invariants, tmp_path):
+    """By default the terminal shows a finding once, not one alert per invariant: the
+    missing zero_grad breaks several invariants, the user reads one diagnosis."""
+    trace = tmp_path / "buggy"
+    result = run_cli(
+        [
+            cli("traincheck-run"),
+            "--invariants",
+            str(zero_grad_invariants.invariants),
+            "--output-dir",
+            str(trace),
+            "--",
+            *python_cmd(BUGGY, "--seed", "3", "--steps", "10"),
+        ]
+    )
+    assert result.returncode == 0, result.stderr
+    lines = result.stderr.splitlines()
+    assert not [line for line in lines if line.startswith("VIOLATION")], result.stderr
+    blocks = [line for line in lines if line.startswith("FINDING")]
+    assert blocks == [
+        "FINDING at step 0: `Optimizer.zero_grad` is never called; in the healthy runs it "
+        "ran before every `Optimizer.step` (and 2 other calls)"
+    ], result.stderr
+    summary = json.loads((trace / "live_check" / "violations_summary.json").read_text())
+    (finding,) = summary["findings"]
+    assert finding["kind"] == "missing_call" and finding["first_step"] == 0
+    assert len(finding["invariant_ids"]) == summary["distinct_invariants_violated"] > 1
+    assert "1 finding, most likely root cause first:" in result.stderr
+    assert f"  1. {finding['headline']}" in lines
 
 
 def test_on_violation_stop_interrupts_the_job(zero_grad_invariants, tmp_path):
@@ -98,7 +130,7 @@ def test_held_alert_is_printed_while_the_job_is_silent(zero_grad_invariants, tmp
         process.kill()
     reader.join(timeout=10)
     stalled_at = float(re.search(r"stalling at (\d+\.\d+)", stdout).group(1))
-    alerts = [(t, line) for t, line in stderr_lines if line.startswith("VIOLATION")]
+    alerts = [(t, line) for t, line in stderr_lines if line.startswith(("FINDING", "VIOLATION"))]
     assert alerts, "".join(line for _, line in stderr_lines)
     # Printed during the stall (flush after ~1 s of silence), not at the end of the run.
     assert alerts[0][0] - stalled_at < stall_s - 3, (alerts[0][0] - stalled_at, stderr_lines)

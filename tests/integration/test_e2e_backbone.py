@@ -39,7 +39,7 @@ def test_healthy_run_with_another_seed_has_no_violations(zero_grad_invariants, t
         ]
     )
     assert result.returncode == 0, result.stderr
-    assert "VIOLATION" not in result.stderr
+    assert "VIOLATION" not in result.stderr and "FINDING" not in result.stderr
     assert re.search(r"\b0 violations\b", result.stderr), result.stderr
 
 
@@ -79,6 +79,7 @@ def test_optimizer_over_stale_parameters_is_caught(stale_optimizer_invariants, t
             str(stale_optimizer_invariants.invariants),
             "--output-dir",
             str(tmp_path / "buggy"),
+            "--verbose",
             "--",
             *python_cmd(EXAMPLES / "stale_optimizer" / "buggy.py", "--seed", "3", "--steps", "10"),
         ]

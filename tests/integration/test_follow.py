@@ -53,7 +53,7 @@ def test_follow_reports_as_it_goes_and_matches_offline(zero_grad_invariants, tmp
         run.wait()
     assert json.loads((trace / "run.json").read_text())["status"] == "finished"
     assert follow.returncode == 1, follow.stderr
-    assert "VIOLATION at step 0" in follow.stdout and "zero_grad" in follow.stdout
+    assert "FINDING at step 0" in follow.stdout and "zero_grad" in follow.stdout
     offline = run_cli(
         [cli("traincheck-check"), "-f", str(trace), "-i", invariants, "-o", str(offline_out)]
     )

@@ -112,7 +112,10 @@ def ps_main(argv: list[str] | None = None) -> int:
     """``traincheck-ps``: the traced jobs of this user, one row per process."""
     parser = CommandParser(
         prog=PS_PROG,
-        description="List this user's traced jobs.",
+        description="List this user's traced jobs, one row per traced process: PID, "
+        "RANK (rank/world size), RUN ID (what traincheck-attach also accepts), STARTED "
+        "(how long ago), STEPS (optimizer steps so far), ATTACHED (whether a sidecar "
+        "serves the job, with its pid) and COMMAND (script names shortened).",
         exit_codes=((EXIT_OK, "the list was printed (maybe empty)"),),
     )
 

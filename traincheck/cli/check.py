@@ -45,9 +45,18 @@ ONLINE_PROG = "traincheck-onlinecheck"
 
 
 def build_parser(prog: str = PROG) -> argparse.ArgumentParser:
+    description = (
+        "Check a trace that is still being written, as it grows, against invariants: "
+        "traincheck-check --follow under the published tool's name. It stops when the "
+        "run ends (or after --follow-timeout-s)."
+        if prog == ONLINE_PROG
+        else "Check a stored trace against invariants (with --follow, one still being "
+        "written). Prints one block per finding (violations that share a cause) and "
+        "writes the result files and report.html."
+    )
     parser = CommandParser(
         prog=prog,
-        description="Check a trace against invariants.",
+        description=description,
         exit_codes=(
             (EXIT_OK, "no invariant was violated"),
             (EXIT_VIOLATIONS, "violations were found (see the result files)"),
