@@ -18,6 +18,7 @@ import sys
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
+from traincheck.cli_scaffold import report_internal_error, run_main
 from traincheck.launcher.job import (
     SignalForwarder,
     exit_status,
@@ -35,8 +36,6 @@ from traincheck.launcher.summary import (
     record_lost_sidecar,
 )
 from traincheck.launcher.tracing_options import record_plan
-
-from traincheck.cli_scaffold import report_internal_error, run_main
 from traincheck.records import RunCounters
 from traincheck.run_summary import summary_lines
 from traincheck.tracedir import TraceDir

@@ -19,6 +19,8 @@ import time
 from pathlib import Path
 from typing import Any
 
+from traincheck.cli_scaffold import CommandParser, run_main
+from traincheck.errors import UserError
 from traincheck.launcher import cli
 from traincheck.launcher.settings import (
     DEFAULT_SIDECAR_TIMEOUT_S,
@@ -29,9 +31,6 @@ from traincheck.launcher.settings import (
     validate_output_dir,
 )
 from traincheck.launcher.tracing_options import add_tracing_arguments, tracing_plan
-
-from traincheck.cli_scaffold import CommandParser, run_main
-from traincheck.errors import UserError
 
 PROG = "traincheck-collect"
 

@@ -16,10 +16,9 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from traincheck.launcher.tracing_options import add_tracing_arguments, tracing_plan
-
 from traincheck.cli_scaffold import CommandParser
 from traincheck.errors import EXIT_VIOLATIONS, InvariantsFileError, UserError
+from traincheck.launcher.tracing_options import add_tracing_arguments, tracing_plan
 from traincheck.tracing_plan import TracingPlan
 
 PROG = "traincheck-run"

@@ -25,6 +25,7 @@ import zmq
 
 from traincheck.events import Batch, RunEnd, RunStart
 from traincheck.private_files import read_capped, write_private_file
+from traincheck.processes import pid_alive
 from traincheck.records import (
     MARKER_MAX_BYTES,
     ProducerSummary,
@@ -310,7 +311,7 @@ class IntakeLedger:
     def unfinished_alive(self) -> list[ProducerLedger]:
         """Unfinished producers that may still send: alive here, or on another host."""
         here = socketlib.gethostname()
-        return [p for p in self.unfinished() if p.host != here or _pid_alive(p.pid)]
+        return [p for p in self.unfinished() if p.host != here or pid_alive(p.pid)]
 
     @property
     def batches_received(self) -> int:
@@ -366,13 +367,3 @@ def _overlap(gaps: list[tuple[int, int]], ranges: list[tuple[int, int]]) -> int:
         for first, last in ranges:
             total += max(0, min(gap_last, last) - max(gap_first, first) + 1)
     return total
-
-
-def _pid_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True

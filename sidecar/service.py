@@ -26,17 +26,6 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from traincheck.sidecar.live_check import LiveCheck, emit_alert, load_invariant_set
-from traincheck.sidecar.receiver import (
-    IntakeLedger,
-    Receiver,
-    read_exit_counters,
-    remove_marker,
-    write_marker,
-)
-from traincheck.sidecar.run_plan import decide_plan, publish_plan, read_base_plan
-from traincheck.sidecar.store import TraceWriter
-
 from traincheck.cli_scaffold import describe_os_error
 from traincheck.errors import EXIT_USER_ERROR, UserError, one_line
 from traincheck.events import StoredEvent, single_events
@@ -52,6 +41,16 @@ from traincheck.records import (
     as_summary_line,
     encode_sidecar_line,
 )
+from traincheck.sidecar.live_check import LiveCheck, emit_alert, load_invariant_set
+from traincheck.sidecar.receiver import (
+    IntakeLedger,
+    Receiver,
+    read_exit_counters,
+    remove_marker,
+    write_marker,
+)
+from traincheck.sidecar.run_plan import decide_plan, publish_plan, read_base_plan
+from traincheck.sidecar.store import TraceWriter
 from traincheck.tracedir import TraceDir
 from traincheck.wire import WireError, decode_batch
 

@@ -18,6 +18,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from traincheck.errors import NotATraceError
+from traincheck.events import Batch, StoredEvent, single_events
+from traincheck.records import ForeignRecordError, RunManifest
 from traincheck.sidecar.segment_codec import (
     SEGMENT_MAGIC,
     Frame,
@@ -25,10 +28,6 @@ from traincheck.sidecar.segment_codec import (
     is_segment,
     iter_frames,
 )
-
-from traincheck.errors import NotATraceError
-from traincheck.events import Batch, StoredEvent, single_events
-from traincheck.records import ForeignRecordError, RunManifest
 from traincheck.tracedir import TraceDir
 from traincheck.wire import WireError, decode_batch, decode_batch_header
 

@@ -19,6 +19,7 @@ from pathlib import Path
 
 import pytest
 from conftest import SCRIPTS, cli, python_cmd
+
 from traincheck.sidecar.store import read_trace
 
 SLOW_TRAIN = SCRIPTS / "e2e_slow_train.py"

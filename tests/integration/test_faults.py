@@ -15,6 +15,7 @@ import psutil
 import pytest
 from conftest import SCRIPTS, cli, python_cmd
 from test_attach import manifest, private_environment, run, start, wait_for_line
+
 from traincheck.sidecar.store import read_trace
 
 SLOW_TRAIN = SCRIPTS / "e2e_slow_train.py"

@@ -14,9 +14,9 @@ import time
 from pathlib import Path
 
 import pytest
-from traincheck.sidecar.store import read_trace
 
 from traincheck import environment
+from traincheck.sidecar.store import read_trace
 
 PRODUCER = Path(__file__).parent / "scripts" / "producer_fake_job.py"
 LAUNCHER = [sys.executable, "-m", "traincheck.launcher.cli"]

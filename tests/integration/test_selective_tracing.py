@@ -7,9 +7,9 @@ import sys
 from pathlib import Path
 
 from conftest import EXAMPLES, Inferred, cli, run_cli
-from traincheck.sidecar.store import read_trace
 
 from traincheck.events import ApiCall, VarState
+from traincheck.sidecar.store import read_trace
 
 
 def _state_points(trace: Path, *, digests: bool = False) -> set:

@@ -16,10 +16,10 @@ from pathlib import Path
 
 import pytest
 import zmq
-from traincheck.sidecar.store import read_trace
 
 from traincheck.events import SCHEMA_VERSION, Batch, MetaChange, RunEnd, RunStart
 from traincheck.records import SidecarFailed, decode_sidecar_line
+from traincheck.sidecar.store import read_trace
 from traincheck.wire import encode_batch
 
 RUN_ID = "test-run"

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import pytest
 from conftest import SCRIPTS, cli, python_cmd, run_cli
-from traincheck.sidecar.store import read_trace
 
 from traincheck.events import ApiCall, ApiReturn, MetaChange, VarState
+from traincheck.sidecar.store import read_trace
 
 
 @pytest.fixture(scope="module")

@@ -100,6 +100,7 @@ def test_lead_window_left_open_by_the_end_of_the_run_is_censored(invariants) -> 
 
 def test_live_feed_equals_offline_replay_with_interleaved_ranks(invariants, tmp_path) -> None:
     from tracegen import write_trace
+
     from traincheck.sidecar.store import read_trace
 
     specs = [

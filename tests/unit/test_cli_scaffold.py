@@ -8,8 +8,6 @@ from importlib import metadata
 from pathlib import Path
 
 import pytest
-from traincheck.launcher import cli as launcher_cli
-from traincheck.launcher import collect
 
 from traincheck.cli import attach, check, infer
 from traincheck.cli_scaffold import CommandParser, run_main
@@ -19,6 +17,8 @@ from traincheck.errors import (
     EXIT_USER_ERROR,
     InvariantsFileError,
 )
+from traincheck.launcher import cli as launcher_cli
+from traincheck.launcher import collect
 
 ENTRY_POINTS: dict[str, Callable[[list[str]], int]] = {
     "traincheck-run": launcher_cli.main,

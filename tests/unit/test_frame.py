@@ -6,8 +6,6 @@ from pathlib import Path
 
 import pandas as pd
 from tracegen import manifest
-from traincheck.sidecar.frame import COLUMNS, batches_to_frame
-from traincheck.sidecar.store import Trace, TraceWriter, read_trace
 
 from traincheck.events import (
     SCHEMA_VERSION,
@@ -20,6 +18,8 @@ from traincheck.events import (
     RunStart,
     VarState,
 )
+from traincheck.sidecar.frame import COLUMNS, batches_to_frame
+from traincheck.sidecar.store import Trace, TraceWriter, read_trace
 from traincheck.tracedir import TraceDir
 from traincheck.wire import encode_batch
 

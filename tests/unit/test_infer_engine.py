@@ -6,12 +6,12 @@ from pathlib import Path
 
 import pytest
 from tracegen import BACKWARD, FORWARD, STEP, ZERO_GRAD, LoopSpec, stored_events, write_trace
-from traincheck.sidecar.store import read_trace
 
 from traincheck.analysis.infer_engine import infer, infer_from_streams
 from traincheck.analysis.invariants_file import dump_invariants
 from traincheck.analysis.relations.base import TOO_FEW_POSITIVES
 from traincheck.analysis.relations.known import select_relations
+from traincheck.sidecar.store import read_trace
 
 
 @pytest.fixture(scope="module")

@@ -17,10 +17,10 @@ import time
 from pathlib import Path
 
 import zmq
-from traincheck.sidecar.receiver import IntakeLedger, read_exit_counters
 
 from traincheck.events import Batch, MetaChange, RunStart
 from traincheck.records import TracerExitCounters
+from traincheck.sidecar.receiver import IntakeLedger, read_exit_counters
 from traincheck.tracer.publisher import Publisher
 from traincheck.wire import decode_batch
 

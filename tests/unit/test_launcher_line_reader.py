@@ -7,8 +7,8 @@ import time
 from collections.abc import Iterator
 
 import pytest
-from traincheck.launcher.sidecar_process import SidecarLineReader, describe_exit
 
+from traincheck.launcher.sidecar_process import SidecarLineReader, describe_exit
 from traincheck.records import SidecarFailed, SidecarReady, SidecarSummary
 
 READY = (SidecarReady, SidecarFailed)

@@ -10,13 +10,13 @@ import sys
 from pathlib import Path
 
 import pytest
+
+from traincheck import environment
+from traincheck.errors import UserError
 from traincheck.launcher import rundir
 from traincheck.launcher.job import bootstrap_dir, exit_status, job_environment
 from traincheck.launcher.settings import default_output_dir, parse_settings, python_script
 from traincheck.launcher.summary import read_tracer_counters
-
-from traincheck import environment
-from traincheck.errors import UserError
 from traincheck.records import ProducerSummary, RunCounters
 from traincheck.run_summary import summary_lines
 

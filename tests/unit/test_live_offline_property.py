@@ -11,12 +11,12 @@ from pathlib import Path
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from tracegen import MODEL_PARAMS, LoopSpec, write_trace
-from traincheck.sidecar.live_check import LiveCheck
-from traincheck.sidecar.store import read_trace
 
 from traincheck.analysis.invariants_file import load_invariants
 from traincheck.cli.check import main as check_main
 from traincheck.cli.infer import main as infer_main
+from traincheck.sidecar.live_check import LiveCheck
+from traincheck.sidecar.store import read_trace
 from traincheck.tracedir import TraceDir
 from traincheck.tracing_plan import TracingPlan
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from traincheck.events import SCHEMA_VERSION, Batch, MetaChange
 from traincheck.sidecar.segment_codec import (
     CHECKSUM_MISMATCH,
     FRAME_HEADER,
@@ -18,8 +19,6 @@ from traincheck.sidecar.segment_codec import (
     iter_frames,
 )
 from traincheck.sidecar.store import TraceWriter, last_stored_seqs
-
-from traincheck.events import SCHEMA_VERSION, Batch, MetaChange
 from traincheck.wire import encode_batch
 
 

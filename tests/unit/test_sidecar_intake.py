@@ -18,12 +18,12 @@ from pathlib import Path
 import msgspec
 import pytest
 import zmq
+
+from traincheck.events import SCHEMA_VERSION, Batch, MetaChange, RunEnd, RunStart, StoredEvent
 from traincheck.sidecar import service as runtime
 from traincheck.sidecar.receiver import IntakeLedger, Receiver
 from traincheck.sidecar.service import Sidecar, SidecarOptions
 from traincheck.sidecar.store import read_trace
-
-from traincheck.events import SCHEMA_VERSION, Batch, MetaChange, RunEnd, RunStart, StoredEvent
 from traincheck.wire import WireError, decode_batch, encode_batch
 
 RUN = "run-1"

@@ -9,13 +9,13 @@ from pathlib import Path
 
 import pytest
 from test_plan import _invariants
-from traincheck.sidecar.run_plan import decide_plan, read_base_plan
-from traincheck.sidecar.service import SidecarOptions, start
 
 from traincheck.analysis import invariants_file
 from traincheck.analysis.instrumentation import tracing_plan
 from traincheck.analysis.invariants_file import dump_invariants
 from traincheck.errors import InvariantsFileError, UserError
+from traincheck.sidecar.run_plan import decide_plan, read_base_plan
+from traincheck.sidecar.service import SidecarOptions, start
 from traincheck.tracedir import TraceDir
 from traincheck.tracing_plan import TracingPlan, load_plan, write_plan_file
 

@@ -9,13 +9,13 @@ from pathlib import Path
 
 import pytest
 from tracegen import manifest
-from traincheck.sidecar import store
-from traincheck.sidecar.segment_codec import SEGMENT_MAGIC
-from traincheck.sidecar.store import TraceWriter, read_trace
 
 from traincheck import records
 from traincheck.errors import NotATraceError
 from traincheck.events import SCHEMA_VERSION, Batch, MetaChange, RunEnd
+from traincheck.sidecar import store
+from traincheck.sidecar.segment_codec import SEGMENT_MAGIC
+from traincheck.sidecar.store import TraceWriter, read_trace
 from traincheck.tracedir import TraceDir
 from traincheck.wire import encode_batch
 

@@ -16,8 +16,6 @@ from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from traincheck.sidecar.store import TraceWriter
-
 from traincheck.events import (
     SCHEMA_VERSION,
     ApiCall,
@@ -32,6 +30,7 @@ from traincheck.events import (
     VarState,
 )
 from traincheck.records import MANIFEST_FORMAT, MANIFEST_VERSION, RunManifest
+from traincheck.sidecar.store import TraceWriter
 from traincheck.tracedir import TraceDir
 from traincheck.wire import encode_batch
 

@@ -15,7 +15,6 @@ the sidecar process named in it is gone (a killed sidecar never finalises
 
 from __future__ import annotations
 
-import os
 import socket
 import threading
 import time
@@ -27,6 +26,7 @@ from traincheck.analysis.alert_sink import AlertSink
 from traincheck.analysis.checker import Checker
 from traincheck.analysis.results import ViolationLedger
 from traincheck.events import StoredEvent, single_events
+from traincheck.processes import pid_alive
 from traincheck.sidecar.segment_codec import SegmentTail
 from traincheck.tracedir import TraceDir
 from traincheck.wire import WireError, decode_batch
@@ -66,7 +66,7 @@ class TraceFollower:
             return True
         if manifest.hostname != socket.gethostname():
             return False  # cannot tell from here; the status or the timeout ends it
-        return not _process_alive(manifest.sidecar_pid)
+        return not pid_alive(manifest.sidecar_pid)
 
 
 def _events(tail: SegmentTail) -> Iterator[StoredEvent]:
@@ -139,13 +139,3 @@ def _start_observer(trace_dir: Path, wake: threading.Event) -> BaseObserver | No
     observer.daemon = True
     observer.start()
     return observer
-
-
-def _process_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
