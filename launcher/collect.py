@@ -116,11 +116,10 @@ def parse_settings(argv: list[str]) -> RunSettings:
     invariants = args.invariants
     if invariants is not None:
         invariants = existing_invariants_file(invariants)
-    output_dir = args.output_dir or default_output_dir(command, modules)
-    validate_output_dir(output_dir)
+    output_dir = validate_output_dir(args.output_dir or default_output_dir(command, modules))
     return RunSettings(
         command=tuple(command),
-        output_dir=output_dir.resolve(),
+        output_dir=output_dir,
         invariants=invariants,
         sidecar_timeout_s=DEFAULT_SIDECAR_TIMEOUT_S,
         fail_on_violation=False,

@@ -12,6 +12,7 @@ import argparse
 import os
 import re
 import shutil
+import stat
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -133,11 +134,10 @@ def parse_settings(argv: list[str]) -> RunSettings:
         raise UserError("--on-violation stop needs --invariants (nothing is checked without them)")
     if invariants is not None:
         invariants = existing_invariants_file(invariants)
-    output_dir = args.output_dir or default_output_dir(command)
-    validate_output_dir(output_dir)
+    output_dir = validate_output_dir(args.output_dir or default_output_dir(command))
     return RunSettings(
         command=tuple(command),
-        output_dir=output_dir.resolve(),
+        output_dir=output_dir,
         invariants=invariants,
         sidecar_timeout_s=args.sidecar_timeout_s,
         fail_on_violation=args.fail_on_violation,
@@ -194,17 +194,36 @@ def default_output_dir(command: list[str]) -> Path:
     return Path(f"traincheck_run_{stem}_{time.strftime('%Y%m%d_%H%M%S')}")
 
 
-def validate_output_dir(output_dir: Path) -> None:
-    """Refuse to mix two runs in one trace directory; an empty directory is fine."""
-    if not output_dir.exists():
-        return
-    if not output_dir.is_dir():
+def validate_output_dir(output_dir: Path) -> Path:
+    """The trace directory, resolved, if it can be ours alone; else a one-line error.
+
+    Refused: a path that cannot be resolved (a symlink loop), a symbolic link (we
+    never write through a link someone else may have planted), an existing
+    directory that is not empty (two runs in one trace), not owned by us, or
+    writable by others (another user could plant files in it).
+    """
+    try:
+        if output_dir.is_symlink():
+            raise UserError(f"output directory is a symbolic link: {output_dir}")
+        resolved = output_dir.resolve()
+        info = resolved.lstat() if resolved.exists() else None
+    except (OSError, RuntimeError) as exc:  # RuntimeError: pathlib's symlink loop
+        reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
+        raise UserError(f"cannot use output directory {output_dir}: {reason}") from None
+    if info is None:
+        return resolved
+    if not stat.S_ISDIR(info.st_mode):
         raise UserError(f"output path exists and is not a directory: {output_dir}")
-    if any(output_dir.iterdir()):
+    if info.st_uid != os.getuid():
+        raise UserError(f"output directory belongs to another user: {output_dir}")
+    if info.st_mode & (stat.S_IWGRP | stat.S_IWOTH):
+        raise UserError(f"output directory is writable by other users: {output_dir}")
+    if any(resolved.iterdir()):
         raise UserError(
             f"output directory is not empty: {output_dir} (one run per trace directory; "
             "pass a new --output-dir)"
         )
+    return resolved
 
 
 def existing_invariants_file(path: Path) -> Path:

@@ -55,3 +55,28 @@ def test_another_interpreter_keeps_its_output_and_its_own_sitecustomize(tmp_path
     assert result.stdout.splitlines() == ["their sitecustomize ran", "42"]
     child_stderr = [line for line in result.stderr.splitlines() if "traincheck-run:" not in line]
     assert child_stderr == [], result.stderr
+
+
+@pytest.mark.skipif(
+    not BASE_PYTHON or BASE_PYTHON == sys.executable, reason="no base interpreter outside the venv"
+)
+def test_another_interpreter_without_a_sitecustomize_of_its_own_prints_nothing(
+    tmp_path: Path,
+) -> None:
+    if _traincheck_importable(BASE_PYTHON, tmp_path):
+        pytest.skip(f"{BASE_PYTHON} can import traincheck")
+    result = run_cli(
+        [
+            cli("traincheck-run"),
+            "--output-dir",
+            str(tmp_path / "trace"),
+            "--",
+            BASE_PYTHON,
+            "-c",
+            "print(42)",
+        ],
+        cwd=tmp_path,
+    )
+    assert result.returncode == 0, result.stderr
+    assert result.stdout == "42\n"
+    assert [line for line in result.stderr.splitlines() if "traincheck-run:" not in line] == []

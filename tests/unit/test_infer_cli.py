@@ -86,3 +86,15 @@ def test_damaged_segment_is_a_warning(traces, tmp_path, capsys) -> None:
     assert main(["-f", str(damaged), "-o", str(tmp_path / "inv.json")]) == 0
     err = capsys.readouterr().err
     assert err.startswith("traincheck-infer: warning: ") and err.count("\n") == 1
+
+
+def test_a_trace_given_twice_is_read_once(traces, tmp_path, capsys) -> None:
+    """Read twice, one run would count as two healthy runs: its evidence doubled."""
+    once, twice = tmp_path / "once.json", tmp_path / "twice.json"
+    assert main(["-f", str(traces[0]), "-o", str(once)]) == 0
+    capsys.readouterr()
+    assert main(["-f", str(traces[0]), f"{traces[0]}/", "-o", str(twice)]) == 0
+    captured = capsys.readouterr()
+    assert "given twice; read once" in captured.err
+    assert "invariants from 1 trace(s)" in captured.out
+    assert once.read_text() == twice.read_text()

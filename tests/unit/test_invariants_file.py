@@ -133,6 +133,17 @@ def _doc(*invariants: object) -> str:
         ("[" * 100_000 + "]" * 100_000, "nested deeper"),
         ("[" * 100 + "]" * 100, "nested deeper"),
         (json.dumps(SEED_INVARIANT) + "\n{broken\n", "line 2: not JSON"),
+        (
+            _doc({**SEED_INVARIANT, "id": "x"}, {**SEED_INVARIANT, "id": "x"}),
+            "invariant #2 has the id 'x' of invariant #1",
+        ),
+        (
+            _doc({**SEED_INVARIANT, "num_positive_examples": 1}).replace(
+                '"num_positive_examples": 1', '"num_positive_examples": ' + "9" * 5001
+            ),
+            "not usable JSON",
+        ),
+        (_doc({**SEED_INVARIANT, "text_description": "\ud800"}), "lone surrogate"),
     ],
 )
 def test_malformed_files_raise_one_line_errors(tmp_path: Path, text: str, message: str) -> None:

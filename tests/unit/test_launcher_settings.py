@@ -87,6 +87,33 @@ def test_output_dir_must_be_new_or_empty(script: Path, tmp_path: Path) -> None:
         parse_settings(["-o", str(script), PY, str(script)])
 
 
+def test_output_dir_another_user_could_have_planted_is_refused(
+    script: Path, tmp_path: Path
+) -> None:
+    """A link, a loop, a directory others may write into or that is not ours: we would
+    write the user's trace where someone else decides."""
+    target = tmp_path / "target"
+    target.mkdir()
+    (tmp_path / "link").symlink_to(target)
+    with pytest.raises(UserError, match="symbolic link"):
+        parse_settings(["-o", str(tmp_path / "link"), PY, str(script)])
+    (tmp_path / "loop1").symlink_to(tmp_path / "loop2")
+    (tmp_path / "loop2").symlink_to(tmp_path / "loop1")
+    with pytest.raises(UserError, match="cannot use output directory"):
+        parse_settings(["-o", str(tmp_path / "loop1" / "x"), PY, str(script)])
+    shared = tmp_path / "shared"
+    shared.mkdir()
+    shared.chmod(0o777)
+    with pytest.raises(UserError, match="writable by other users"):
+        parse_settings(["-o", str(shared), PY, str(script)])
+    if os.getuid() == 0:  # only root can give a directory to another user
+        theirs = tmp_path / "theirs"
+        theirs.mkdir()
+        os.chown(theirs, 4321, 4321)
+        with pytest.raises(UserError, match="belongs to another user"):
+            parse_settings(["-o", str(theirs), PY, str(script)])
+
+
 @pytest.mark.parametrize(
     ("command", "expected"),
     [

@@ -65,11 +65,18 @@ def load_invariants(path: str | Path) -> InvariantSet:
     text = _read_text(path)
     items = _parse_document(text, path)
     invariants = []
+    first_index: dict[str, int] = {}
     for index, item in enumerate(items, start=1):
         try:
-            invariants.append(invariant_from_json(item))
+            invariant = invariant_from_json(item)
         except ValueError as exc:
             raise InvariantsFileError(f"{path}: invariant #{index}: {exc}") from None
+        earlier = first_index.setdefault(invariant.id, index)
+        if earlier != index:  # an alert naming this id would not say which one broke
+            raise InvariantsFileError(
+                f"{path}: invariant #{index} has the id {invariant.id!r} of invariant #{earlier}"
+            )
+        invariants.append(invariant)
     return InvariantSet(tuple(invariants), source=str(path))
 
 
@@ -94,7 +101,7 @@ def _read_text(path: Path) -> str:
 def _parse_document(text: str, path: Path) -> list[Any]:
     """Return the list of invariant objects of a document or of JSON Lines."""
     try:
-        document = _loads(text)
+        document = _loads(text, path)
     except json.JSONDecodeError as exc:
         if exc.msg != "Extra data":
             raise InvariantsFileError(f"{path}: not JSON ({exc})") from None
@@ -124,35 +131,53 @@ def _parse_json_lines(text: str, path: Path) -> list[Any]:
         if not line.strip():
             continue
         try:
-            items.append(_loads(line))
+            items.append(_loads(line, path))
         except json.JSONDecodeError as exc:
             raise InvariantsFileError(f"{path}: line {number}: not JSON ({exc.msg})") from None
     return items
 
 
-def _loads(text: str) -> Any:
+def _loads(text: str, path: Path) -> Any:
     try:
         value = json.loads(text)
     except RecursionError:
-        raise InvariantsFileError(f"JSON nested deeper than {MAX_NESTING} levels") from None
-    if _depth(value) > MAX_NESTING:
-        raise InvariantsFileError(f"JSON nested deeper than {MAX_NESTING} levels")
+        raise InvariantsFileError(f"{path}: JSON nested deeper than {MAX_NESTING} levels") from None
+    except json.JSONDecodeError:
+        raise
+    except ValueError as exc:  # e.g. an integer of more digits than Python converts
+        raise InvariantsFileError(f"{path}: not usable JSON ({exc})") from None
+    try:
+        _check_values(value)
+    except ValueError as exc:
+        raise InvariantsFileError(f"{path}: {exc}") from None
     return value
 
 
-def _depth(value: Any) -> int:
-    """Nesting depth, computed iteratively so a deep document cannot overflow the stack."""
-    deepest, stack = 0, [(value, 1)]
+def _check_values(value: Any) -> None:
+    """Refuse what parses but cannot be used: nesting deeper than MAX_NESTING, and
+    strings with a lone surrogate (``"\\ud800"`` is valid JSON but no Unicode text:
+    it could never be written back or printed). Iterative, so a deep document
+    cannot overflow the stack."""
+    stack = [(value, 1)]
     while stack:
         item, depth = stack.pop()
-        deepest = max(deepest, depth)
         if depth > MAX_NESTING:
-            break
+            raise ValueError(f"JSON nested deeper than {MAX_NESTING} levels")
         if isinstance(item, dict):
             stack.extend((v, depth + 1) for v in item.values())
+            stack.extend((k, depth + 1) for k in item)
         elif isinstance(item, list):
             stack.extend((v, depth + 1) for v in item)
-    return deepest
+        elif isinstance(item, str) and not _is_unicode(item):
+            raise ValueError("a string holds a lone surrogate (not Unicode text)")
+
+
+def _is_unicode(text: str) -> bool:
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
 
 
 def invariant_from_json(data: Any) -> Invariant[Any]:

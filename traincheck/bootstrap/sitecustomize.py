@@ -17,7 +17,7 @@ except ImportError:
 
     _here = os.path.dirname(os.path.abspath(__file__))
     _saved_path = list(sys.path)
-    sys.modules.pop("sitecustomize", None)
+    _ours = sys.modules.pop("sitecustomize", None)
     sys.path[:] = [p for p in sys.path if os.path.abspath(p or os.curdir) != _here]
     try:
         importlib.import_module("sitecustomize")
@@ -26,5 +26,7 @@ except ImportError:
             raise  # their module failed: ``site`` reports it exactly as untraced
     finally:
         sys.path[:] = _saved_path
+        if _ours is not None:  # none of theirs: ``site`` still looks ours up when we return
+            sys.modules.setdefault("sitecustomize", _ours)
 else:
     initialize()

@@ -28,6 +28,7 @@ from traincheck.cli.infer_progress import trace_progress
 from traincheck.cli_scaffold import CommandParser, run_main
 from traincheck.errors import EXIT_OK, UserError
 from traincheck.sidecar.store import Trace, read_trace
+from traincheck.terminal_text import printable
 
 PROG = "traincheck-infer"
 BACKENDS = ("pandas",)
@@ -119,7 +120,7 @@ def _run(args: argparse.Namespace) -> int:
     except ValueError as exc:
         raise UserError(str(exc)) from None
     _check_output(args.output)
-    traces = [_read(path) for path in args.trace_folders]
+    traces = [_read(path) for path in distinct_folders(args.trace_folders)]
     settings = InferSettings(
         None if args.disable_precond_sampling else args.precond_sampling_threshold
     )
@@ -144,10 +145,25 @@ def _check_output(output: Path) -> None:
         raise UserError(f"cannot write {output}: directory {parent} does not exist")
 
 
+def distinct_folders(folders: Sequence[str]) -> list[str]:
+    """The trace folders, each once: a trace given twice would count its evidence
+    twice (the same run read as two healthy runs), so repeats are dropped, said."""
+    seen: set[Path] = set()
+    kept = []
+    for folder in folders:
+        key = Path(folder).resolve()
+        if key in seen:
+            print(printable(f"{PROG}: warning: {folder} given twice; read once"), file=sys.stderr)
+            continue
+        seen.add(key)
+        kept.append(folder)
+    return kept
+
+
 def _read(path: str) -> Trace:
     trace = read_trace(path)
     for warning in trace.warnings:
-        print(f"{PROG}: warning: {path}: {warning}", file=sys.stderr)
+        print(printable(f"{PROG}: warning: {path}: {warning}"), file=sys.stderr)
     return trace
 
 
