@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import re
+import stat
 from dataclasses import replace
 from pathlib import Path
 
@@ -124,3 +125,21 @@ def test_default_output_dir_is_beside_the_trace(tmp_path: Path) -> None:
     assert first.parent == tmp_path and first.name.startswith("run1_check_")
     first.mkdir()
     assert default_output_dir(trace) != first
+
+
+def test_result_files_are_owner_only(tmp_path: Path) -> None:
+    """They quote the run's command, source lines and variable names."""
+    results = results_of_each_kind()
+    outdir = tmp_path / "results"
+    write_results(outdir, results, _ledger(results))
+    assert stat.S_IMODE(outdir.stat().st_mode) == 0o700
+    files = sorted(outdir.iterdir())
+    assert [f.name for f in files] == [
+        "failed.log",
+        "not_triggered.log",
+        "passed.log",
+        "report.html",
+        "uncheckable.log",
+        "violations_summary.json",
+    ]
+    assert {stat.S_IMODE(f.stat().st_mode) for f in files} == {0o600}

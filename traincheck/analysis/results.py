@@ -29,6 +29,7 @@ from traincheck.analysis.findings import ViolatedInvariant, group_findings
 from traincheck.analysis.relations.base import InvariantResult
 from traincheck.analysis.violations import Violation
 from traincheck.errors import UserError
+from traincheck.private_files import ensure_private_dir, write_private_file
 from traincheck.records import (
     ListedInvariant,
     OutcomeCounts,
@@ -272,11 +273,13 @@ def write_results(
         rows[outcome_of(result)].append(json.dumps(result_row(result, ledger), sort_keys=True))
     summary = summarize(results, ledger, api_calls, run)
     try:
-        outdir.mkdir(parents=True, exist_ok=True)
+        # Owner-only like the trace: the results quote the run's command and code.
+        ensure_private_dir(outdir)
         for name, lines in rows.items():
-            (outdir / f"{name}.log").write_text("".join(line + "\n" for line in lines))
-        (outdir / SUMMARY_FILE).write_bytes(encode_results_summary(summary))
-        (outdir / REPORT_FILE).write_text(render_report(summary, title=title))
+            text = "".join(line + "\n" for line in lines)
+            write_private_file(outdir / f"{name}.log", text.encode())
+        write_private_file(outdir / SUMMARY_FILE, encode_results_summary(summary))
+        write_private_file(outdir / REPORT_FILE, render_report(summary, title=title).encode())
     except OSError as exc:
         raise UserError(f"cannot write results to {outdir}: {exc.strerror or exc}") from None
     return summary
