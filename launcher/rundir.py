@@ -17,7 +17,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from traincheck.errors import UserError
+from traincheck.errors import UnsafePathError, UserError
 from traincheck.private_files import ensure_private_dir, per_user_dir, write_private_file
 from traincheck.records import encode_command
 from traincheck.tracing_plan import TracingPlan, write_plan_file
@@ -67,13 +67,28 @@ class RunDirectory:
 
 def create_run_directory(run_id: str) -> RunDirectory:
     """Create the run directory, preferring XDG_RUNTIME_DIR, falling back to the
-    system temp dir when the socket path would be too long."""
+    system temp dir when the socket path would be too long.
+
+    The per-user directory has a predictable name: another user may have created
+    it first (to deny us, or to lure us). We never use one that is not ours, and
+    never refuse the user's job for it either: the run then gets a directory of
+    its own from ``mkdtemp`` (private, unpredictable), the socket path permitting.
+    """
     bases = [os.environ.get("XDG_RUNTIME_DIR") or "", tempfile.gettempdir(), "/tmp"]
-    for base in (b for b in bases if b):
+    for base in dict.fromkeys(b for b in bases if b):
         path = per_user_dir(base) / run_id
-        if len(str(path / SOCKET_NAME)) < MAX_SOCKET_PATH:
+        if len(str(path / SOCKET_NAME)) >= MAX_SOCKET_PATH:
+            continue
+        try:
             ensure_private_dir(path.parent)
-            path.mkdir(mode=0o700)  # new: a run id is never reused
-            ensure_private_dir(path)
+        except UnsafePathError:
+            continue  # planted by someone else: try the next base, then mkdtemp
+        path.mkdir(mode=0o700)  # new: a run id is never reused
+        ensure_private_dir(path)
+        return RunDirectory(path=path, run_id=run_id)
+    for base in dict.fromkeys(b for b in bases[1:] if b):
+        path = Path(tempfile.mkdtemp(prefix=f"traincheck-{run_id}-", dir=base))
+        if len(str(path / SOCKET_NAME)) < MAX_SOCKET_PATH:
             return RunDirectory(path=path, run_id=run_id)
+        path.rmdir()
     raise UserError("no directory with a short enough path for the run's socket; set TMPDIR")

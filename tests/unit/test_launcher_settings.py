@@ -177,14 +177,35 @@ def test_run_directory_tightens_a_loose_parent(
     assert stat.S_IMODE(parent.stat().st_mode) == 0o700
 
 
-def test_run_directory_refuses_a_symlinked_parent(
+def test_a_planted_per_user_directory_is_never_used_nor_stops_the_job(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    """Another user may create ``traincheck-<uid>`` first (a link, or a directory of
+    theirs): we write nothing there, and the job still runs, from a directory of
+    its own when every predictable one is taken."""
     monkeypatch.setenv("XDG_RUNTIME_DIR", str(tmp_path))
-    (tmp_path / "elsewhere").mkdir()
-    (tmp_path / f"traincheck-{os.getuid()}").symlink_to(tmp_path / "elsewhere")
-    with pytest.raises(UserError, match="not a plain directory"):
-        rundir.create_run_directory("run-3")
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    planted = tmp_path / f"traincheck-{os.getuid()}"
+    planted.symlink_to(elsewhere)
+    run = rundir.create_run_directory("run-3")
+    try:
+        assert not run.path.is_relative_to(tmp_path) and list(elsewhere.iterdir()) == []
+    finally:
+        run.remove()
+    temp = tmp_path / "tmp"
+    temp.mkdir()
+    monkeypatch.setattr(rundir.tempfile, "tempdir", str(temp))
+    monkeypatch.setattr(rundir, "per_user_dir", lambda base: planted)  # every base taken
+    run = rundir.create_run_directory("run-4")
+    try:
+        # mkdtemp in the temp dir (or /tmp, when the socket path would be too long)
+        assert run.path.parent in (temp, Path("/tmp"))
+        assert run.path.name.startswith("traincheck-run-4-")
+        assert stat.S_IMODE(run.path.stat().st_mode) == 0o700
+        assert list(elsewhere.iterdir()) == []
+    finally:
+        run.remove()
 
 
 def test_long_runtime_dir_falls_back_to_tmp(
