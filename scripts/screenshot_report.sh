@@ -31,6 +31,8 @@ expected = {k: summary[k] for k in ("total_violations", "distinct_invariants_vio
                                     "invariants_checked")}
 expected |= {f"outcome-{k}": v for k, v in summary["outcomes"].items()}
 expected["findings"] = len(summary["findings"])
+if summary.get("damage"):
+    expected["damage"] = len(summary["damage"])
 marks = dom.count('class="mark"')
 want_marks = sum(len(s) for f in summary["findings"] for s in f["steps_by_rank"].values())
 if marks != want_marks:

@@ -97,6 +97,34 @@ def iter_frames(
         offset = begin + length
 
 
+_BATCH_FIELDS = 7
+"""A ``Batch`` is encoded as a msgpack array of its 7 fields (``traincheck.events``)."""
+_BATCH_START = bytes([0x90 | _BATCH_FIELDS])
+"""The first payload byte of every frame: msgpack's fixarray of 7 elements."""
+
+
+def next_frame_at(data: bytes | memoryview, start: int) -> int | None:
+    """The offset of the first whole, intact frame after ``start``, or None.
+
+    One damaged header must not cost the rest of a segment (up to 256 MiB): a
+    reader resumes at the next frame. Candidates are screened cheaply before their
+    checksum is computed: the length must fit in the data and the payload must
+    start as every batch does (a 7-element msgpack array); only then is the CRC-32
+    compared, which makes a false match from garbage practically impossible.
+    """
+    buffer = data if isinstance(data, bytes) else bytes(data)
+    view = memoryview(buffer)
+    size = len(buffer)
+    offset = buffer.find(_BATCH_START, start + 1 + FRAME_HEADER.size)
+    while offset != -1:
+        header_at = offset - FRAME_HEADER.size
+        length, crc = FRAME_HEADER.unpack_from(view, header_at)
+        if offset + length <= size and zlib.crc32(view[offset : offset + length]) == crc:
+            return header_at
+        offset = buffer.find(_BATCH_START, offset + 1)
+    return None
+
+
 class SegmentTail:
     """The frames appended to one segment file since the last look.
 

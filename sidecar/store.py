@@ -27,6 +27,7 @@ from traincheck.sidecar.segment_codec import (
     encode_frame,
     is_segment,
     iter_frames,
+    next_frame_at,
 )
 from traincheck.tracedir import TraceDir
 from traincheck.wire import WireError, decode_batch, decode_batch_header
@@ -208,20 +209,38 @@ def _read_segment(segment: Path, trace: Trace) -> None:
     if not is_segment(data):
         trace.warnings.append(f"{segment.name}: not a trace segment; skipped")
         return
-    for item in iter_frames(data, len(SEGMENT_MAGIC)):
+    start = len(SEGMENT_MAGIC)
+    while start < len(data):
+        damage = _read_frames(data, start, trace)
+        if damage is None:
+            return
+        problem, offset = damage
+        resume = next_frame_at(data, offset)
+        if resume is None:
+            trace.warnings.append(
+                f"{segment.name}: {problem} at byte {offset}; kept the "
+                f"{len(trace.batches)} batches read so far, ignored {len(data) - offset} bytes"
+            )
+            return
+        trace.warnings.append(
+            f"{segment.name}: {problem} at byte {offset}; skipped {resume - offset} bytes, "
+            f"resumed at the next intact frame (byte {resume})"
+        )
+        start = resume
+
+
+def _read_frames(data: bytes, start: int, trace: Trace) -> tuple[str, int] | None:
+    """Append the batches of the frames from ``start`` on; the damage that stopped it
+    (problem, offset), or None at the clean end of the segment."""
+    for item in iter_frames(data, start):
         if isinstance(item, Frame):
             try:
                 trace.batches.append(decode_batch(item.payload))
                 continue
             except WireError as exc:
-                problem = f"undecodable batch ({exc})"
-        else:
-            problem = item.problem
-        trace.warnings.append(
-            f"{segment.name}: {problem} at byte {item.offset}; kept the "
-            f"{len(trace.batches)} batches read so far, ignored {len(data) - item.offset} bytes"
-        )
-        return
+                return f"undecodable batch ({exc})", item.offset
+        return item.problem, item.offset
+    return None
 
 
 def last_stored_seqs(trace_dir: Path, run_id: str) -> dict[tuple[int, int], int]:

@@ -303,6 +303,9 @@ class ResultsSummary(msgspec.Struct, kw_only=True):
     findings: list[FindingSummary] = msgspec.field(default_factory=list)
     invariants_by_outcome: dict[str, list[ListedInvariant]] = msgspec.field(default_factory=dict)
     run: RunDescription = msgspec.field(default_factory=RunDescription)
+    damage: list[str] = msgspec.field(default_factory=list)
+    """What reading the trace had to skip (a torn or corrupt frame, an unreadable
+    file): a check of a damaged trace says so, whatever it found."""
 
 
 class FirstViolation(msgspec.Struct, frozen=True, kw_only=True):

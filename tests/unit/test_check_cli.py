@@ -109,3 +109,20 @@ def test_user_errors_exit_2(invariants_file, tmp_path, capsys, case, message) ->
     err = capsys.readouterr().err
     assert err.startswith("traincheck-check: error: ") and message in err
     assert err.count("\n") == 1
+
+
+def test_a_damaged_trace_is_said_to_be_damaged(invariants_file, tmp_path, capsys) -> None:
+    """Exit code 0 said 'nothing wrong' about a trace the check could only partly read."""
+    trace = write_trace(tmp_path / "t", LoopSpec(steps=10, seed=9))
+    (segment,) = sorted(Path(trace).glob("segment-*.tcs"))
+    data = bytearray(segment.read_bytes())
+    data[20] ^= 0xFF  # inside the first frame's payload: its checksum no longer matches
+    segment.write_bytes(bytes(data))
+    outdir = tmp_path / "out"
+    check_main(["-f", str(trace), "-i", str(invariants_file), "-o", str(outdir)])
+    captured = capsys.readouterr()
+    assert "checksum mismatch" in captured.err
+    assert "the trace is damaged (1 place(s) skipped" in captured.out.splitlines()[-2]
+    summary = json.loads((outdir / "violations_summary.json").read_text())
+    assert len(summary["damage"]) == 1 and "checksum mismatch" in summary["damage"][0]
+    assert "The trace is damaged" in (outdir / "report.html").read_text()

@@ -86,6 +86,23 @@ def test_corrupt_frame_stops_that_segment_only(tmp_path: Path) -> None:
     assert 0 not in seqs and seqs == sorted(seqs) and seqs[-1] == 5
 
 
+def test_a_damaged_frame_costs_only_itself_the_reader_resumes_at_the_next(
+    tmp_path: Path,
+) -> None:
+    """One bad header used to drop the rest of its segment (up to 256 MiB)."""
+    write_trace(tmp_path, 6)
+    (segment,) = sorted(tmp_path.glob("segment-*.tcs"))
+    data = bytearray(segment.read_bytes())
+    first_length = int.from_bytes(data[len(SEGMENT_MAGIC) : len(SEGMENT_MAGIC) + 4], "little")
+    second = len(SEGMENT_MAGIC) + 8 + first_length
+    data[second : second + 4] = (2**31).to_bytes(4, "little")  # a length past the end
+    segment.write_bytes(bytes(data))
+    trace = read_trace(tmp_path)
+    assert [b.seq for b in trace.batches] == [0, 2, 3, 4, 5]
+    (warning,) = trace.warnings
+    assert f"at byte {second}" in warning and "resumed at the next intact frame" in warning
+
+
 def test_foreign_segment_and_missing_manifest_are_warnings(tmp_path: Path) -> None:
     write_trace(tmp_path, 1)
     (tmp_path / "segment-00009.tcs").write_bytes(b"garbage")

@@ -24,6 +24,7 @@ body { font: 14px/1.45 system-ui, sans-serif; margin: 24px; color: #1d2330; max-
 h1 { font-size: 20px; margin: 0 0 4px; } h2 { font-size: 16px; margin: 24px 0 8px; }
 .verdict { font-size: 16px; margin: 8px 0 12px; } .verdict.bad { color: #b42318; }
 .verdict.good { color: #067647; }
+.damage { color: #b54708; margin: 4px 0 12px; }
 .run { display: grid; grid-template-columns: max-content 1fr; gap: 2px 14px; color: #344054; }
 .run dt { color: #5b6475; } .run dd { margin: 0; overflow-wrap: anywhere; }
 .cards { display: flex; gap: 12px; flex-wrap: wrap; margin: 12px 0 20px; }
@@ -71,6 +72,7 @@ def render_report(summary: ResultsSummary, *, title: str = "TrainCheck report") 
         f"<h1>{escape(title)}</h1>",
         _run_section(summary.run),
         _verdict(summary, findings),
+        _damage(summary.damage),
         _cards(summary, findings),
     ]
     if findings:
@@ -120,6 +122,17 @@ def _verdict(summary: ResultsSummary, findings: Sequence[FindingSummary]) -> str
         f"{summary.total_violations} violations of "
         f"{summary.distinct_invariants_violated} invariants; "
         f"the first at step {escape(str(summary.first_violation_step))}.</div>"
+    )
+
+
+def _damage(damage: Sequence[str]) -> str:
+    """What reading the trace skipped: a verdict on a damaged trace says so."""
+    if not damage:
+        return ""
+    items = "".join(f"<li>{escape(line)}</li>" for line in damage)
+    return (
+        f"<div class='damage' data-key='damage' data-count='{len(damage)}'>The trace is "
+        f"damaged; the check read around it:<ul>{items}</ul></div>"
     )
 
 

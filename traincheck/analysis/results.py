@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -129,6 +129,7 @@ def summarize(
     ledger: ViolationLedger,
     api_calls: Mapping[str, int] | None = None,
     run: RunDescription | None = None,
+    damage: Sequence[str] = (),
 ) -> ResultsSummary:
     """The one summary every report is built from (CLI line, JSON file, HTML page).
 
@@ -175,6 +176,7 @@ def summarize(
         ],
         invariants_by_outcome=_listed_by_outcome(results),
         run=run or RunDescription(),
+        damage=list(damage),
     )
 
 
@@ -264,6 +266,7 @@ def write_results(
     title: str = "TrainCheck report",
     api_calls: Mapping[str, int] | None = None,
     run: RunDescription | None = None,
+    damage: Sequence[str] = (),
 ) -> ResultsSummary:
     """Write every result file into ``outdir`` (created); return the summary."""
     from traincheck.analysis.report_html import render_report
@@ -271,7 +274,7 @@ def write_results(
     rows: dict[str, list[str]] = {name: [] for name in OUTCOMES}
     for result in results:
         rows[outcome_of(result)].append(json.dumps(result_row(result, ledger), sort_keys=True))
-    summary = summarize(results, ledger, api_calls, run)
+    summary = summarize(results, ledger, api_calls, run, damage)
     try:
         # Owner-only like the trace: the results quote the run's command and code.
         ensure_private_dir(outdir)

@@ -136,6 +136,7 @@ def _run(args: argparse.Namespace) -> int:
         if args.verbose
         else FindingSink(_write_stdout, api_calls=lambda: checker.api_calls, color=color)
     )
+    damage: list[str] = []
     if args.follow:
         from traincheck.cli.follow import follow_trace
 
@@ -143,10 +144,12 @@ def _run(args: argparse.Namespace) -> int:
         for warning in follow_trace(
             args.trace_folder, checker, ledger, sink, timeout_s=args.follow_timeout_s
         ):
+            damage.append(warning)
             print(printable(f"{PROG}: warning: {args.trace_folder}: {warning}"), file=sys.stderr)
     else:
         trace = read_trace(args.trace_folder)
-        for warning in trace.warnings:
+        damage = list(trace.warnings)
+        for warning in damage:
             print(printable(f"{PROG}: warning: {args.trace_folder}: {warning}"), file=sys.stderr)
         for stored in trace.events():
             _take(checker.feed(stored), ledger, sink)
@@ -165,6 +168,7 @@ def _run(args: argparse.Namespace) -> int:
             invariants=args.invariants,
             last_step=checker.current_step,
         ),
+        damage=damage,
     )
     for line in finding_lines(summary):
         print(line)
@@ -190,6 +194,12 @@ def summary_line(summary: ResultsSummary) -> str:
         f"{summary.invariants_checked} invariants: {outcomes.failed} failed, "
         f"{outcomes.passed} passed, {outcomes.not_triggered} not triggered, "
         f"{outcomes.uncheckable} uncheckable"
+        + (
+            f"; the trace is damaged ({len(summary.damage)} place(s) skipped, see the "
+            "warnings above)"
+            if summary.damage
+            else ""
+        )
     )
 
 
