@@ -118,17 +118,26 @@ def test_held_alert_is_printed_while_the_job_is_silent(zero_grad_invariants, tmp
         stderr=subprocess.PIPE,
         text=True,
     )
+    # One reader per pipe, each stamping its lines: communicate() would read stderr
+    # too and take lines from the stamping reader (the cause of an old flake).
     stderr_lines: list[tuple[float, str]] = []
-    reader = threading.Thread(
-        target=lambda: stderr_lines.extend((time.monotonic(), line) for line in process.stderr),
-        daemon=True,
-    )
-    reader.start()
+    stdout_lines: list[str] = []
+    readers = [
+        threading.Thread(
+            target=lambda: stderr_lines.extend((time.monotonic(), line) for line in process.stderr),
+            daemon=True,
+        ),
+        threading.Thread(target=lambda: stdout_lines.extend(process.stdout), daemon=True),
+    ]
+    for reader in readers:
+        reader.start()
     try:
-        stdout, _ = process.communicate(timeout=90)
+        process.wait(timeout=90)
     finally:
         process.kill()
-    reader.join(timeout=10)
+    for reader in readers:
+        reader.join(timeout=10)
+    stdout = "".join(stdout_lines)
     stalled_at = float(re.search(r"stalling at (\d+\.\d+)", stdout).group(1))
     alerts = [(t, line) for t, line in stderr_lines if line.startswith(("FINDING", "VIOLATION"))]
     assert alerts, "".join(line for _, line in stderr_lines)
