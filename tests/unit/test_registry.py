@@ -62,6 +62,13 @@ def test_stale_entries_are_ignored_and_pruned(tmp_path: Path) -> None:
     assert list(tmp_path.glob("*.json")) == []
 
 
+def _cmdline(pid: int) -> list[str]:
+    try:
+        return psutil.Process(pid).cmdline()
+    except psutil.Error:
+        return []
+
+
 def test_an_entry_left_by_a_process_that_exec_d_is_stale(tmp_path: Path) -> None:
     """A script that re-runs itself under torchrun (``os.execv``) keeps its pid but not
     its command line: its old entry is not a live job (the agent is not traced)."""
@@ -76,8 +83,10 @@ def test_an_entry_left_by_a_process_that_exec_d_is_stale(tmp_path: Path) -> None
         ((_, entry),), _ = read_entries(tmp_path)
         stale = msgspec.structs.replace(entry, cmdline=[sys.executable, "-c", "before exec"])
         entry_path.write_bytes(msgspec.json.encode(stale))
-        deadline = time.monotonic() + 10
-        while psutil.Process(child.pid).cmdline()[-1] != "import time; time.sleep(30)":
+        # Wait for the exec to be visible. While it happens, /proc/<pid>/cmdline can
+        # be empty or unreadable for a moment: that is "not yet", not a failure.
+        deadline = time.monotonic() + 30
+        while _cmdline(child.pid)[-1:] != ["import time; time.sleep(30)"]:
             assert time.monotonic() < deadline, "the child never exec'd"
             time.sleep(0.02)
         assert find_jobs(tmp_path)[0] == []
