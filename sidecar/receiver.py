@@ -249,6 +249,8 @@ class IntakeLedger:
     def record_batch(self, batch: Batch) -> None:
         """Account for one valid batch: sequence gaps, drop counters, start/end."""
         producer = self.producers.get(batch.pid)
+        if producer is not None and producer.rank != batch.rank:
+            producer.rank = batch.rank  # it joined a process group as another rank
         if producer is None:
             producer = self.producers[batch.pid] = ProducerLedger(batch.pid, batch.rank)
         if producer.first_seq is None:

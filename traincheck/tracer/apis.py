@@ -28,6 +28,7 @@ shared :class:`~traincheck.tracer.patches.Patches`, and is installed by
 
 from __future__ import annotations
 
+import functools
 import threading
 from collections.abc import Callable, Sequence
 from typing import Any
@@ -80,6 +81,7 @@ def install(tracer: Recorder, patches: Patches) -> None:
         if plan.traces(api):
             wrap.method(torch.nn.Module, attr, api, args, outermost=module_calls)
     _wrap_collectives(wrap)
+    _wrap_process_group(wrap)
     _wrap_autocast(tracer, patches)
 
 
@@ -252,6 +254,32 @@ def _wrap_collectives(wrap: _Wrapping) -> None:
         api = f"torch.distributed.{name}"
         if wrap.tracer.plan.traces(api):
             wrap.functions((dist, distributed_c10d), name, api, _collective_args)
+
+
+def _wrap_process_group(wrap: _Wrapping) -> None:
+    """Learn the process's rank when it joins the default process group, whatever
+    launched it (torchrun, ``mp.spawn`` with an explicit ``rank=``, a shell loop)."""
+    import torch.distributed as dist
+
+    if not dist.is_available():
+        return
+    from torch.distributed import distributed_c10d
+
+    original = distributed_c10d.init_process_group
+    tracer = wrap.tracer
+
+    @functools.wraps(original)
+    def init_process_group(*args: Any, **kwargs: Any) -> Any:
+        result = original(*args, **kwargs)
+        try:
+            tracer.learn_rank(dist.get_rank(), dist.get_world_size())
+        except Exception as exc:  # fail open: the job's group is up, tracing goes on
+            tracer.report_error("init_process_group", exc)
+        return result
+
+    for owner in (dist, distributed_c10d):
+        if getattr(owner, "init_process_group", None) is original:
+            wrap.patches.patch(owner, "init_process_group", init_process_group)
 
 
 def _collective_args(args: tuple[Any, ...], kwargs: dict[str, Any]) -> tuple[ArgValue, ...]:

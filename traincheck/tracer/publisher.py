@@ -179,6 +179,15 @@ class Publisher:
         if time.monotonic() - self._last_flush >= STEP_FLUSH_INTERVAL_S:
             self.flush(wait=False)
 
+    def set_rank(self, rank: int, world_size: int) -> None:
+        """The process joined a process group as ``rank`` of ``world_size``: batches
+        sent from now on (what is still queued included) carry it, and so does the
+        run registry. Taken under the flush lock, so no batch is half built."""
+        with self._lock:
+            self.rank = rank
+            self._registration.rank = rank
+            self._registration.world_size = world_size
+
     def flush(self, *, wait: bool = True) -> None:
         """Send everything queued. With ``wait=False``, skip if another flush is running."""
         if not self._lock.acquire(blocking=wait):

@@ -67,6 +67,10 @@ class Recorder(Protocol):
         """An optimizer step ended: a good moment to send what is queued."""
         ...
 
+    def learn_rank(self, rank: int, world_size: int) -> None:
+        """The process joined the default process group: its rank from now on."""
+        ...
+
     def enter_backward(self) -> bool:
         """Count a backward call; True if it is the outermost one in the process."""
         ...

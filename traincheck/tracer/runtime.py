@@ -239,6 +239,14 @@ class Tracer:
         """An optimizer step ended: send what is queued, at most every few tens of ms."""
         self.publisher.flush_at_step()
 
+    def learn_rank(self, rank: int, world_size: int) -> None:
+        """Ranks come from the environment (torchrun's ``RANK``) until the process
+        joins the default process group; ``mp.spawn`` / ``mp.Process`` jobs pass the
+        rank to ``init_process_group`` instead, and every process would otherwise
+        look like rank 0. Events still queued go out with the rank learned here."""
+        if rank != self.publisher.rank and rank >= 0:
+            self.publisher.set_rank(rank, world_size)
+
     def _on_meta_change(self, key: str, value: Scalar) -> None:
         if not self.armed:
             return
