@@ -143,6 +143,8 @@ def run_job(
         flush_std_streams()
         job = spawn_job(settings.command, env)
         forwarder.attach(job.pid)
+        if sidecar is not None:
+            sidecar.tell_job(job.pid)
         stop_marker = violation_marker(settings) if settings.on_violation == "stop" else None
         returncode = wait_for_job(job, sidecar, stop_marker)
         # A job we SIGKILLed on the user's second Ctrl-C was interrupted, not crashed:

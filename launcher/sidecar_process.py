@@ -166,6 +166,14 @@ class SidecarProcess:
         """The sidecar's exit code if it has exited (negative: killed by a signal)."""
         return self.process.poll()
 
+    def tell_job(self, pid: int) -> None:
+        """Name the job: should we die without saying ``drain``, the sidecar serves it
+        until it ends instead of stopping with us."""
+        with contextlib.suppress(OSError):
+            assert self.process.stdin is not None
+            self.process.stdin.write(f"job {pid}\n".encode())
+            self.process.stdin.flush()
+
     def drain(self, timeout_s: float) -> SidecarSummary | None:
         """Ask for a drain and return the summary; None if none came in time."""
         try:

@@ -7,8 +7,11 @@ The launcher talks to this process over its standard streams only:
   written -- or instead ``error`` when the sidecar cannot run for a reason the
   user can fix, before the job starts -- and ``summary`` at the end: a
   machine-readable handshake in the style of viztracer's collector.
-* stdin carries one command, ``drain``; EOF means the same (a launcher that died
-  must not leave a sidecar behind). SIGTERM drains too.
+* stdin carries ``job <pid>`` once the job is spawned, then ``drain``. EOF
+  without ``drain`` means the launcher died (SIGKILL, a crash): the job it
+  started runs on, so the sidecar keeps storing and checking until the job's
+  processes are gone, then drains and stops (no launcher is left to read its
+  summary; ``run.json`` has it). SIGTERM drains at once.
 * stderr is the user's terminal: alerts, one whole write per alert.
 
 The loop never waits on the socket without a timeout and never lets a bad message
@@ -17,6 +20,7 @@ or a failing checker take it down: both are counted and reported.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import socket
@@ -29,6 +33,7 @@ from pathlib import Path
 from traincheck.cli_scaffold import describe_os_error
 from traincheck.errors import EXIT_USER_ERROR, UserError, one_line
 from traincheck.events import StoredEvent, single_events
+from traincheck.processes import pid_alive
 from traincheck.records import (
     MANIFEST_FORMAT,
     MANIFEST_VERSION,
@@ -84,10 +89,14 @@ class SidecarOptions:
 
 
 class DrainRequest:
-    """Set once by ``drain`` on stdin, stdin EOF, SIGTERM or SIGINT."""
+    """Set once by ``drain`` on stdin, SIGTERM or SIGINT; stdin's EOF without a
+    ``drain`` marks the launcher gone (``orphaned``) instead."""
 
     def __init__(self) -> None:
         self._event = threading.Event()
+        self.orphaned = threading.Event()
+        self.job_pid: int | None = None
+        """The job the launcher spawned (``job <pid>`` on stdin), once it said so."""
 
     def watch_stdin(self) -> None:
         thread = threading.Thread(target=self._read_stdin, name="drain-watch", daemon=True)
@@ -95,9 +104,13 @@ class DrainRequest:
 
     def _read_stdin(self) -> None:
         for line in sys.stdin:
-            if line.strip() == "drain":
-                break
-        self._event.set()
+            words = line.split()
+            if words == ["drain"]:
+                self._event.set()
+                return
+            if len(words) == 2 and words[0] == "job" and words[1].isdigit():
+                self.job_pid = int(words[1])
+        self.orphaned.set()
 
     def on_signal(self, _signum: int, _frame: object) -> None:
         self._event.set()
@@ -155,6 +168,15 @@ class Sidecar:
         while not drain.is_set():
             if not self.receive_once(POLL_INTERVAL_S):
                 self.check.pump()  # the job went quiet: held alerts are due anyway
+                if drain.orphaned.is_set() and self.job_gone(drain.job_pid):
+                    return
+
+    def job_gone(self, job_pid: int | None) -> bool:
+        """The launcher died: whether the job it started has ended too (its first
+        process, and every traced process that has not said goodbye)."""
+        if job_pid is not None and pid_alive(job_pid):
+            return False
+        return not any(self.ledger.unfinished_alive())
 
     def drain(self) -> None:
         """Take in what is still in flight: stop when every live producer has
@@ -274,9 +296,16 @@ def refuse_to_start(message: str) -> int:
 
 
 def print_line(record: SidecarLine) -> None:
-    """One typed record per line on stdout, flushed: the launcher is waiting on it."""
-    sys.stdout.buffer.write(encode_sidecar_line(record))
-    sys.stdout.flush()
+    """One typed record per line on stdout, flushed: the launcher is waiting on it.
+
+    A launcher that died leaves no reader: the line is dropped (``run.json`` holds
+    the same summary), never a BrokenPipeError that would end us."""
+    try:
+        sys.stdout.buffer.write(encode_sidecar_line(record))
+        sys.stdout.flush()
+    except OSError:
+        with contextlib.suppress(OSError):
+            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
 
 
 def start(options: SidecarOptions) -> Sidecar:

@@ -163,3 +163,48 @@ def test_corrupt_and_truncated_segments_are_read_up_to_the_damage(
         check = run([cli("traincheck-check"), "-f", str(trace), "-i", str(invariants)], env)
         assert check.returncode in (0, 1), check.stderr
         assert "Traceback" not in check.stderr, check.stderr
+
+
+def test_launcher_killed_the_sidecar_serves_the_job_to_its_end(
+    env: dict[str, str], tmp_path: Path
+) -> None:
+    """SIGKILL on traincheck-run: the job runs on (it is in its own process group),
+    and so must its trace: the sidecar keeps storing until the job ends, then says
+    truthfully how the run ended (it used to leave ~5 s later, lose the tail, die on
+    a broken pipe and mark the run killed)."""
+    trace = tmp_path / "trace"
+    launcher = subprocess.Popen(
+        [
+            cli("traincheck-run"),
+            "-o",
+            str(trace),
+            "--",
+            *python_cmd(SLOW_TRAIN, "--steps", "400", "--sleep-s", "0.03"),
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=env,
+    )
+    try:
+        wait_for_line(launcher.stdout, "step 5 ")
+        sidecar = sidecar_of(launcher.pid)
+        job = next(
+            p
+            for p in psutil.Process(launcher.pid).children()
+            if "e2e_slow_train" in " ".join(p.cmdline())
+        )
+        launcher.kill()
+        launcher.wait(timeout=30)
+        job.wait(timeout=120)  # the job goes on to its end
+        sidecar.wait(timeout=60)  # then the sidecar drains and stops by itself
+    finally:
+        launcher.kill()
+    run_json = manifest(trace)
+    assert run_json["status"] == "finished", run_json
+    counters = run_json["counters"]
+    assert counters["batches_missing"] == 0 and counters["events_dropped"] == 0, counters
+    steps = [b for b in read_trace(trace).batches]
+    assert steps and any(getattr(e, "step", 0) >= 399 for b in steps for e in b.events), (
+        "the trace holds the job's last steps"
+    )
