@@ -208,3 +208,32 @@ def test_launcher_killed_the_sidecar_serves_the_job_to_its_end(
     assert steps and any(getattr(e, "step", 0) >= 399 for b in steps for e in b.events), (
         "the trace holds the job's last steps"
     )
+
+
+@pytest.mark.parametrize("start_method", ["fork", "spawn"])
+def test_pool_workers_that_exit_cleanly_leave_a_finished_run(
+    env: dict[str, str], tmp_path: Path, start_method: str
+) -> None:
+    """Forked workers end with os._exit: without a goodbye of their own, a clean run
+    read as killed ('the trace stops there')."""
+    trace = tmp_path / "trace"
+    result = subprocess.run(
+        [
+            cli("traincheck-run"),
+            "-o",
+            str(trace),
+            "--",
+            *python_cmd(SCRIPTS / "pool_workers.py", "--start-method", start_method),
+        ],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=120,
+    )
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.startswith("losses ")
+    run_json = manifest(trace)
+    producers = run_json["counters"]["producers"]
+    assert len(producers) == 3, producers  # the job and its two workers
+    assert all(p["run_end"] for p in producers), producers
+    assert run_json["status"] == "finished"

@@ -82,6 +82,7 @@ class Tracer:
         atexit.register(self.close)
         if not self.gated:
             self.publisher.open()
+            _close_at_multiprocessing_exit(self)
 
     def attach_torch(self, torch_module: types.ModuleType) -> None:
         """Read grad mode through torch once it is imported (never imported here).
@@ -97,6 +98,7 @@ class Tracer:
         """A gated process just ran a training API: it is a training process after all."""
         self.gated = False
         self.publisher.open()
+        _close_at_multiprocessing_exit(self)
 
     def disarm(self, reason: str) -> None:
         """Stop tracing for good in this process; queued events are discarded."""
@@ -358,3 +360,17 @@ def _true() -> bool:
 
 def _false() -> bool:
     return False
+
+
+def _close_at_multiprocessing_exit(tracer: Tracer) -> None:
+    """A forked ``multiprocessing`` child (a Pool worker, an ``mp.Process``) ends with
+    ``os._exit`` after multiprocessing's own exit function: ``atexit`` never runs
+    there, so a worker that exited cleanly would look killed (no ``RunEnd``, no
+    counters file). Multiprocessing's finalizers do run on that path; they are
+    cleared when the child starts, which is why this is registered when the tracer
+    opens, in the child itself."""
+    import multiprocessing
+    from multiprocessing import util
+
+    if multiprocessing.parent_process() is not None:
+        util.Finalize(None, tracer.close, exitpriority=100)
