@@ -11,10 +11,10 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Callable
 from pathlib import Path
 
 import pytest
+from test_attach import wait_for
 
 from traincheck import environment
 from traincheck.sidecar.store import read_trace
@@ -192,20 +192,12 @@ def test_run_directory_is_private_and_removed(tmp_path: Path) -> None:
     assert not sock.parent.exists()
 
 
-def _wait_for(condition: Callable[[], bool], what: str, timeout_s: float = 60) -> None:
-    """Poll ``condition`` until it holds; fail after ``timeout_s`` naming ``what``."""
-    deadline = time.monotonic() + timeout_s
-    while not condition():
-        assert time.monotonic() < deadline, f"timed out waiting: {what}"
-        time.sleep(0.05)
-
-
 def test_sidecar_killed_mid_run(tmp_path: Path) -> None:
     go = tmp_path / "go"
     run = launch(tmp_path, "--wait-file", str(go), "--after-wait-steps", "50", "--exit-code", "3")
     run.wait_for_stdout("waiting for file")
     os.kill(manifest(tmp_path)["sidecar_pid"], signal.SIGKILL)
-    _wait_for(lambda: "sidecar exited unexpectedly" in run.err, "the launcher noticed")
+    wait_for(lambda: "sidecar exited unexpectedly" in run.err, 60, "the launcher noticed")
     go.touch()
     # A tracer that waited for its lost sidecar would hang the job: run.finish() times
     # out then. How fast the job ends is not asserted (a loaded machine decides that).
@@ -224,7 +216,7 @@ def test_job_killed_leaves_a_readable_trace(tmp_path: Path) -> None:
     pid = int(re.search(r"pid=(\d+)", run.out).group(1))  # type: ignore[union-attr]
     # The job has sent its last batch; kill it once the sidecar holds it (a batch
     # still in the job's own ZeroMQ queue dies with the job, and is counted missing).
-    _wait_for(lambda: len(read_trace(tmp_path / "trace").batches) == 3, "batches stored")
+    wait_for(lambda: len(read_trace(tmp_path / "trace").batches) == 3, 60, "batches stored")
     os.kill(pid, signal.SIGKILL)
     assert run.finish() == 128 + signal.SIGKILL, run.dump()
     trace = read_trace(tmp_path / "trace")
