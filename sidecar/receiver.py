@@ -196,22 +196,10 @@ class ProducerLedger:
     """``(first, last)`` batch numbers never received, oldest first (bounded)."""
 
     def as_record(self) -> ProducerSummary:
+        """The ledger as its wire form: every field the record declares, read from here
+        (the record's field list is the one definition; ``gaps`` stays in-process)."""
         return ProducerSummary(
-            pid=self.pid,
-            rank=self.rank,
-            host=self.host,
-            batches=self.batches,
-            events=self.events,
-            events_dropped=self.events_dropped,
-            batches_dropped=self.batches_dropped,
-            batches_missing=self.batches_missing,
-            batches_out_of_order=self.batches_out_of_order,
-            first_seq=self.first_seq,
-            resumed_after=self.resumed_after,
-            last_seq=self.last_seq,
-            run_start=self.run_start,
-            run_end=self.run_end,
-            end_reason=self.end_reason,
+            **{name: getattr(self, name) for name in ProducerSummary.__struct_fields__}
         )
 
 
