@@ -100,6 +100,7 @@ def test_example_props_exclude_run_identities() -> None:
         "meta_vars.step": 3,
         "meta_vars.stage": "train",
         "meta_vars.epoch": 1,
+        "meta_vars.micro_batch": 0,
         "args.set_to_none": True,
     }
 

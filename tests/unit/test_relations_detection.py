@@ -57,7 +57,7 @@ def test_consistent_input_catches_eval_mode_left_on() -> None:
     described = {inv.text_description: inv for inv in invariants}
     training = described["torch.nn.Module.__call__: training is always True"]
     assert training.precondition is not None
-    assert training.precondition.describe() == "stage == 'train'"
+    assert training.precondition.describe() == "stage == 'train', on a step's first micro-batch"
     assert _check(invariants, LoopSpec(seed=3, eval_every=4)) == []
     violations = _check(invariants, LoopSpec(seed=3, eval_every=4, eval_left_on=True))
     assert violations and {v.text_description for v in violations} == {training.text_description}

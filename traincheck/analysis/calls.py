@@ -23,6 +23,7 @@ from traincheck.analysis.var_attrs import (
     UNCHANGED,
     grad_state_text,
 )
+from traincheck.catalogue import AUTOGRAD_BACKWARD, TENSOR_BACKWARD
 from traincheck.events import (
     ApiCall,
     ApiReturn,
@@ -32,6 +33,10 @@ from traincheck.events import (
     StoredEvent,
     VarState,
 )
+
+BACKWARD_APIS = frozenset({TENSOR_BACKWARD, AUTOGRAD_BACKWARD})
+"""The calls that start a micro-batch's backward pass (``Tensor.backward`` runs
+``autograd.backward`` inside it: only the outermost one counts)."""
 
 MAX_OPEN_CALLS_PER_PROCESS = 10_000
 """Calls that never return (a crashed thread) are forgotten beyond this many."""
@@ -119,6 +124,22 @@ class _Process:
     rank: int
     meta: dict[str, Scalar] = field(default_factory=dict)
     open_calls: dict[int, CallRecord] = field(default_factory=dict)
+    step: int | None = None
+    backwards_in_step: int = 0
+    """Backward passes begun so far in ``step``: the ``micro_batch`` property."""
+
+    def micro_batch(self, event: ApiCall) -> int:
+        """How many backward passes ran before ``event`` in its step (0: the first
+        micro-batch), counting ``event`` itself afterwards if it is an outermost one."""
+        if event.step != self.step:
+            self.step = event.step
+            self.backwards_in_step = 0
+        before = self.backwards_in_step
+        if event.api in BACKWARD_APIS:
+            parent = self.open_calls.get(event.parent_id) if event.parent_id else None
+            if parent is None or parent.api not in BACKWARD_APIS:
+                self.backwards_in_step += 1
+        return before
 
 
 class CallTracker:
@@ -155,7 +176,9 @@ class CallTracker:
         return None
 
     def _on_call(self, stored: StoredEvent, proc: _Process, event: ApiCall) -> CallStart:
-        props = example_props(event.step, event.stage, proc.meta, event.args)
+        props = example_props(
+            event.step, event.stage, proc.meta, event.args, proc.micro_batch(event)
+        )
         start = CallStart(stored.pid, stored.rank, event, props)
         parent = proc.open_calls.get(event.parent_id) if event.parent_id else None
         if parent is not None:

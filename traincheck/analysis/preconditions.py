@@ -56,7 +56,12 @@ CLAUSE_TYPES: tuple[str, ...] = ("constant", "consistent", "unequal", "exist")
 CLAUSE_DTYPES: tuple[str, ...] = ("int", "str", "bool", "float", "any")
 PROP_PREFIXES: tuple[str, ...] = ("meta_vars.", "args.")
 ARG_CLAUSE_DTYPES: frozenset[str] = frozenset({"bool", "str"})
-ALWAYS_PRESENT: frozenset[str] = frozenset({"meta_vars.step", "meta_vars.stage"})
+MICRO_BATCH = "meta_vars.micro_batch"
+"""How many backward passes the process began in the current step before this record
+(0: the first micro-batch of the step). Under gradient accumulation the forward, the
+backward and what a library does per micro-batch repeat within one optimizer step;
+see :func:`first_micro_batch_context`."""
+ALWAYS_PRESENT: frozenset[str] = frozenset({"meta_vars.step", "meta_vars.stage", MICRO_BATCH})
 MIN_DISJUNCT_SUPPORT = 2
 PAIR_PREFIX = "~"
 """Marks a pair property: ``~meta_vars.stage`` = ``consistent:str`` or ``unequal:str``."""
@@ -86,10 +91,19 @@ def dtype_of(value: Any) -> str | None:
 
 
 def example_props(
-    step: int, stage: str, meta: Mapping[str, Any], args: Iterable[ArgValue]
+    step: int,
+    stage: str,
+    meta: Mapping[str, Any],
+    args: Iterable[ArgValue],
+    micro_batch: int = 0,
 ) -> dict[str, Scalar]:
-    """The properties of a record: meta-variables and scalar arguments, nothing else."""
-    props: dict[str, Scalar] = {"meta_vars.step": step, "meta_vars.stage": stage}
+    """The properties of a record: meta-variables, the call's position in its step
+    (:data:`MICRO_BATCH`) and scalar arguments, nothing else."""
+    props: dict[str, Scalar] = {
+        "meta_vars.step": step,
+        "meta_vars.stage": stage,
+        MICRO_BATCH: micro_batch,
+    }
     for key, value in meta.items():
         scalar = as_scalar(value)
         if key not in ("step", "stage") and scalar is not None:
@@ -202,12 +216,22 @@ class Clause:
 
 @dataclass(frozen=True)
 class Precondition:
-    """An OR of ANDs of clauses; ``inverted`` negates the whole OR."""
+    """An OR of ANDs of clauses; ``inverted`` negates the whole OR.
+
+    ``context`` clauses must hold as well, outside the inversion: they say in which
+    loop context the invariant was ever observed (see :func:`first_micro_batch_context`).
+    No conjuncts and a context: the invariant is unconditional within its context.
+    """
 
     conjuncts: tuple[tuple[Clause, ...], ...]
     inverted: bool = False
+    context: tuple[Clause, ...] = ()
 
     def holds(self, props: Props) -> bool:
+        if not all(c.holds(props) for c in self.context):
+            return False
+        if not self.conjuncts:
+            return True
         any_true = any(all(c.holds(props) for c in conj) for conj in self.conjuncts)
         return any_true != self.inverted
 
@@ -216,13 +240,63 @@ class Precondition:
         text = " OR ".join(
             f"({p})" if len(conj) > 1 else p for p, conj in zip(parts, self.conjuncts, strict=True)
         )
-        return f"NOT ({text})" if self.inverted else text
+        if self.inverted:
+            text = f"NOT ({text})"
+        context = " AND ".join(_context_words(c) for c in self.context)
+        if not context:
+            return text
+        return f"{text}, {context}" if text else context
 
     def to_json(self) -> dict[str, Any]:
-        return {
+        data: dict[str, Any] = {
             "inverted": self.inverted,
             "preconditions": [{"clauses": [c.to_json() for c in conj]} for conj in self.conjuncts],
         }
+        if self.context:  # absent context leaves older files and ids unchanged
+            data["context"] = [c.to_json() for c in self.context]
+        return data
+
+
+FIRST_MICRO_BATCH = Clause("constant", MICRO_BATCH, "int", (0,))
+"""The context of an invariant only ever observed on the first micro-batch of a step."""
+
+
+def _context_words(clause: Clause) -> str:
+    return "on a step's first micro-batch" if clause == FIRST_MICRO_BATCH else clause.describe()
+
+
+def first_micro_batch_context(
+    precondition: Precondition | None, keys: Iterable[FeatureKey]
+) -> Precondition | None:
+    """Confine an invariant to the first micro-batch of a step when all its examples were.
+
+    An invariant learned from runs without gradient accumulation has seen one backward
+    pass per optimizer step; with accumulation the forward, the backward and what a
+    library does per micro-batch (Trainer calls ``model.train()`` for each) repeat
+    within a step, and the second backward legitimately finds gradients already there.
+    Whether the reference runs ever ran a second micro-batch before a call is a fact
+    about their loop structure, not a condition a negative example could reveal, so it
+    is the one property an invariant is confined to without one: a run with another
+    accumulation setting is judged on the first micro-batch of every step, and its
+    later micro-batches only by invariants that saw such micro-batches. Calls after the
+    backward pass (the optimizer step, clipping, a scheduler) keep ``micro_batch`` > 0
+    in every run and stay judged, so a doubled scheduler call is still seen.
+    """
+    first_call = (MICRO_BATCH, "int", 0)
+    seen_any = False
+    for key in keys:
+        seen_any = True
+        if first_call not in key:
+            return precondition
+    if not seen_any:
+        return precondition
+    if precondition is None:
+        return Precondition((), context=(FIRST_MICRO_BATCH,))
+    return Precondition(
+        precondition.conjuncts,
+        precondition.inverted,
+        (*precondition.context, FIRST_MICRO_BATCH),
+    )
 
 
 INIT_STAGE = "init"
@@ -434,19 +508,26 @@ def precondition_from_json(data: Any) -> Precondition | None:
     inverted = data.get("inverted", False)
     if not isinstance(inverted, bool):
         raise ValueError("'inverted' must be true or false")
+    context_items = data.get("context", [])
+    if not isinstance(context_items, list):
+        raise ValueError("'context' must be a list of clauses")
+    context = tuple(clause_from_json(c) for c in context_items)
     items = data.get("preconditions")
-    if not isinstance(items, list) or not items:
+    if not isinstance(items, list) or (not items and not context):
         raise ValueError("'preconditions' must be a non-empty list")
     conjuncts = []
     for item in items:
         if not isinstance(item, dict) or "clauses" not in item:
             raise ValueError("each entry of 'preconditions' must be an object with 'clauses'")
         if item["clauses"] == "Unconditional":
-            return None
+            conjuncts = []
+            break
         if not isinstance(item["clauses"], list) or not item["clauses"]:
             raise ValueError("'clauses' must be a non-empty list")
         conjuncts.append(tuple(clause_from_json(c) for c in item["clauses"]))
-    return Precondition(tuple(conjuncts), inverted=inverted)
+    if not conjuncts and not context:
+        return None
+    return Precondition(tuple(conjuncts), inverted=inverted, context=context)
 
 
 def clause_from_json(data: Any) -> Clause:

@@ -37,6 +37,7 @@ from traincheck.analysis.preconditions import (
     Props,
     deduce,
     feature_key,
+    first_micro_batch_context,
     in_initialisation,
 )
 from traincheck.analysis.relations.param_shape import ShapeT, param_classes, parse_params
@@ -157,10 +158,13 @@ def decide(
     if reason:
         outcome.rejections.append(Rejection(relation.name, text, reason, n_pos, n_neg))
         return
+    precondition = first_micro_batch_context(
+        deduction.precondition, [*examples.positives, *examples.negatives]
+    )
     invariant = make_invariant(
         relation.name,
         params,
-        deduction.precondition,
+        precondition,
         group=relation.group,
         text_description=text,
         num_positive_examples=n_pos,

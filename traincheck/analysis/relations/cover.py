@@ -29,6 +29,7 @@ from traincheck.analysis.relations.ordering import (
     ApiPair,
     ThreadOrder,
     WindowCollector,
+    anchor_of,
     outermost_call,
 )
 from traincheck.analysis.violations import Violation
@@ -79,14 +80,15 @@ class _CoverChecker(RelationChecker):
         if start is None:
             return []
         order = self._threads.setdefault((start.pid, start.thread), ThreadOrder())
+        anchor = anchor_of(start)
         violations = []
         for a, result in self._by_b.get(start.api, ()):
             if not holds(result.invariant.precondition, start.props):
                 continue
-            if order.called_since(start.api, a):
+            if order.called_since(anchor, a):
                 result.record_pass()
             else:
-                previous = order.last_start.get(start.api)
+                previous = order.anchor_start.get(anchor)
                 violations.append(result.record_violation(_violation(result, a, start, previous)))
         order.advance(start)
         return violations

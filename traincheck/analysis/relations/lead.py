@@ -29,9 +29,11 @@ from traincheck.analysis.relations.base import (
 )
 from traincheck.analysis.relations.call_violation import call_violation
 from traincheck.analysis.relations.ordering import (
+    Anchor,
     ApiPair,
     ThreadOrder,
     WindowCollector,
+    anchor_of,
     outermost_call,
 )
 from traincheck.analysis.violations import Violation
@@ -85,31 +87,34 @@ class _LeadChecker(RelationChecker):
         if start is None:
             return []
         order = self._threads.setdefault((start.pid, start.thread), ThreadOrder())
-        violations = self._judge(order, start.api, next_call=start)
+        violations = self._judge(order, anchor_of(start), next_call=start)
         order.advance(start)
         return violations
 
     def finish(self) -> list[Violation]:
         """Credit the censored last windows that saw their B; never blame the others."""
         for _, order in sorted(self._threads.items()):
-            for a in sorted(order.last_start):
-                self._judge(order, a, next_call=None)
+            for anchor in sorted(order.anchor_start, key=repr):
+                self._judge(order, anchor, next_call=None)
         return []
 
-    def _judge(self, order: ThreadOrder, a: str, next_call: CallStart | None) -> list[Violation]:
-        """Judge the window after the last ``a`` call, which ``next_call`` (or the end) closes.
+    def _judge(
+        self, order: ThreadOrder, anchor: Anchor, next_call: CallStart | None
+    ) -> list[Violation]:
+        """Judge the window after the last ``anchor`` call, which ``next_call`` (or the
+        end) closes.
 
         At the end of the stream (``next_call`` None) a window without B is censored:
         neither passed nor violated.
         """
-        previous = order.last_start.get(a)
+        previous = order.anchor_start.get(anchor)
         if previous is None:
             return []
         violations = []
-        for b, result in self._by_a.get(a, ()):
+        for b, result in self._by_a.get(anchor[0], ()):
             if not holds(result.invariant.precondition, previous.props):
                 continue
-            if order.called_since(a, b):
+            if order.called_since(anchor, b):
                 result.record_pass()
             elif next_call is not None:
                 violations.append(

@@ -9,6 +9,15 @@ are APIContain's business). Around each call of an API X there are two windows:
 - the window *after* it: the APIs called until the next X (or the end of the
   stream) — Lead(X, B) holds there iff B is in it.
 
+"The previous X" and "the next X" mean the X calls in the same loop context
+(:func:`anchor_of`): the same stage, and the first micro-batch of a step or not.
+An evaluation loop's ``DataLoader.__iter__`` does not close the window of the
+training loader's, and under gradient accumulation the ``model.train()`` that
+Trainer calls for every micro-batch does not close the window of the step's
+first one: the first micro-batch's calls form the same windows as a loop without
+accumulation, and the later micro-batches form windows of their own, which
+inference judges separately (their examples carry ``micro_batch`` > 0).
+
 :class:`ThreadOrder` maintains both windows in O(APIs) per call, and the same
 class drives inference and checking, so the two cannot disagree.
 """
@@ -22,7 +31,7 @@ from typing import NamedTuple
 
 from traincheck.analysis.calls import CallStart, Signal
 from traincheck.analysis.invariants import APIParam
-from traincheck.analysis.preconditions import FeatureKey, feature_key
+from traincheck.analysis.preconditions import MICRO_BATCH, FeatureKey, Scalar, feature_key
 
 MIN_API_CALLS = 3
 """An API called fewer times than this (over all traces) takes part in no ordering pair."""
@@ -60,27 +69,41 @@ def outermost_call(signal: Signal) -> CallStart | None:
     return None
 
 
+Anchor = tuple[str, Scalar | None, bool]
+"""(API, stage, first micro-batch of its step?): the calls that open and close each
+other's windows (see the module docstring)."""
+
+
+def anchor_of(start: CallStart) -> Anchor:
+    return (start.api, start.props.get("meta_vars.stage"), start.props.get(MICRO_BATCH, 0) == 0)
+
+
 @dataclass
 class ThreadOrder:
     """Order of outermost calls on one (pid, thread)."""
 
     counter: int = 0
     last_index: dict[str, int] = field(default_factory=dict)
-    last_start: dict[str, CallStart] = field(default_factory=dict)
+    """The position of each API's last call, whatever its context."""
+    anchor_index: dict[Anchor, int] = field(default_factory=dict)
+    anchor_start: dict[Anchor, CallStart] = field(default_factory=dict)
+    """The position and start of each API's last call in each context."""
 
-    def called_since(self, api: str, other: str) -> bool:
-        """Whether ``other`` was called after the last call of ``api`` (or ever, if none)."""
-        return self.last_index.get(other, 0) > self.last_index.get(api, 0)
+    def called_since(self, anchor: Anchor, other: str) -> bool:
+        """Whether ``other`` was called after the last ``anchor`` call (or ever, if none)."""
+        return self.last_index.get(other, 0) > self.anchor_index.get(anchor, 0)
 
-    def window_since(self, api: str) -> frozenset[str]:
-        """The APIs called after the last call of ``api`` (since the start if none)."""
-        ref = self.last_index.get(api, 0)
+    def window_since(self, anchor: Anchor) -> frozenset[str]:
+        """The APIs called after the last ``anchor`` call (since the start if none)."""
+        ref = self.anchor_index.get(anchor, 0)
         return frozenset(a for a, i in self.last_index.items() if i > ref)
 
     def advance(self, start: CallStart) -> None:
         self.counter += 1
         self.last_index[start.api] = self.counter
-        self.last_start[start.api] = start
+        anchor = anchor_of(start)
+        self.anchor_index[anchor] = self.counter
+        self.anchor_start[anchor] = start
 
 
 @dataclass
@@ -94,7 +117,7 @@ class WindowCollector:
     lead (B was called) but never refute one (the run may simply have stopped)."""
     calls: Counter[str] = field(default_factory=Counter)
     _threads: dict[tuple[int, int], ThreadOrder] = field(default_factory=dict)
-    _keys: dict[tuple[tuple[int, int], str], FeatureKey] = field(default_factory=dict)
+    _keys: dict[tuple[tuple[int, int], Anchor], FeatureKey] = field(default_factory=dict)
 
     def begin_trace(self) -> None:
         self._threads.clear()
@@ -106,20 +129,21 @@ class WindowCollector:
             return
         thread_key = (start.pid, start.thread)
         order = self._threads.setdefault(thread_key, ThreadOrder())
-        window = order.window_since(start.api)
+        anchor = anchor_of(start)
+        window = order.window_since(anchor)
         key = feature_key(start.props)
         self.before[(start.api, key, window)] += 1
-        if start.api in order.last_index:
-            self.after[(start.api, self._keys[(thread_key, start.api)], window)] += 1
-        self._keys[(thread_key, start.api)] = key
+        if anchor in order.anchor_index:
+            self.after[(start.api, self._keys[(thread_key, anchor)], window)] += 1
+        self._keys[(thread_key, anchor)] = key
         self.calls[start.api] += 1
         order.advance(start)
 
     def end_trace(self) -> None:
         for thread_key, order in sorted(self._threads.items()):
-            for api in sorted(order.last_index):
-                key = self._keys[(thread_key, api)]
-                self.after_final[(api, key, order.window_since(api))] += 1
+            for anchor in sorted(order.anchor_index, key=repr):
+                key = self._keys[(thread_key, anchor)]
+                self.after_final[(anchor[0], key, order.window_since(anchor))] += 1
         self._threads.clear()
         self._keys.clear()
 
