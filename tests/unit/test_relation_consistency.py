@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
-from tracegen import LoopSpec, stored_events
+from tracegen import MODEL_PARAMS, STEP, LoopSpec, stored_events
 
 from traincheck.analysis.checker import Checker
 from traincheck.analysis.infer_engine import infer_from_streams
 from traincheck.analysis.invariants import InvariantSet
+from traincheck.analysis.invariants_file import dump_invariants, load_invariants
 from traincheck.analysis.relations.known import select_relations
 from traincheck.analysis.violations import Violation
 
@@ -70,3 +71,39 @@ def test_a_restarted_job_is_not_compared_with_its_previous_processes() -> None:
     checker = Checker(invariants)
     events = stored_events(first) + stored_events(restarted)
     assert [v for e in events for v in checker.feed(e)] == []
+
+
+def _tensor_parallel(seed: int, sharded: tuple[str, ...], drift: bool = False) -> list[LoopSpec]:
+    """Two ranks whose ``sharded`` parameters differ by design; with ``drift`` the
+    replicated ones differ too (rank 1 trains from another seed)."""
+    return [
+        LoopSpec(
+            steps=12,
+            seed=seed + (rank if drift else 0),
+            pid=700 + rank,
+            rank=rank,
+            sharded=sharded,
+        )
+        for rank in (0, 1)
+    ]
+
+
+def test_replicated_and_sharded_are_learned_per_variable() -> None:
+    """Tensor parallel: the sharded weight gets no invariant, every replicated one its own."""
+    sharded = (MODEL_PARAMS[0],)
+    invariants = _infer(_tensor_parallel(1, sharded), _tensor_parallel(2, sharded))
+    names = sorted(inv.params.var.var_name for inv in invariants)
+    assert names == sorted(MODEL_PARAMS[1:])
+    assert all(inv.text_description.endswith(STEP) for inv in invariants)
+    assert _check(invariants, _tensor_parallel(3, sharded)) == []
+    violations = _check(invariants, _tensor_parallel(3, sharded, drift=True))
+    assert violations and violations[0].step == 0
+    assert {name for v in violations for name in v.variables} == set(MODEL_PARAMS[1:])
+
+
+def test_per_variable_invariants_survive_the_file(tmp_path) -> None:
+    sharded = (MODEL_PARAMS[0],)
+    invariants = _infer(_tensor_parallel(1, sharded), _tensor_parallel(2, sharded))
+    path = tmp_path / "invariants.json"
+    dump_invariants(invariants, path)
+    assert load_invariants(path).invariants == invariants.invariants

@@ -76,6 +76,8 @@ class LoopSpec:
     data_seed: int = 7
     autocast_every: int = 0
     """Every this many steps, the forward runs under autocast (bfloat16 result)."""
+    sharded: tuple[str, ...] = ()
+    """Parameters whose contents differ between ranks by design (tensor parallel)."""
 
 
 @dataclass
@@ -241,7 +243,7 @@ def _optimizer_step(st: _State, names: list[str], optimizer: str = "") -> Iterat
     yield from (_var(st, call.call_id, "pre", n) for n in names)
     for n in names:
         if st.grads[n] != "none":
-            st.digests[n] = st.digest()
+            st.digests[n] = st.digest() + (st.spec.rank if n in st.spec.sharded else 0)
     yield from (_var(st, call.call_id, "post", n) for n in names)
     yield _ret(st, call)
 

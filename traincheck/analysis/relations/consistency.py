@@ -18,8 +18,16 @@ meta-variable, pair the calls, so two optimizers per step still pair correctly.
 Examples: one per (call, variable type) that finds a state of another rank to
 compare with; positive when every variable of the type has the same digest.
 A single-process run has no examples, so it neither yields nor checks this
-invariant. Tied parameters are one tensor, which the tracer reports under one
-name, so their equality needs no check here.
+invariant.
+
+Replicated or sharded is learned per variable: with tensor parallelism a
+parameter of the same name holds a different shard on each rank by design, so
+the type-wide invariant has counter-examples and is rejected. The relation then
+decides each variable on its own examples (one per call that compared it) and
+writes one invariant per variable that stayed identical (``var`` is then a
+``VarNameParam``): the replicated parameters of a tensor-parallel model are still
+checked, and the sharded ones never are. Tied parameters are one tensor, which the
+tracer reports under one name, so their equality needs no check here.
 """
 
 from __future__ import annotations
@@ -30,7 +38,7 @@ from dataclasses import dataclass, field
 from typing import NamedTuple
 
 from traincheck.analysis.calls import CallRecord, Signal
-from traincheck.analysis.invariants import APIParam, VarTypeParam
+from traincheck.analysis.invariants import APIParam, VarNameParam, VarTypeParam
 from traincheck.analysis.preconditions import feature_key, holds
 from traincheck.analysis.relations.base import (
     DEFAULT_SETTINGS,
@@ -63,7 +71,15 @@ class ConsistencyParams(NamedTuple):
     """After each call of ``api``, every variable of ``var.var_type`` is identical on all ranks."""
 
     api: APIParam
-    var: VarTypeParam
+    var: VarTypeParam | VarNameParam
+
+
+@dataclass
+class Compared:
+    """The variables of one type compared with another rank's after one call."""
+
+    names: list[str] = field(default_factory=list)
+    mismatches: list[Mismatch] = field(default_factory=list)
 
 
 @dataclass
@@ -92,19 +108,21 @@ class _Replicas:
 
     def compare(
         self, ordinal: int, rank: int, posts: dict[str, VarState]
-    ) -> dict[str, list[Mismatch]] | None:
-        """Per variable type, the variables that differ from another rank (None: nothing to
-        compare with). Then remembers this rank's states for the ranks still to come."""
+    ) -> dict[str, Compared] | None:
+        """Per variable type, the variables compared with another rank and those that
+        differ (None: nothing to compare with). Then remembers this rank's states for
+        the ranks still to come."""
         known = self.states.setdefault(ordinal, {})
-        compared: dict[str, list[Mismatch]] | None = None
+        compared: dict[str, Compared] | None = None
         for name, state in posts.items():
             others = known.setdefault(name, {})
             other = next(((r, s) for r, s in sorted(others.items()) if r != rank), None)
             if other is not None:
                 compared = compared if compared is not None else {}
-                found = compared.setdefault(state.var_type, [])
+                found = compared.setdefault(state.var_type, Compared())
+                found.names.append(name)
                 if other[1].digest != state.digest:
-                    found.append((name, state, other[1], other[0]))
+                    found.mismatches.append((name, state, other[1], other[0]))
             others.setdefault(rank, state)
         self._forget_before(ordinal - PAIRING_WINDOW_CALLS)
         return compared
@@ -119,6 +137,9 @@ class _ConsistencyCollector(Collector):
         self.examples = KeyedExamples[tuple[str, str]]()
         """(api, var_type) -> calls after which every variable of the type equalled
         another rank's."""
+        self.by_name = KeyedExamples[tuple[str, str, str]]()
+        """(api, var_type, var_name) -> calls after which that variable equalled another
+        rank's (decided only for types whose type-wide invariant was rejected)."""
         self._replicas: dict[str, _Replicas] = defaultdict(_Replicas)
 
     def begin_trace(self) -> None:
@@ -133,8 +154,11 @@ class _ConsistencyCollector(Collector):
         if not compared:
             return
         key = feature_key(signal.start.props)
-        for var_type, mismatches in compared.items():
-            self.examples.add((signal.api, var_type), key, not mismatches)
+        for var_type, found in compared.items():
+            self.examples.add((signal.api, var_type), key, not found.mismatches)
+            differ = {mismatch[0] for mismatch in found.mismatches}
+            for name in found.names:
+                self.by_name.add((signal.api, var_type, name), key, name not in differ)
 
 
 class ConsistencyRelation(Relation[ConsistencyParams, _ConsistencyCollector]):
@@ -150,9 +174,17 @@ class ConsistencyRelation(Relation[ConsistencyParams, _ConsistencyCollector]):
         self, collector: _ConsistencyCollector, settings: InferSettings = DEFAULT_SETTINGS
     ) -> InferOutcome:
         outcome = InferOutcome(settings=settings)
+        rejected: set[tuple[str, str]] = set()
         for (api, var_type), examples in collector.examples.in_order():
             params = ConsistencyParams(APIParam(api), VarTypeParam(var_type, DATA))
+            before = len(outcome.invariants)
             decide(self, params, examples, outcome)
+            if len(outcome.invariants) == before:
+                rejected.add((api, var_type))
+        for (api, var_type, name), examples in collector.by_name.in_order():
+            if (api, var_type) in rejected:
+                var = VarNameParam(var_type, name, DATA)
+                decide(self, ConsistencyParams(APIParam(api), var), examples, outcome)
         return outcome
 
     def new_checker(self, results: Sequence[InvariantResult[ConsistencyParams]]) -> RelationChecker:
@@ -160,10 +192,12 @@ class ConsistencyRelation(Relation[ConsistencyParams, _ConsistencyCollector]):
 
     def describe(self, params: ConsistencyParams) -> str:
         api, var = params
-        return (
-            f"every {var.var_type}.{var.attr_name} is identical across ranks after "
-            f"each {api.api_full_name}"
+        subject = (
+            f"{var.var_name}.{var.attr_name}"
+            if isinstance(var, VarNameParam)
+            else f"every {var.var_type}.{var.attr_name}"
         )
+        return f"{subject} is identical across ranks after each {api.api_full_name}"
 
 
 class _ConsistencyChecker(RelationChecker):
@@ -182,11 +216,16 @@ class _ConsistencyChecker(RelationChecker):
         violations = []
         for result in self._by_api[signal.api]:
             var = result.invariant.params.var
-            if var.var_type not in compared:
+            found = compared.get(var.var_type)
+            if found is None:
                 continue
+            mismatches = found.mismatches
+            if isinstance(var, VarNameParam):
+                if var.var_name not in found.names:
+                    continue
+                mismatches = [m for m in mismatches if m[0] == var.var_name]
             if not holds(result.invariant.precondition, signal.start.props):
                 continue
-            mismatches = compared[var.var_type]
             if not mismatches:
                 result.record_pass()
                 continue
