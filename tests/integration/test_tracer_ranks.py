@@ -6,6 +6,7 @@ from pathlib import Path
 
 from conftest import SCRIPTS, cli, python_cmd, run_cli
 
+from traincheck.events import UNKNOWN_RANK
 from traincheck.sidecar.store import read_trace
 
 
@@ -30,7 +31,13 @@ def test_ranks_given_to_init_process_group_reach_the_trace(tmp_path: Path) -> No
     for batch in read_trace(trace_dir).batches:
         ranks_by_pid.setdefault(batch.pid, set()).add(batch.rank)
     # One process speaks as rank 1 (from the moment it joined the group: events still
-    # queued then go out as rank 1 too), the other rank and the spawning parent as 0.
+    # queued then go out as rank 1 too), the other as rank 0. What went out before a
+    # process knew its rank says "unknown", never a wrong 0: the rank-1 process never
+    # sent a batch as rank 0, and the spawning parent (no group, no step) has no rank.
     as_rank_1 = [pid for pid, ranks in ranks_by_pid.items() if 1 in ranks]
     assert len(as_rank_1) == 1, (ranks_by_pid, result.stderr)
-    assert any(0 in ranks for pid, ranks in ranks_by_pid.items() if pid != as_rank_1[0])
+    assert ranks_by_pid[as_rank_1[0]] <= {UNKNOWN_RANK, 1}, ranks_by_pid
+    as_rank_0 = [pid for pid, ranks in ranks_by_pid.items() if 0 in ranks]
+    assert len(as_rank_0) == 1 and as_rank_0[0] != as_rank_1[0], ranks_by_pid
+    others = set(ranks_by_pid) - {as_rank_0[0], as_rank_1[0]}
+    assert all(ranks_by_pid[pid] == {UNKNOWN_RANK} for pid in others), ranks_by_pid

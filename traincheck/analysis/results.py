@@ -29,6 +29,7 @@ from traincheck.analysis.findings import ViolatedInvariant, group_findings
 from traincheck.analysis.relations.base import InvariantResult
 from traincheck.analysis.violations import Violation
 from traincheck.errors import UserError
+from traincheck.events import UNKNOWN_RANK
 from traincheck.private_files import ensure_private_dir, write_private_file
 from traincheck.records import (
     ListedInvariant,
@@ -214,7 +215,9 @@ def run_description(
         if started is not None and ended is not None
         else None,
         trace=str(trace_dir.resolve()) if trace_dir is not None else None,
-        ranks=sorted({p.rank for p in counters.producers}) if counters is not None else [],
+        ranks=sorted({p.rank for p in counters.producers if p.rank != UNKNOWN_RANK})
+        if counters is not None
+        else [],
         traincheck_version=_version(),
         invariants=str(invariants) if invariants is not None else None,
         last_step=last_step,

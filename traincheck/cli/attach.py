@@ -24,6 +24,7 @@ from typing import TYPE_CHECKING
 from traincheck.cli.jobs import TracedJob, describe_age, find_jobs, select_job
 from traincheck.cli_scaffold import CommandParser, run_main
 from traincheck.errors import EXIT_OK, EXIT_VIOLATIONS, UserError
+from traincheck.events import UNKNOWN_RANK
 from traincheck.private_files import ensure_private_dir
 from traincheck.run_summary import summary_lines
 from traincheck.sidecar.live_check import LiveCheck, emit_alert, load_invariant_set
@@ -143,7 +144,7 @@ def format_table(jobs: list[TracedJob]) -> str:
             rows.append(
                 (
                     str(entry.pid),
-                    f"{entry.rank}/{entry.world_size}",
+                    f"{'?' if entry.rank == UNKNOWN_RANK else entry.rank}/{entry.world_size}",
                     job.run_id,
                     describe_age(entry.started_wall_s),
                     str(entry.steps),

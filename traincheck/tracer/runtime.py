@@ -36,6 +36,7 @@ from importlib import metadata
 from typing import TYPE_CHECKING
 
 from traincheck.events import (
+    UNKNOWN_RANK,
     ApiCall,
     ApiReturn,
     ArgValue,
@@ -139,7 +140,7 @@ class Tracer:
             endpoint=self.config.endpoint,
             run_id=self.config.run_id,
             pid=self.pid,
-            rank=self.config.rank,
+            rank=self.config.rank if self.config.rank_assigned else UNKNOWN_RANK,
             trace_dir=self.config.trace_dir,
             steps=self._steps_so_far,
             world_size=self.config.world_size,
@@ -238,7 +239,12 @@ class Tracer:
             self.publisher.append(states)
 
     def flush_at_step(self) -> None:
-        """An optimizer step ended: send what is queued, at most every few tens of ms."""
+        """An optimizer step ended: send what is queued, at most every few tens of ms.
+
+        A process that trains without having joined a process group (and without
+        ``RANK``) is a single process: rank 0 of 1 from its first step on."""
+        if self.publisher.rank == UNKNOWN_RANK:
+            self.publisher.set_rank(self.config.rank, self.config.world_size)
         self.publisher.flush_at_step()
 
     def learn_rank(self, rank: int, world_size: int) -> None:
