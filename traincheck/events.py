@@ -31,8 +31,8 @@ UNKNOWN_RANK = -1
 """The rank of a batch sent before its process knew its rank: no ``RANK`` in the
 environment and no process group joined yet (an ``mp.spawn`` worker before its
 ``init_process_group``). Never a guessed 0: the tracer sends the learned rank from
-the moment the process joins a group, or rank 0 once it completes an optimizer step
-without one (a single process)."""
+the moment the process joins a group, or rank 0 once it starts training without one
+(a single process); only set-up events, which no invariant judges, can carry it."""
 
 Stage = Literal["init", "train", "eval", "test"]
 """Training phase of an event: ``init`` before the first forward pass with grad

@@ -239,12 +239,7 @@ class Tracer:
             self.publisher.append(states)
 
     def flush_at_step(self) -> None:
-        """An optimizer step ended: send what is queued, at most every few tens of ms.
-
-        A process that trains without having joined a process group (and without
-        ``RANK``) is a single process: rank 0 of 1 from its first step on."""
-        if self.publisher.rank == UNKNOWN_RANK:
-            self.publisher.set_rank(self.config.rank, self.config.world_size)
+        """An optimizer step ended: send what is queued, at most every few tens of ms."""
         self.publisher.flush_at_step()
 
     def learn_rank(self, rank: int, world_size: int) -> None:
@@ -260,6 +255,10 @@ class Tracer:
             return
         if key == "step" and isinstance(value, int):
             self.recording = self.plan.records_step(value)
+        if key == "stage" and value != "init" and self.publisher.rank == UNKNOWN_RANK:
+            # Training started without a process group (and without RANK): a single
+            # process, rank 0 of 1; events still queued go out with it.
+            self.publisher.set_rank(self.config.rank, self.config.world_size)
         self.publisher.append(
             MetaChange(
                 time.monotonic_ns(),
