@@ -76,6 +76,8 @@ class LoopSpec:
     data_seed: int = 7
     autocast_every: int = 0
     """Every this many steps, the forward runs under autocast (bfloat16 result)."""
+    accumulate: int = 1
+    """Micro-batches (forward + backward) per optimizer step (gradient accumulation)."""
     sharded: tuple[str, ...] = ()
     """Parameters whose contents differ between ranks by design (tensor parallel)."""
 
@@ -122,8 +124,9 @@ def training_events(spec: LoopSpec) -> list[Event]:
         st.step = k
         if spec.zero_grad:
             events += _zero_grad(st, optimized)
-        events += _forward(st, training=st.training)
-        events += _backward(st, [n for n in model if n not in spec.frozen])
+        for _ in range(spec.accumulate):
+            events += _forward(st, training=st.training)
+            events += _backward(st, [n for n in model if n not in spec.frozen])
         events += _optimizer_step(st, optimized)
         if spec.second_optimizer:
             events += _optimizer_step(st, list(spec.second_optimizer), "Adam")

@@ -9,14 +9,18 @@ are APIContain's business). Around each call of an API X there are two windows:
 - the window *after* it: the APIs called until the next X (or the end of the
   stream) — Lead(X, B) holds there iff B is in it.
 
-"The previous X" and "the next X" mean the X calls in the same loop context
-(:func:`anchor_of`): the same stage, and the first micro-batch of a step or not.
-An evaluation loop's ``DataLoader.__iter__`` does not close the window of the
-training loader's, and under gradient accumulation the ``model.train()`` that
-Trainer calls for every micro-batch does not close the window of the step's
-first one: the first micro-batch's calls form the same windows as a loop without
-accumulation, and the later micro-batches form windows of their own, which
-inference judges separately (their examples carry ``micro_batch`` > 0).
+"The previous X" and "the next X" mean the X calls in the same loop position
+(:func:`anchor_of`): the same stage and the same micro-batch of a step (how many
+backward passes the step had begun before the call). An evaluation loop's
+``DataLoader.__iter__`` does not close the window of the training loader's, and
+under gradient accumulation each micro-batch's calls open and close windows with
+the same micro-batch of the next step: every window spans one whole optimizer
+step, whatever the number of micro-batches, so invariants learned with two
+micro-batches per step hold with four (and a call doubled within one micro-batch,
+such as a scheduler stepped twice, still closes its own window). Past
+:data:`MICRO_POSITIONS` micro-batches the positions fold into one: a loop that never
+calls a traced optimizer (a hand-written SGD update) never ends its step, and its
+iterations then form windows with each other as in any plain loop.
 
 :class:`ThreadOrder` maintains both windows in O(APIs) per call, and the same
 class drives inference and checking, so the two cannot disagree.
@@ -69,13 +73,18 @@ def outermost_call(signal: Signal) -> CallStart | None:
     return None
 
 
-Anchor = tuple[str, Scalar | None, bool]
-"""(API, stage, first micro-batch of its step?): the calls that open and close each
-other's windows (see the module docstring)."""
+MICRO_POSITIONS = 8
+"""Micro-batch positions told apart by the ordering windows; later ones share one."""
+
+Anchor = tuple[str, Scalar | None, int]
+"""(API, stage, micro-batch position): the calls that open and close each other's
+windows (see the module docstring)."""
 
 
 def anchor_of(start: CallStart) -> Anchor:
-    return (start.api, start.props.get("meta_vars.stage"), start.props.get(MICRO_BATCH, 0) == 0)
+    micro = start.props.get(MICRO_BATCH, 0)
+    position = min(micro, MICRO_POSITIONS) if isinstance(micro, int) else 0
+    return (start.api, start.props.get("meta_vars.stage"), position)
 
 
 @dataclass

@@ -25,7 +25,13 @@ from typing import NamedTuple
 
 from traincheck.analysis.calls import CallRecord, CallStart, Signal
 from traincheck.analysis.invariants import APIParam, Invariant, VarTypeParam
-from traincheck.analysis.preconditions import FeatureKey, feature_key, holds
+from traincheck.analysis.preconditions import (
+    FIRST_MICRO_BATCH,
+    MICRO_BATCH,
+    FeatureKey,
+    feature_key,
+    holds,
+)
 from traincheck.analysis.relations.base import (
     DEFAULT_SETTINGS,
     IMPLIED,
@@ -67,6 +73,12 @@ class _ProcessOrder:
     last_index: dict[str, int] = field(default_factory=dict)
     call_index: dict[int, int] = field(default_factory=dict)
     last_change: dict[str, int] = field(default_factory=dict)
+    first_micro_batch_change: dict[str, int] = field(default_factory=dict)
+    """The last change of every variable by a call on a step's first micro-batch: what an
+    invariant confined to first micro-batches compares with. Under gradient
+    accumulation the forward of every later micro-batch changes BatchNorm's buffers
+    again before the optimizer step; such an invariant never saw those forwards and
+    does not judge them, so they must not count as the previous change either."""
 
     def on_start(self, start: CallStart) -> None:
         if outermost_call(start) is not None:
@@ -85,9 +97,13 @@ class _ProcessOrder:
                 changed[before.var_type].append(name)
         return changed
 
-    def previous_change(self, names: list[str]) -> tuple[int, str] | None:
-        """The latest earlier change among ``names`` (index, variable), if any."""
-        seen = [(self.last_change[n], n) for n in names if n in self.last_change]
+    def previous_change(
+        self, names: list[str], *, first_micro_batch: bool = False
+    ) -> tuple[int, str] | None:
+        """The latest earlier change among ``names`` (index, variable), if any; with
+        ``first_micro_batch``, only changes by calls on a step's first micro-batch."""
+        changes = self.first_micro_batch_change if first_micro_batch else self.last_change
+        seen = [(changes[n], n) for n in names if n in changes]
         return max(seen) if seen else None
 
     def called_after(self, index: int) -> frozenset[str]:
@@ -95,8 +111,11 @@ class _ProcessOrder:
 
     def finish_call(self, record: CallRecord, names: list[str]) -> None:
         index = self.call_index.pop(record.start.event.call_id, self.counter)
+        first = record.start.props.get(MICRO_BATCH, 0) == 0
         for name in names:
             self.last_change[name] = index
+            if first:
+                self.first_micro_batch_change[name] = index
 
 
 class _SingleUpdateCollector(Collector):
@@ -228,7 +247,11 @@ class _SingleUpdateChecker(RelationChecker):
         violations = []
         for result in self._by_api[signal.api]:
             _, var, reset = result.invariant.params
-            previous = proc.previous_change(changed.get(var.var_type, []))
+            precondition = result.invariant.precondition
+            first_only = precondition is not None and FIRST_MICRO_BATCH in precondition.context
+            previous = proc.previous_change(
+                changed.get(var.var_type, []), first_micro_batch=first_only
+            )
             if previous is None or not holds(result.invariant.precondition, signal.start.props):
                 continue
             if proc.last_index.get(reset.api_full_name, 0) > previous[0]:
