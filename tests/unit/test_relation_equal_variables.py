@@ -1,6 +1,8 @@
-"""EqualVariablesRelation: variables equal at every healthy observation (tied weights) stay equal."""
+"""EqualVariablesRelation: variables equal at every healthy observation (tied weights) stay so."""
 
 from __future__ import annotations
+
+from typing import Any
 
 from tracegen import MODEL_PARAMS, STEP, LoopSpec, stored_events
 
@@ -18,8 +20,8 @@ TIED = {"params": PARAMS, "tied": ((EMBED, HEAD),)}
 TIED_TEXT = f"{HEAD}.data equals {EMBED}.data at every {STEP}"
 
 
-def _infer(seeds: tuple[int, ...] = (1, 2), **spec: object) -> InvariantSet:
-    runs = [stored_events(LoopSpec(seed=seed, pid=100 + seed, **spec)) for seed in seeds]  # type: ignore[arg-type]
+def _infer(seeds: tuple[int, ...] = (1, 2), **spec: Any) -> InvariantSet:
+    runs = [stored_events(LoopSpec(seed=seed, pid=100 + seed, **spec)) for seed in seeds]
     return infer_from_streams(runs, select_relations([RELATION])).invariant_set
 
 
@@ -45,7 +47,7 @@ def test_three_tied_variables_give_two_invariants_not_three() -> None:
 
 def test_a_pair_equal_in_one_run_only_is_no_invariant() -> None:
     runs = [
-        stored_events(LoopSpec(seed=1, pid=101, **TIED)),  # type: ignore[arg-type]
+        stored_events(LoopSpec(seed=1, pid=101, **TIED)),
         stored_events(LoopSpec(seed=2, pid=102, params=PARAMS)),
     ]
     assert len(infer_from_streams(runs, select_relations([RELATION])).invariant_set) == 0
@@ -57,13 +59,13 @@ def test_a_pair_untied_late_in_a_healthy_run_is_no_invariant() -> None:
 
 def test_a_healthy_run_and_a_wider_variant_raise_nothing() -> None:
     invariants = _infer(**TIED)
-    assert _check(invariants, LoopSpec(seed=3, steps=40, **TIED)) == []  # type: ignore[arg-type]
-    assert _check(invariants, LoopSpec(seed=4, pid=9, shape=(64, 8), **TIED)) == []  # type: ignore[arg-type]
+    assert _check(invariants, LoopSpec(seed=3, steps=40, **TIED)) == []
+    assert _check(invariants, LoopSpec(seed=4, pid=9, shape=(64, 8), **TIED)) == []
 
 
 def test_a_broken_tie_is_caught_at_its_step() -> None:
     invariants = _infer(**TIED)
-    violations = _check(invariants, LoopSpec(seed=3, untie_at=4, **TIED))  # type: ignore[arg-type]
+    violations = _check(invariants, LoopSpec(seed=3, untie_at=4, **TIED))
     assert violations and violations[0].step == 4
     assert violations[0].variables == (EMBED, HEAD)
     assert violations[0].what == f"{HEAD} and {EMBED} differ after {STEP}"

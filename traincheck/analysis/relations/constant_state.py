@@ -60,6 +60,7 @@ from traincheck.analysis.preconditions import (
 )
 from traincheck.analysis.relations.base import (
     DEFAULT_SETTINGS,
+    TOO_FEW_POSITIVES,
     Collector,
     InferOutcome,
     InferSettings,
@@ -89,10 +90,18 @@ ALL_STAGES: Final = frozenset({"train", "eval"})
 """Observed constant in both, an invariant is unconditional; else it holds in the
 stages it was observed in."""
 
-CHANGED_IN_HEALTHY_RUN: Final = "the attribute changed in a healthy run"
-TOO_LITTLE_SUPPORT: Final = (
-    f"observed fewer than {MIN_OBSERVATIONS} times or in fewer than {MIN_RUNS} traces"
-)
+CHANGED_IN_HEALTHY_RUN: Final = "requires_grad changed in a healthy run"
+TOO_FEW_RUNS: Final = f"observed in fewer than {MIN_RUNS} traces"
+
+
+def support_problem(observations: int, runs: int) -> str | None:
+    """Why a hypothesis seen this often, in this many traces, is too weak (None: it is not)."""
+    if observations < MIN_OBSERVATIONS:
+        return TOO_FEW_POSITIVES
+    if runs < MIN_RUNS:
+        return TOO_FEW_RUNS
+    return None
+
 
 VarKey = tuple[str, str, str]
 """(var_type, var_name, attribute)."""
@@ -200,19 +209,15 @@ class ConstantStateRelation(Relation[ConstantParams, _ConstantCollector]):
                 VarNameParam(var_type, var_name, attr),
                 ValueParam(STATE_ROLE, attr, "value", kept),
             )
-            changed = len(values) > 1 or any(e.negatives for e in per_api.values())
-            reason = ""
-            if changed:
-                reason = CHANGED_IN_HEALTHY_RUN
-            elif best.observations < MIN_OBSERVATIONS or len(best.traces) < MIN_RUNS:
-                reason = TOO_LITTLE_SUPPORT
-            total = sum(e.observations for e in per_api.values())
-            negatives = sum(e.negatives for e in per_api.values())
+            if any(e.negatives for e in per_api.values()):
+                continue  # content that changes: what training does, not a hypothesis
             text = self.describe(params)
-            if reason:
-                outcome.rejections.append(
-                    Rejection(self.name, text, reason, total - negatives, negatives)
-                )
+            reason = support_problem(best.observations, len(best.traces))
+            if len(values) > 1:
+                reason = CHANGED_IN_HEALTHY_RUN
+            if reason is not None:
+                total = sum(e.observations for e in per_api.values())
+                outcome.rejections.append(Rejection(self.name, text, reason, total, 0))
                 continue
             outcome.invariants.append(
                 make_invariant(

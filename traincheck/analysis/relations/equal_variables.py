@@ -57,11 +57,9 @@ from traincheck.analysis.relations.base import (
 )
 from traincheck.analysis.relations.call_violation import call_violation
 from traincheck.analysis.relations.constant_state import (
-    MIN_OBSERVATIONS,
-    MIN_RUNS,
-    TOO_LITTLE_SUPPORT,
     call_stage,
     stage_precondition,
+    support_problem,
 )
 from traincheck.analysis.var_attrs import DATA
 from traincheck.analysis.violations import Violation
@@ -182,8 +180,9 @@ class EqualVariablesRelation(Relation[EqualParams, _EqualCollector]):
                         VarNameParam(other_type, other, DATA),
                     )
                     text = self.describe(params)
-                    if observations < MIN_OBSERVATIONS or traces < MIN_RUNS:
-                        rejection = Rejection(self.name, text, TOO_LITTLE_SUPPORT, observations, 0)
+                    reason = support_problem(observations, traces)
+                    if reason is not None:
+                        rejection = Rejection(self.name, text, reason, observations, 0)
                         outcome.rejections.append(rejection)
                         continue
                     invariant = make_invariant(
