@@ -21,7 +21,8 @@ each observation after the first one of a process is compared with the previous
 one at the same API, positive when the digest is the same. A hypothesis is kept
 only when *every* observation at every API was positive: this relation speaks
 about variables that never change, so one change in a healthy run rejects it
-(a backbone unfrozen at step 10 is not a constant).
+(a backbone unfrozen at step 10 is not a constant). Content that changes is what
+training does: it is no hypothesis and is not listed among the rejections.
 
 Guards against false alarms:
 
@@ -34,7 +35,8 @@ Guards against false alarms:
   (``stage == 'train'`` when they never observed it in eval; unconditional
   when they observed it constant in both train and eval);
 - one invariant per (variable, attribute), at the API that observed it most
-  (ties: by name), so one change is one alarm, not one per traced API.
+  (ties: the name that sorts last, so the choice never depends on trace order),
+  so one change is one alarm, not one per traced API.
 
 In the file: ``[APIParam, VarNameParam, ValueParam]``: the API whose pre/post
 states are read, the variable with attribute ``requires_grad`` or ``data``, and
