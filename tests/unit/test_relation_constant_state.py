@@ -8,7 +8,7 @@ from tracegen import MODEL_PARAMS, STEP, ZERO_GRAD, LoopSpec, stored_events
 
 from traincheck.analysis.checker import Checker
 from traincheck.analysis.infer_engine import infer_from_streams
-from traincheck.analysis.instrumentation import needed_state
+from traincheck.analysis.instrumentation import needed_state, tracing_plan, uncheckable_invariants
 from traincheck.analysis.invariants import InvariantSet
 from traincheck.analysis.invariants_file import dump_invariants, load_invariants
 from traincheck.analysis.relations.constant_state import TOO_FEW_RUNS
@@ -105,6 +105,14 @@ def test_state_is_read_before_and_after_the_api_with_digests_for_data_only() -> 
     assert needed_state(by_attr["data"]) == {(STEP, "pre", True), (STEP, "post", True)}
     rg = by_attr["requires_grad"]
     assert needed_state(rg) == {(ZERO_GRAD, "pre", False), (ZERO_GRAD, "post", False)}
+
+
+def test_a_selective_plan_records_what_the_invariants_read() -> None:
+    invariants = _infer(**FROZEN_BACKBONE)
+    plan = tracing_plan(invariants)
+    assert plan.state_at(ZERO_GRAD, "pre") == (True, False)
+    assert plan.state_at(STEP, "post") == (True, True)
+    assert uncheckable_invariants(invariants, plan) == {}
 
 
 def test_invariants_round_trip_through_the_file(tmp_path) -> None:
