@@ -202,37 +202,42 @@ class ConstantStateRelation(Relation[ConstantParams, _ConstantCollector]):
         self, collector: _ConstantCollector, settings: InferSettings = DEFAULT_SETTINGS
     ) -> InferOutcome:
         outcome = InferOutcome(settings=settings)
-        for (var_type, var_name, attr), per_api in sorted(collector.evidence.items()):
-            values = {v for evidence in per_api.values() for v in evidence.values}
-            kept: Scalar = UNCHANGED if attr == DATA else next(iter(values), True)
-            api, best = max(per_api.items(), key=lambda item: (item[1].observations, item[0]))
-            params = ConstantParams(
-                APIParam(api),
-                VarNameParam(var_type, var_name, attr),
-                ValueParam(STATE_ROLE, attr, "value", kept),
-            )
-            if any(e.negatives for e in per_api.values()):
-                continue  # content that changes: what training does, not a hypothesis
-            text = self.describe(params)
-            reason = support_problem(best.observations, len(best.traces))
-            if len(values) > 1:
-                reason = CHANGED_IN_HEALTHY_RUN
-            if reason is not None:
-                total = sum(e.observations for e in per_api.values())
-                outcome.rejections.append(Rejection(self.name, text, reason, total, 0))
-                continue
-            outcome.invariants.append(
-                make_invariant(
-                    self.name,
-                    params,
-                    stage_precondition(best.stages),
-                    group=self.group,
-                    text_description=text,
-                    num_positive_examples=best.observations,
-                    num_negative_examples=0,
-                )
-            )
+        for var, per_api in sorted(collector.evidence.items()):
+            if not any(e.negatives for e in per_api.values()):
+                self._decide(var, per_api, outcome)
+            # else: content that changes is what training does, not a hypothesis
         return outcome
+
+    def _decide(self, var: VarKey, per_api: dict[str, _Evidence], outcome: InferOutcome) -> None:
+        """One invariant for a variable attribute no observation saw change, at the API
+        that observed it most; or the rejection that says why not."""
+        var_type, var_name, attr = var
+        values = {v for evidence in per_api.values() for v in evidence.values}
+        kept: Scalar = UNCHANGED if attr == DATA else next(iter(values), True)
+        api, best = max(per_api.items(), key=lambda item: (item[1].observations, item[0]))
+        params = ConstantParams(
+            APIParam(api),
+            VarNameParam(var_type, var_name, attr),
+            ValueParam(STATE_ROLE, attr, "value", kept),
+        )
+        text = self.describe(params)
+        reason = support_problem(best.observations, len(best.traces))
+        if len(values) > 1:
+            reason = CHANGED_IN_HEALTHY_RUN
+        if reason is not None:
+            total = sum(e.observations for e in per_api.values())
+            outcome.rejections.append(Rejection(self.name, text, reason, total, 0))
+            return
+        invariant = make_invariant(
+            self.name,
+            params,
+            stage_precondition(best.stages),
+            group=self.group,
+            text_description=text,
+            num_positive_examples=best.observations,
+            num_negative_examples=0,
+        )
+        outcome.invariants.append(invariant)
 
     def new_checker(self, results: Sequence[InvariantResult[ConstantParams]]) -> RelationChecker:
         return _ConstantChecker(results)
