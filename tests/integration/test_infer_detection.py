@@ -84,6 +84,13 @@ def _live_violations(out: Path, invariants: Path, *args: str) -> list[dict[str, 
 @pytest.mark.timeout(240)
 def test_unfrozen_backbone_and_broken_tie_are_caught_live(tmp_path: Path) -> None:
     inferred = trace_and_infer(tmp_path, FROZEN_BACKBONE, [1, 2], steps=int(STEPS))
+    learned = {
+        inv["text_description"]
+        for inv in json.loads(inferred.invariants.read_text())["invariants"]
+        if inv["relation"] == "ConstantStateRelation"
+    }
+    assert "Tagger.scale.data never changes across torch.nn.Module.__call__ calls" in learned
+    assert not any(text.startswith("Tagger.scale.requires_grad") for text in learned)
     wider = _live_violations(tmp_path / "variant", inferred.invariants,
                              "--seed", "3", "--width", "32", "--steps", STEPS)  # fmt: skip
     assert wider == [], "another seed and width: nothing to report"

@@ -2,7 +2,8 @@
 
 Healthy: the backbone's parameters have ``requires_grad`` False (they stay in the
 optimizer, which skips them), and ``decode.weight`` shares ``encode.weight``'s
-storage (two Parameter objects, one tensor: a tie the tracer sees under two names).
+storage (two Parameter objects, one tensor: a tie the tracer sees under two names);
+the buffer ``scale`` is a constant nothing updates.
 
 ``--bug unfreeze``: the freezing loop is skipped (a copied script lost it): the
 backbone trains. ``--bug untie``: after two steps the decoder weight is re-created
@@ -27,9 +28,10 @@ class Tagger(nn.Module):
         self.backbone = nn.Sequential(nn.Linear(width, width), nn.ReLU(), nn.Linear(width, width))
         self.decode = nn.Linear(width, width, bias=False)
         self.head = nn.Linear(width, 4)
+        self.register_buffer("scale", torch.full((width,), 0.5))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        hidden = self.backbone(self.encode(x))
+        hidden = self.backbone(self.encode(x)) * self.scale
         return self.head(torch.relu(self.decode(hidden)))
 
 

@@ -2,7 +2,7 @@
 
 Two attributes, each learned per variable name:
 
-- ``requires_grad``: ``MLP.backbone.weight.requires_grad == False at every
+- ``requires_grad`` (of parameters): ``MLP.backbone.weight.requires_grad == False at every
   torch.Tensor.backward``. A frozen parameter stays frozen and a trained one
   stays trainable. Catches a backbone that was meant to stay frozen being
   fine-tuned (a ``requires_grad_(False)`` loop dropped, a ``requires_grad_(True)``
@@ -81,6 +81,10 @@ MIN_OBSERVATIONS: Final = 6
 
 MIN_RUNS: Final = 2
 """Traces that must have observed the variable: one run's configuration is no rule."""
+
+PARAMETER: Final = "torch.nn.Parameter"
+"""The variable type whose ``requires_grad`` is learned: a buffer's is always False by
+construction, and an invariant saying so would cost a check per call and catch nothing."""
 
 UNCHANGED: Final = "unchanged"
 """The ValueParam value of a ``data`` invariant: the digest never changes."""
@@ -177,9 +181,10 @@ class _ConstantCollector(Collector):
         pid, api, trace = signal.start.pid, signal.api, self._trace
         for state in observed_states(signal):
             name = state.var_name
-            rg = self.evidence[(state.var_type, name, REQUIRES_GRAD)][api]
-            rg.values.add(state.requires_grad)
-            rg.add(trace, stage, positive=True)
+            if state.var_type == PARAMETER:
+                rg = self.evidence[(state.var_type, name, REQUIRES_GRAD)][api]
+                rg.values.add(state.requires_grad)
+                rg.add(trace, stage, positive=True)
             if state.digest is None:
                 continue
             previous = self._last_digest.get((pid, api, name))
