@@ -10,9 +10,13 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import Any
 
 import pytest
-from conftest import EXAMPLES, cli, python_cmd, run_cli, trace_and_infer
+from conftest import EXAMPLES, SCRIPTS, cli, python_cmd, run_cli, trace_and_infer
+
+from traincheck.events import VarState
+from traincheck.sidecar.store import read_trace
 
 STEPS = "12"
 CASES = {
@@ -61,3 +65,58 @@ def test_bug_caught_and_healthy_variant_silent(example: str, tmp_path: Path) -> 
     fired = _violated_relations(buggy, inferred.invariants, tmp_path / "check-buggy")
     assert CASES[example] in fired
     assert 0 <= fired[CASES[example]] - TRIGGER_STEPS[example] <= 1, "caught within one step"
+
+
+FROZEN_BACKBONE = SCRIPTS / "frozen_backbone.py"
+"""A head fine-tuned on a frozen backbone, its decoder tied to its encoder (two names)."""
+
+
+def _live_violations(out: Path, invariants: Path, *args: str) -> list[dict[str, Any]]:
+    """Run the script under live checking; the violations the sidecar wrote at the end."""
+    cmd = [cli("traincheck-run"), "--output-dir", str(out), "--invariants", str(invariants),
+           "--", *python_cmd(FROZEN_BACKBONE, *args)]  # fmt: skip
+    result = run_cli(cmd)
+    assert result.returncode == 0, result.stderr
+    summary = json.loads((out / "live_check" / "violations_summary.json").read_text())
+    return list(summary["violations"])
+
+
+@pytest.mark.timeout(240)
+def test_unfrozen_backbone_and_broken_tie_are_caught_live(tmp_path: Path) -> None:
+    inferred = trace_and_infer(tmp_path, FROZEN_BACKBONE, [1, 2], steps=int(STEPS))
+    learned = {
+        inv["text_description"]
+        for inv in json.loads(inferred.invariants.read_text())["invariants"]
+        if inv["relation"] == "ConstantStateRelation"
+    }
+    assert "Tagger.scale.data never changes across torch.nn.Module.__call__ calls" in learned
+    assert not any(text.startswith("Tagger.scale.requires_grad") for text in learned)
+    wider = _live_violations(tmp_path / "variant", inferred.invariants,
+                             "--seed", "3", "--width", "32", "--steps", STEPS)  # fmt: skip
+    assert wider == [], "another seed and width: nothing to report"
+
+    unfrozen = _live_violations(tmp_path / "unfreeze", inferred.invariants,
+                                "--seed", "3", "--bug", "unfreeze", "--steps", STEPS)  # fmt: skip
+    backbone = {"Tagger.backbone.0.weight", "Tagger.backbone.0.bias",
+                "Tagger.backbone.2.weight", "Tagger.backbone.2.bias"}  # fmt: skip
+    caught = [v for v in unfrozen if v["relation_type"] == "ConstantStateRelation"]
+    assert {name for v in caught for name in v["variables"]} == backbone
+    assert min(v["first_step"] for v in caught) == 0
+    assert any("requires_grad is True" in str(v["what"]) for v in caught)
+
+    untied = _live_violations(tmp_path / "untie", inferred.invariants,
+                              "--seed", "3", "--bug", "untie", "--steps", STEPS)  # fmt: skip
+    tie = [v for v in untied if v["relation_type"] == "EqualVariablesRelation"]
+    assert tie and tie[0]["first_step"] == 2, "the tie breaks at step 2"
+    assert set(tie[0]["variables"]) == {"Tagger.encode.weight", "Tagger.decode.weight"}
+
+
+@pytest.mark.timeout(120)
+def test_a_tie_by_one_parameter_object_is_one_name_in_the_trace(tmp_path: Path) -> None:
+    """Hugging Face ties by sharing one Parameter, which ``named_parameters()`` lists
+    once: the trace has one name, so there is no pair for EqualVariables to learn."""
+    out = _trace(tmp_path / "object", FROZEN_BACKBONE, "--tie-object", "--steps", "3")
+    events = [stored.event for stored in read_trace(out).events()]
+    names = {event.var_name for event in events if isinstance(event, VarState)}
+    assert "Tagger.encode.weight" in names
+    assert "Tagger.decode.weight" not in names

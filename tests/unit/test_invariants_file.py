@@ -224,6 +224,16 @@ def _value(role: str, prop: str, value: object) -> dict[str, object]:
     return {"param_type": "ValueParam", "role": role, "name": "input", "prop": prop, "value": value}
 
 
+def _named(attr: str) -> dict[str, object]:
+    return {"param_type": "VarNameParam", "var_type": "torch.nn.Parameter",
+            "var_name": "Net.fc1.weight", "attr_name": attr}  # fmt: skip
+
+
+def _state(attr: str, value: object) -> dict[str, object]:
+    return {"param_type": "ValueParam", "role": "state", "name": attr, "prop": "value",
+            "value": value}  # fmt: skip
+
+
 @pytest.mark.parametrize(
     ("relation", "params", "message"),
     [
@@ -251,6 +261,24 @@ def _value(role: str, prop: str, value: object) -> dict[str, object]:
         ("DistinctArgumentRelation", [API, _value("input", "digest", "always")],
          "DistinctArgumentRelation: the ValueParam must have prop 'digest' and value 'ranks' "
          "or 'consecutive calls'"),
+        ("ConstantStateRelation", [API, _named("requires_grad")], "ConstantStateRelation needs "
+         "params [APIParam, VarNameParam, ValueParam]"),
+        ("ConstantStateRelation", [API, _named("grad"), _state("grad", True)],
+         "ConstantStateRelation: attribute 'grad' is not tracked (expected 'data' or "
+         "'requires_grad')"),
+        ("ConstantStateRelation", [API, _named("requires_grad"), _state("requires_grad", "yes")],
+         "ConstantStateRelation: a requires_grad invariant's value must be a bool"),
+        ("ConstantStateRelation", [API, _named("data"), _state("data", "changed")],
+         "ConstantStateRelation: a data invariant's value must be 'unchanged'"),
+        ("ConstantStateRelation", [API, _named("data"), _state("requires_grad", False)],
+         "ConstantStateRelation: the ValueParam must have role 'state' and name the "
+         "variable's attribute"),
+        ("ConstantStateRelation", [API, _named("data"), _value("input", "value", "unchanged")],
+         "ConstantStateRelation: the ValueParam must have role 'state'"),
+        ("EqualVariablesRelation", [API, _named("data"), _var("data")], "EqualVariablesRelation "
+         "needs params [APIParam, VarNameParam, VarNameParam]"),
+        ("EqualVariablesRelation", [API, _named("data"), _named("requires_grad")],
+         "EqualVariablesRelation: attribute 'requires_grad' is not tracked (expected 'data')"),
     ],
 )  # fmt: skip
 def test_params_are_checked_against_the_relation_declaration(

@@ -80,6 +80,18 @@ class LoopSpec:
     """Micro-batches (forward + backward) per optimizer step (gradient accumulation)."""
     sharded: tuple[str, ...] = ()
     """Parameters whose contents differ between ranks by design (tensor parallel)."""
+    requires_grad_off: tuple[str, ...] = ()
+    """Parameters with ``requires_grad == False`` (frozen on purpose: list them in
+    ``frozen`` too, so they get no gradient)."""
+    unfreeze_at: int | None = None
+    """From this step on, ``frozen`` and ``requires_grad_off`` are cleared (a frozen
+    backbone unfrozen by mistake)."""
+    tied: tuple[tuple[str, str], ...] = ()
+    """(a, b): b is one tensor with a (the same content digest at every state)."""
+    untie_at: int | None = None
+    """From this step on, the second of each ``tied`` pair is a tensor of its own."""
+    shape: tuple[int, ...] = (8, 4)
+    """The shape of every parameter (a wider variant has another)."""
 
 
 @dataclass
@@ -115,6 +127,7 @@ def training_events(spec: LoopSpec) -> list[Event]:
     for name in model + stale:
         st.digests[name] = st.digest()
         st.grads[name] = "none"
+    _tie(st)
     events: list[Event] = [_run_start(st)]
     events += [_var(st, 0, "init", name) for name in model]
     events.append(MetaChange(st.tick(), spec.thread, "stage", "train", 0, "init"))
@@ -126,7 +139,7 @@ def training_events(spec: LoopSpec) -> list[Event]:
             events += _zero_grad(st, optimized)
         for _ in range(spec.accumulate):
             events += _forward(st, training=st.training)
-            events += _backward(st, [n for n in model if n not in spec.frozen])
+            events += _backward(st, [n for n in model if n not in _frozen(st)])
         events += _optimizer_step(st, optimized)
         if spec.second_optimizer:
             events += _optimizer_step(st, list(spec.second_optimizer), "Adam")
@@ -136,6 +149,22 @@ def training_events(spec: LoopSpec) -> list[Event]:
             events += _eval_phase(st)
     events.append(RunEnd(st.tick(), len(events) + 1, 0, 0, "exit"))
     return events
+
+
+def _unfrozen(st: _State) -> bool:
+    return st.spec.unfreeze_at is not None and st.step >= st.spec.unfreeze_at
+
+
+def _frozen(st: _State) -> tuple[str, ...]:
+    return () if _unfrozen(st) else st.spec.frozen
+
+
+def _tie(st: _State) -> None:
+    """Tied pairs share the first one's content, until ``untie_at``."""
+    untied = st.spec.untie_at is not None and st.step >= st.spec.untie_at
+    for a, b in st.spec.tied:
+        if not untied:
+            st.digests[b] = st.digests[a]
 
 
 def _run_start(st: _State) -> RunStart:
@@ -157,10 +186,10 @@ def _var(st: _State, call_id: int, phase: str, name: str, digest: bool = True) -
         stage=st.stage,  # type: ignore[arg-type]
         var_name=name,
         var_type=PARAMETER,
-        shape=(8, 4),
+        shape=st.spec.shape,
         dtype="torch.float32",
         device="cpu",
-        requires_grad=True,
+        requires_grad=_unfrozen(st) or name not in st.spec.requires_grad_off,
         grad=grad,  # type: ignore[arg-type]
         digest=st.digests[name] if digest else None,
         grad_digest=None if grad == "none" else st.digest(),
@@ -247,6 +276,7 @@ def _optimizer_step(st: _State, names: list[str], optimizer: str = "") -> Iterat
     for n in names:
         if st.grads[n] != "none":
             st.digests[n] = st.digest() + (st.spec.rank if n in st.spec.sharded else 0)
+    _tie(st)
     yield from (_var(st, call.call_id, "post", n) for n in names)
     yield _ret(st, call)
 

@@ -82,7 +82,8 @@ class ValueParam:
 
     ``role`` is ``input`` (``name`` is the argument name) or ``output`` (the
     result); ``prop`` is ``value`` for scalar arguments or a tensor property
-    (``dtype``, ``device``, ``requires_grad``, ``kind``).
+    (``dtype``, ``device``, ``requires_grad``, ``kind``). ``state`` is the value a
+    variable attribute keeps (ConstantState: ``name`` is the attribute).
     """
 
     role: str
@@ -99,6 +100,9 @@ class ValueParam:
             "value": self.value,
         }
 
+
+VALUE_ROLES: tuple[str, ...] = ("input", "output", "state")
+"""What a ValueParam is about: a call's argument, its result, or a variable's state."""
 
 Param = APIParam | VarTypeParam | VarNameParam | ValueParam
 

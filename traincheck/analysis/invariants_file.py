@@ -26,6 +26,7 @@ from typing import Any
 
 from traincheck.analysis.instrumentation import instrumentation_for
 from traincheck.analysis.invariants import (
+    VALUE_ROLES,
     APIParam,
     Invariant,
     InvariantSet,
@@ -258,8 +259,8 @@ def _param_from_json(data: Any) -> Param:
 
 
 def _value_param_from_json(data: dict[str, Any]) -> ValueParam:
-    if data.get("role") not in ("input", "output"):
-        raise ValueError("ValueParam 'role' must be 'input' or 'output'")
+    if data.get("role") not in VALUE_ROLES:
+        raise ValueError("ValueParam 'role' must be 'input', 'output' or 'state'")
     for key in ("name", "prop"):
         if not isinstance(data.get(key), str):
             raise ValueError(f"ValueParam needs a string '{key}'")

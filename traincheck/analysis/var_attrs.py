@@ -7,6 +7,7 @@ published tool's, so its files stay readable:
 
 - :data:`DATA`, the content, compared by digest only: a change is written
   ``anything -> changed`` (:data:`ANYTHING`, :data:`CHANGED`); values are never named;
+- :data:`REQUIRES_GRAD`, whether the variable is trainable (a bool);
 - :data:`GRAD`, the gradient, in one of three states: no gradient tensor (``None``,
   JSON ``null``), :data:`ZERO` or :data:`NON_ZERO`;
 - StateAtCall speaks about gradient *presence* only, :data:`NO_GRAD` or
@@ -29,6 +30,10 @@ DATA: Final = "data"
 
 GRAD: Final = "grad"
 """The attribute for a variable's gradient."""
+
+REQUIRES_GRAD: Final = "requires_grad"
+"""The attribute for whether a variable is trainable (ConstantState: a frozen parameter
+stays frozen, a trained one stays trainable)."""
 
 ANYTHING: Final = "anything"
 """A phase value that constrains nothing: the ``pre_value`` of a data change, the

@@ -10,8 +10,10 @@ from traincheck.analysis.relations.consistency import ConsistencyRelation
 from traincheck.analysis.relations.consistent_input import ConsistentInputRelation
 from traincheck.analysis.relations.consistent_input_output import ConsistentInputOutputRelation
 from traincheck.analysis.relations.consistent_output import ConsistentOutputRelation
+from traincheck.analysis.relations.constant_state import ConstantStateRelation
 from traincheck.analysis.relations.cover import FunctionCoverRelation
 from traincheck.analysis.relations.distinct_argument import DistinctArgumentRelation
+from traincheck.analysis.relations.equal_variables import EqualVariablesRelation
 from traincheck.analysis.relations.lead import FunctionLeadRelation
 from traincheck.analysis.relations.single_update import SingleUpdateRelation
 from traincheck.analysis.relations.state_at_call import StateAtCallRelation
@@ -24,10 +26,12 @@ _RELATIONS: dict[str, AnyRelation] = {
     for r in (
         APIContainRelation(),
         ConsistencyRelation(),
+        ConstantStateRelation(),
         ConsistentInputRelation(),
         ConsistentInputOutputRelation(),
         ConsistentOutputRelation(),
         DistinctArgumentRelation(),
+        EqualVariablesRelation(),
         FunctionCoverRelation(),
         FunctionLeadRelation(),
         SingleUpdateRelation(),
