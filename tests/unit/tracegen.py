@@ -76,6 +76,14 @@ class LoopSpec:
     data_seed: int = 7
     autocast_every: int = 0
     """Every this many steps, the forward runs under autocast (bfloat16 result)."""
+    loss_scale: float | None = None
+    """Record the loss at each backward (about 2.3, falling, with noise) times this
+    factor (4.0: an accumulation loop that forgot to divide by 4); None: no loss."""
+    group_lrs: tuple[float, ...] = ()
+    """Base lr of each param group, recorded at every optimizer step (``lr``, ``lr[1]``...)
+    and decayed by a per-step schedule; empty: no lr recorded."""
+    scheduled_groups: int | None = None
+    """How many param groups the schedule writes (None: all; 1: the first group only)."""
 
 
 @dataclass
@@ -221,8 +229,25 @@ def _batch_digest(st: _State) -> int:
     return random.Random(f"{spec.data_seed}/{rank}/{step}/{st.stage}").getrandbits(63)
 
 
+def _loss_args(st: _State) -> tuple[ArgValue, ...]:
+    if st.spec.loss_scale is None:
+        return ()
+    loss = (0.5 + 1.8 * 0.9**st.step) * (1 + st.rng.uniform(-0.05, 0.05))
+    return (ArgValue("loss", "tensor", loss * st.spec.loss_scale),)
+
+
+def _lr_args(st: _State) -> tuple[ArgValue, ...]:
+    scheduled = st.spec.scheduled_groups
+    args = []
+    for index, base in enumerate(st.spec.group_lrs):
+        factor = 0.95**st.step if scheduled is None or index < scheduled else 1.0
+        name = f"lr[{index}]" if index else "lr"
+        args.append(ArgValue(name, "float", base * factor))
+    return tuple(args)
+
+
 def _backward(st: _State, names: list[str]) -> Iterator[Event]:
-    outer = _call(st, BACKWARD)
+    outer = _call(st, BACKWARD, _loss_args(st))
     yield outer
     yield from (_var(st, outer.call_id, "pre", n, digest=False) for n in names)
     inner = _call(st, AUTOGRAD_BACKWARD, parent=outer.call_id)
@@ -236,7 +261,7 @@ def _backward(st: _State, names: list[str]) -> Iterator[Event]:
 
 def _optimizer_step(st: _State, names: list[str], optimizer: str = "") -> Iterator[Event]:
     optimizer = optimizer or st.spec.optimizer
-    call = _call(st, STEP, (ArgValue("optimizer", "optimizer", optimizer),))
+    call = _call(st, STEP, (ArgValue("optimizer", "optimizer", optimizer), *_lr_args(st)))
     yield call
     yield from (_var(st, call.call_id, "pre", n) for n in names)
     for n in names:

@@ -13,6 +13,7 @@ from traincheck.analysis.relations.consistent_output import ConsistentOutputRela
 from traincheck.analysis.relations.cover import FunctionCoverRelation
 from traincheck.analysis.relations.distinct_argument import DistinctArgumentRelation
 from traincheck.analysis.relations.lead import FunctionLeadRelation
+from traincheck.analysis.relations.numeric_range import NumericRangeRelation
 from traincheck.analysis.relations.single_update import SingleUpdateRelation
 from traincheck.analysis.relations.state_at_call import StateAtCallRelation
 from traincheck.analysis.relations.var_periodic_change import VarPeriodicChangeRelation
@@ -30,6 +31,7 @@ _RELATIONS: dict[str, AnyRelation] = {
         DistinctArgumentRelation(),
         FunctionCoverRelation(),
         FunctionLeadRelation(),
+        NumericRangeRelation(),
         SingleUpdateRelation(),
         StateAtCallRelation(),
         VarPeriodicChangeRelation(),
