@@ -11,6 +11,7 @@ from tracegen import BACKWARD, STEP, LoopSpec, stored_events
 
 from traincheck.analysis.checker import Checker
 from traincheck.analysis.infer_engine import infer_from_streams
+from traincheck.analysis.instrumentation import instrumentation_for
 from traincheck.analysis.invariants import InvariantSet
 from traincheck.analysis.invariants_file import dump_invariants, load_invariants
 from traincheck.analysis.relations.known import select_relations
@@ -150,3 +151,10 @@ def test_nan_is_outside_every_range() -> None:
     assert not Bounds(-1.0, None).contains(-math.inf)
     assert Bounds(None, 1.0).contains(-math.inf)
     assert {LOW, HIGH} == {name for name, _ in Bounds(-1.0, 1.0).hints()}
+
+
+def test_instrumentation_names_what_the_invariants_read() -> None:
+    section = instrumentation_for(_infer())
+    assert {BACKWARD, STEP} <= set(section["apis"])
+    assert {"loss", "lr", "lr[1]"} <= set(section["args"]), "a group ratio reads group 0's lr"
+    assert section["state_points"] == [], "no variable state is needed"
