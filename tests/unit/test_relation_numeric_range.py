@@ -146,6 +146,12 @@ def test_no_range_without_enough_positive_finite_values() -> None:
     assert isinstance(learn_bounds([[0.0] * MIN_SERIES_VALUES + [-math.inf]]), str)
 
 
+def test_a_magnitude_never_gets_a_floor() -> None:
+    flat = [0.0, 0.01, 0.0, 0.01, 0.0, 0.01, 0.0]
+    bounds = learn_bounds([flat], floor=False)
+    assert isinstance(bounds, Bounds) and bounds.low is None and bounds.high is not None
+
+
 def test_nan_is_outside_every_range() -> None:
     assert not Bounds(None, 1.0).contains(math.nan)
     assert not Bounds(-1.0, None).contains(-math.inf)

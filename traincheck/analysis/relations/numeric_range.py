@@ -9,9 +9,12 @@ and the optimizer's per-group settings):
 
 - **magnitude** (``prop`` :data:`MAGNITUDE`): the value of a tensor the training
   computed (the ``loss`` ``Tensor.backward`` was called on, the total norm
-  ``clip_grad_norm_`` returned) stays within ``[exp(log_low), exp(log_high)]``
-  while training. ``torch.Tensor.backward: loss stays within [0.18, 0.31]``
-  catches a loss not divided by the accumulation steps at the first backward.
+  ``clip_grad_norm_`` returned) stays below ``exp(log_high)`` while training.
+  ``torch.Tensor.backward: loss stays at most 0.9874`` catches a loss not
+  divided by the accumulation steps at the first backward. Never a lower bound:
+  a loss or a gradient norm falls as training goes on, and a longer (or luckier)
+  healthy run goes lower by an amount no healthy trace tells; twenty steps of a
+  slowly learning model look flat and would give a floor the next run crosses.
   Numbers the user *passes* (an lr, a ``max_norm``) are configuration, not
   computed: they get no magnitude, since a healthy run with another ``--lr``
   would cross it.
@@ -37,12 +40,12 @@ where the noise is the largest, over series, median absolute change between
 consecutive values (a batch of half the size doubles the variance of a loss; three
 times the typical change lets an unseen run's extreme move that much). A side is
 bounded only when no series drifts towards it (median of the last third past the
-median of the first third by more than its noise): a loss falls as training goes
-on, and a longer healthy run would cross a lower bound, so a loss gets an upper
-bound only. A magnitude needs positive, finite values in every series (a log
-range means nothing otherwise) and at least :data:`MIN_SERIES_VALUES` values in
-some series. Checking: a value outside the bounds (NaN always is) is a violation
-at its call, when the precondition (``stage == 'train'``) holds.
+median of the first third by more than its noise): a series that rises gets no
+upper bound, since a longer healthy run would cross it. A magnitude needs
+positive, finite values in every series (a log range means nothing otherwise)
+and at least :data:`MIN_SERIES_VALUES` values in some series. Checking: a value
+outside the bounds (NaN always is) is a violation at its call, when the
+precondition (``stage == 'train'``) holds.
 """
 
 from __future__ import annotations
@@ -209,8 +212,11 @@ def _drift(series: Sequence[float]) -> float:
     return statistics.median(series[-third:]) - statistics.median(series[:third])
 
 
-def learn_bounds(all_series: Sequence[Sequence[float]]) -> Bounds | str:
-    """The bounds of log values seen in healthy series, or why there are none."""
+def learn_bounds(all_series: Sequence[Sequence[float]], *, floor: bool = True) -> Bounds | str:
+    """The bounds of log values seen in healthy series, or why there are none.
+
+    ``floor=False`` leaves the low side open whatever the series do (magnitudes).
+    """
     usable = [s for s in all_series if len(s) >= MIN_SERIES_VALUES]
     if not usable:
         return f"no series with {MIN_SERIES_VALUES} values"
@@ -223,7 +229,7 @@ def learn_bounds(all_series: Sequence[Sequence[float]]) -> Bounds | str:
     highs = [max(s) for s in usable]
     lows = [min(s) for s in usable]
     high = None if rising else max(highs) + (max(highs) - min(highs)) + slack
-    low = None if falling else min(lows) - (max(lows) - min(lows)) - slack
+    low = None if falling or not floor else min(lows) - (max(lows) - min(lows)) - slack
     if high is None and low is None:
         return "drifts both ways (no side to bound)"
     return Bounds(low, high)
@@ -318,7 +324,7 @@ class NumericRangeRelation(Relation[RangeParams, _RangeCollector]):
             api, role, name, prop = slot
             params = RangeParams(APIParam(api), ValueParam(role, name, prop, IN_RANGE))
             runs = collector.series.values[slot]
-            bounds = learn_bounds([runs[run] for run in sorted(runs)])
+            bounds = learn_bounds([runs[run] for run in sorted(runs)], floor=prop != MAGNITUDE)
             count = sum(len(values) for values in runs.values())
             if isinstance(bounds, str):
                 outcome.rejections.append(
