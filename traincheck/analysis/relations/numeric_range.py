@@ -28,7 +28,8 @@ and the optimizer's per-group settings):
   deduction with two-record properties, so "lr is unchanged when the epoch is
   the same in both records" (a per-epoch scheduler) and "lr changes at every
   step" (a per-step schedule) are both learnable; a scheduler never stepped, or
-  stepped per batch, breaks one of them. Only the shape is claimed, never a value.
+  stepped per batch, breaks one of them. Only the shape is claimed, never a value,
+  and "unchanged" only where the healthy runs saw the setting change too.
 
 Ranges are learned in log space from the ``train``-stage values of every process
 of every input trace (one *series* each, in call order), with a margin that comes
@@ -104,6 +105,10 @@ FLOAT_TOLERANCE = 1e-6
 """Relative rounding a schedule's arithmetic may introduce (a ratio of 1 computed
 as 0.9999999): the smallest margin, for series with no noise at all."""
 BOUND_DIGITS = 6
+NEVER_CHANGED = "never changed in the healthy runs (a schedule may not have started yet)"
+"""Why "unchanged" needs a change seen: a StepLR or ReduceLROnPlateau whose first
+change comes after the short healthy runs ended would make every longer healthy
+run a violation. Where changes were seen, the precondition says when they happen."""
 
 Slot = tuple[str, str, str, str]
 """(api, role, name, prop) of one range hypothesis."""
@@ -294,7 +299,9 @@ class _PreviousSettings:
     ) -> list[tuple[str, bool, Props]]:
         """(setting, changed since the previous step, two-record properties)."""
         optimizer = next((a.value for a in start.event.args if a.name == "optimizer"), "")
-        key = (start.pid, start.thread, str(optimizer))
+        # Optimizers are told apart by class and number of settings (no object ids
+        # in the trace): a GAN's two optimizers usually differ in one of them.
+        key = (start.pid, start.thread, f"{optimizer}/{len(settings)}")
         previous = self._last.get(key)
         self._last[key] = (settings, start.props)
         if previous is None:
@@ -334,6 +341,11 @@ class NumericRangeRelation(Relation[RangeParams, _RangeCollector]):
             self._decide_range(params, bounds, count, outcome)
         for (api, name, value), examples in collector.changes.in_order():
             params = RangeParams(APIParam(api), ValueParam("input", name, CHANGE, value))
+            if value == UNCHANGED and examples.num_negative == 0:
+                outcome.rejections.append(
+                    Rejection(self.name, self.describe(params), NEVER_CHANGED, 0, 0)
+                )
+                continue
             decide(self, params, examples, outcome)
         return outcome
 
