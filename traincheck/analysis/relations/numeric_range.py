@@ -143,9 +143,8 @@ def computed_values(signal: Signal) -> Iterator[tuple[str, str, float]]:
     arguments of a call start, the result of a returned call."""
     if isinstance(signal, CallStart):
         for arg in signal.event.args:
-            number = _number(arg) if arg.kind == "tensor" else None
-            if number is not None and isinstance(arg.value, float):
-                yield "input", arg.name, number
+            if arg.kind == "tensor" and isinstance(arg.value, float):
+                yield "input", arg.name, arg.value
         return
     ret = signal.ret
     if ret is not None and ret.result is not None and ret.result.kind == "tensor":
