@@ -252,9 +252,9 @@ def _value(role: str, prop: str, value: object) -> dict[str, object]:
          "DistinctArgumentRelation: the ValueParam must have prop 'digest' and value 'ranks' "
          "or 'consecutive calls'"),
         ("NumericRangeRelation", [API, _value("input", "magnitude", "always")],
-         "NumericRangeRelation: the ValueParam must have prop 'magnitude' or 'ratio to group "
-         "0' with value 'in range', or prop 'change since previous step' with value 'changed' "
-         "or 'unchanged'"),
+         "NumericRangeRelation: the ValueParam must have prop 'magnitude', 'relative to first "
+         "value' or 'ratio to group 0' with value 'in range', or prop 'change since previous "
+         "step' with value 'changed' or 'unchanged'"),
         ("NumericRangeRelation", [API, _value("output", "ratio to group 0", "in range")],
          "NumericRangeRelation: a group ratio is about an input (a per-group setting)"),
         ("NumericRangeRelation", [API, _var("data")], "NumericRangeRelation needs params "

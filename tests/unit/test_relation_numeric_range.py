@@ -7,7 +7,7 @@ import math
 from pathlib import Path
 
 import pytest
-from tracegen import BACKWARD, STEP, LoopSpec, stored_events
+from tracegen import BACKWARD, CLIP, STEP, LoopSpec, stored_events
 
 from traincheck.analysis.checker import Checker
 from traincheck.analysis.infer_engine import infer_from_streams
@@ -96,6 +96,18 @@ def test_an_lr_never_seen_changing_is_not_claimed_constant() -> None:
     assert not [t for t in texts if "previous step" in t], texts
     assert _with(texts, GROUP_RATIO), "the ratio still holds"
     assert _check(invariants, scheduled_groups=None) == []
+
+
+def test_a_gradient_norm_is_judged_against_its_first_value_in_the_run() -> None:
+    """Halving the batch raises a noise-dominated norm by sqrt(2): no alarm; a norm
+    that jumps tenfold mid-run is caught where it jumps."""
+    invariants = _infer(grad_norm=2.0)
+    relative = f"{CLIP}: the returned result / its first value in the run stays at most"
+    assert _with(_texts(invariants), relative), _texts(invariants)
+    assert _check(invariants, grad_norm=2.8) == []
+    jumped = _check(invariants, grad_norm=2.0, grad_norm_jump_at=5)
+    assert jumped and {v.step for v in jumped} == set(range(5, 20))
+    assert all(v.text_description.startswith(relative) for v in jumped)
 
 
 def test_runs_without_scalars_yield_nothing() -> None:

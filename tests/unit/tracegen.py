@@ -37,6 +37,7 @@ from traincheck.wire import encode_batch
 ZERO_GRAD = "torch.optim.Optimizer.zero_grad"
 FORWARD = "torch.nn.Module.__call__"
 BACKWARD = "torch.Tensor.backward"
+CLIP = "torch.nn.utils.clip_grad_norm_"
 AUTOGRAD_BACKWARD = "torch.autograd.backward"
 STEP = "torch.optim.Optimizer.step"
 PARAMETER = "torch.nn.Parameter"
@@ -84,6 +85,11 @@ class LoopSpec:
     and decayed by a per-step schedule; empty: no lr recorded."""
     scheduled_groups: int | None = None
     """How many param groups the schedule writes (None: all; 1: the first group only)."""
+    grad_norm: float | None = None
+    """``clip_grad_norm_`` after backward, returning about this total norm (5% noise);
+    None: no clipping."""
+    grad_norm_jump_at: int | None = None
+    """From this step on, the returned norm is ten times larger."""
 
 
 @dataclass
@@ -130,6 +136,8 @@ def training_events(spec: LoopSpec) -> list[Event]:
             events += _zero_grad(st, optimized)
         events += _forward(st, training=st.training)
         events += _backward(st, [n for n in model if n not in spec.frozen])
+        if spec.grad_norm is not None:
+            events += _clip(st, spec.grad_norm)
         events += _optimizer_step(st, optimized)
         if spec.second_optimizer:
             events += _optimizer_step(st, list(spec.second_optimizer), "Adam")
@@ -244,6 +252,14 @@ def _lr_args(st: _State) -> tuple[ArgValue, ...]:
         name = f"lr[{index}]" if index else "lr"
         args.append(ArgValue(name, "float", base * factor))
     return tuple(args)
+
+
+def _clip(st: _State, norm: float) -> Iterator[Event]:
+    jump = st.spec.grad_norm_jump_at
+    norm *= (10.0 if jump is not None and st.step >= jump else 1.0) * st.rng.uniform(0.95, 1.05)
+    call = _call(st, CLIP, (ArgValue("max_norm", "float", 1.0),))
+    yield call
+    yield _ret(st, call, ArgValue("result", "tensor", norm, (), "torch.float32", "cpu", False))
 
 
 def _backward(st: _State, names: list[str]) -> Iterator[Event]:

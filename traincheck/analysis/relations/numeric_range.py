@@ -88,12 +88,18 @@ from traincheck.catalogue import OPTIMIZER_STEP
 from traincheck.events import ArgValue
 
 MAGNITUDE = "magnitude"
+RELATIVE = "relative to first value"
+ABSOLUTE_VALUES = frozenset({"loss"})
+"""Computed values whose scale is the same in every healthy run: a loss is a mean
+per sample (cross-entropy starts at ln C), whatever the batch size or the width.
+Any other computed value (a gradient norm: its noise part goes as 1/sqrt(batch),
+it grows with the parameter count) is judged against the same run's first value."""
 GROUP_RATIO = "ratio to group 0"
 CHANGE = "change since previous step"
 IN_RANGE = "in range"
 """``ValueParam.value`` of a range: the bounds are the hints ``log_low``/``log_high``."""
 CHANGED, UNCHANGED = "changed", "unchanged"
-RANGE_PROPS = (MAGNITUDE, GROUP_RATIO)
+RANGE_PROPS = (MAGNITUDE, RELATIVE, GROUP_RATIO)
 LOW, HIGH = "log_low", "log_high"
 
 TRAIN_STAGE = "train"
@@ -170,6 +176,11 @@ def group_ratios(settings: dict[str, float]) -> Iterator[tuple[str, float]]:
         first = settings.get(base) if bracket else None
         if first is not None and first != 0.0:
             yield name, value / first
+
+
+def magnitude_prop(name: str) -> str:
+    """How a computed value is judged: as it is, or against the run's first value."""
+    return MAGNITUDE if name in ABSOLUTE_VALUES else RELATIVE
 
 
 def log_of(value: float) -> float:
@@ -274,7 +285,7 @@ class _RangeCollector(Collector):
             return
         run = (self._trace, start.pid)
         for role, name, value in computed_values(signal):
-            self.series.add((start.api, role, name, MAGNITUDE), run, log_of(value))
+            self.series.add((start.api, role, name, magnitude_prop(name)), run, log_of(value))
         if not isinstance(signal, CallStart) or start.api != OPTIMIZER_STEP:
             return
         settings = settings_of(signal)
@@ -330,7 +341,10 @@ class NumericRangeRelation(Relation[RangeParams, _RangeCollector]):
             api, role, name, prop = slot
             params = RangeParams(APIParam(api), ValueParam(role, name, prop, IN_RANGE))
             runs = collector.series.values[slot]
-            bounds = learn_bounds([runs[run] for run in sorted(runs)], floor=prop != MAGNITUDE)
+            series = [runs[run] for run in sorted(runs)]
+            if prop == RELATIVE:
+                series = [[v - s[0] for v in s] for s in series]
+            bounds = learn_bounds(series, floor=prop == GROUP_RATIO)
             count = sum(len(values) for values in runs.values())
             if isinstance(bounds, str):
                 outcome.rejections.append(
@@ -377,7 +391,8 @@ class NumericRangeRelation(Relation[RangeParams, _RangeCollector]):
         if value.prop == CHANGE and value.value in (CHANGED, UNCHANGED):
             return None if value.role == "input" else "a change is about an input setting"
         return (
-            f"the ValueParam must have prop {MAGNITUDE!r} or {GROUP_RATIO!r} with value "
+            f"the ValueParam must have prop {MAGNITUDE!r}, {RELATIVE!r} or {GROUP_RATIO!r} "
+            "with value "
             f"{IN_RANGE!r}, or prop {CHANGE!r} with value {CHANGED!r} or {UNCHANGED!r}"
         )
 
@@ -390,6 +405,8 @@ def _subject(params: RangeParams) -> str:
     what = value.name if value.role == "input" else f"the returned {value.name}"
     if value.prop == GROUP_RATIO:
         what = f"{value.name} / {value.name.partition('[')[0]}"
+    elif value.prop == RELATIVE:
+        what = f"{what} / its first value in the run"
     return f"{api.api_full_name}: {what}"
 
 
@@ -432,32 +449,33 @@ class _RangeChecker(RelationChecker):
             self._ranges[slot].append((result, bounds))
         self._apis = {slot[0] for slot in self._ranges} | {api for api, _ in self._changes}
         self._previous = _PreviousSettings()
+        self._first: dict[tuple[int, str, str, str], float] = {}
+        """The first training-stage log value of each relative slot, per process."""
 
     def on_signal(self, signal: Signal) -> list[Violation]:
         start = signal if isinstance(signal, CallStart) else signal.start
         if start.api not in self._apis:
             return []
         found = [
-            (role, name, MAGNITUDE, value, log_of(value))
-            for role, name, value in computed_values(signal)
+            self._judged(start, role, name, value) for role, name, value in computed_values(signal)
         ]
         violations: list[Violation] = []
         if isinstance(signal, CallStart):
             settings = settings_of(signal)
             found.extend(
-                ("input", name, GROUP_RATIO, ratio, log_of(ratio))
+                ("input", name, GROUP_RATIO, f"{ratio:.4g}", log_of(ratio))
                 for name, ratio in group_ratios(settings)
             )
             if self._changes:
                 violations.extend(self._check_changes(signal, settings))
-        for role, name, prop, value, log_value in found:
+        for role, name, prop, shown, log_value in found:
             for result, bounds in self._ranges.get((start.api, role, name, prop), ()):
                 if not holds(result.invariant.precondition, start.props):
                     continue
                 if bounds.contains(log_value):
                     result.record_pass()
                     continue
-                observed = f"{_subject(result.invariant.params)} = {value:.4g}"
+                observed = f"{_subject(result.invariant.params)} = {shown}"
                 violation = call_violation(
                     result,
                     start,
@@ -468,6 +486,21 @@ class _RangeChecker(RelationChecker):
                 )
                 violations.append(result.record_violation(violation))
         return violations
+
+    def _judged(
+        self, start: CallStart, role: str, name: str, value: float
+    ) -> tuple[str, str, str, str, float]:
+        """(role, name, prop, value as shown, log value judged) of one computed value."""
+        prop, log_value = magnitude_prop(name), log_of(value)
+        shown = f"{value:.4g}"
+        if prop == RELATIVE and start.props.get("meta_vars.stage") == TRAIN_STAGE:
+            first = self._first.setdefault((start.pid, start.api, role, name), log_value)
+            log_value -= first
+            if math.isfinite(log_value):
+                shown = f"{math.exp(log_value):.4g} ({name} = {value:.4g})"
+            else:  # a first value of 0 (no gradient yet): no ratio to speak of
+                shown = f"undefined ({name} = {value:.4g}, first {math.exp(first):.4g})"
+        return role, name, prop, shown, log_value
 
     def _check_changes(self, start: CallStart, settings: dict[str, float]) -> list[Violation]:
         violations = []
