@@ -7,7 +7,8 @@ change none of those: they change numbers, by a constant factor. Three kinds of
 invariant, all about the scalars the tracer records (``traincheck/tracer/scalars.py``
 and the optimizer's per-group settings):
 
-- **magnitude** (``prop`` :data:`MAGNITUDE`): the value of a tensor the training
+- **magnitude** (``prop`` :data:`MAGNITUDE`, or :data:`RELATIVE` to the run's
+  first value, see :data:`ABSOLUTE_VALUES`): the value of a tensor the training
   computed (the ``loss`` ``Tensor.backward`` was called on, the total norm
   ``clip_grad_norm_`` returned) stays below ``exp(log_high)`` while training.
   ``torch.Tensor.backward: loss stays at most 0.9874`` catches a loss not
