@@ -279,6 +279,14 @@ def _state(attr: str, value: object) -> dict[str, object]:
          "needs params [APIParam, VarNameParam, VarNameParam]"),
         ("EqualVariablesRelation", [API, _named("data"), _named("requires_grad")],
          "EqualVariablesRelation: attribute 'requires_grad' is not tracked (expected 'data')"),
+        ("NumericRangeRelation", [API, _value("input", "magnitude", "always")],
+         "NumericRangeRelation: the ValueParam must have prop 'magnitude', 'relative to first "
+         "value' or 'ratio to group 0' with value 'in range', or prop 'change since previous "
+         "step' with value 'changed' or 'unchanged'"),
+        ("NumericRangeRelation", [API, _value("output", "ratio to group 0", "in range")],
+         "NumericRangeRelation: a group ratio is about an input (a per-group setting)"),
+        ("NumericRangeRelation", [API, _var("data")], "NumericRangeRelation needs params "
+         "[APIParam, ValueParam]"),
     ],
 )  # fmt: skip
 def test_params_are_checked_against_the_relation_declaration(

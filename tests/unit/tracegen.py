@@ -37,6 +37,7 @@ from traincheck.wire import encode_batch
 ZERO_GRAD = "torch.optim.Optimizer.zero_grad"
 FORWARD = "torch.nn.Module.__call__"
 BACKWARD = "torch.Tensor.backward"
+CLIP = "torch.nn.utils.clip_grad_norm_"
 AUTOGRAD_BACKWARD = "torch.autograd.backward"
 STEP = "torch.optim.Optimizer.step"
 PARAMETER = "torch.nn.Parameter"
@@ -92,6 +93,19 @@ class LoopSpec:
     """From this step on, the second of each ``tied`` pair is a tensor of its own."""
     shape: tuple[int, ...] = (8, 4)
     """The shape of every parameter (a wider variant has another)."""
+    loss_scale: float | None = None
+    """Record the loss at each backward (about 2.3, falling, with noise) times this
+    factor (4.0: an accumulation loop that forgot to divide by 4); None: no loss."""
+    group_lrs: tuple[float, ...] = ()
+    """Base lr of each param group, recorded at every optimizer step (``lr``, ``lr[1]``...)
+    and decayed by a per-step schedule; empty: no lr recorded."""
+    scheduled_groups: int | None = None
+    """How many param groups the schedule writes (None: all; 1: the first group only)."""
+    grad_norm: float | None = None
+    """``clip_grad_norm_`` after backward, returning about this total norm (5% noise);
+    None: no clipping."""
+    grad_norm_jump_at: int | None = None
+    """From this step on, the returned norm is ten times larger."""
 
 
 @dataclass
@@ -140,6 +154,8 @@ def training_events(spec: LoopSpec) -> list[Event]:
         for _ in range(spec.accumulate):
             events += _forward(st, training=st.training)
             events += _backward(st, [n for n in model if n not in _frozen(st)])
+        if spec.grad_norm is not None:
+            events += _clip(st, spec.grad_norm)
         events += _optimizer_step(st, optimized)
         if spec.second_optimizer:
             events += _optimizer_step(st, list(spec.second_optimizer), "Adam")
@@ -255,8 +271,33 @@ def _batch_digest(st: _State) -> int:
     return random.Random(f"{spec.data_seed}/{rank}/{step}/{st.stage}").getrandbits(63)
 
 
+def _loss_args(st: _State) -> tuple[ArgValue, ...]:
+    if st.spec.loss_scale is None:
+        return ()
+    loss = (0.5 + 1.8 * 0.9**st.step) * (1 + st.rng.uniform(-0.05, 0.05))
+    return (ArgValue("loss", "tensor", loss * st.spec.loss_scale),)
+
+
+def _lr_args(st: _State) -> tuple[ArgValue, ...]:
+    scheduled = st.spec.scheduled_groups
+    args = []
+    for index, base in enumerate(st.spec.group_lrs):
+        factor = 0.95**st.step if scheduled is None or index < scheduled else 1.0
+        name = f"lr[{index}]" if index else "lr"
+        args.append(ArgValue(name, "float", base * factor))
+    return tuple(args)
+
+
+def _clip(st: _State, norm: float) -> Iterator[Event]:
+    jump = st.spec.grad_norm_jump_at
+    norm *= (10.0 if jump is not None and st.step >= jump else 1.0) * st.rng.uniform(0.95, 1.05)
+    call = _call(st, CLIP, (ArgValue("max_norm", "float", 1.0),))
+    yield call
+    yield _ret(st, call, ArgValue("result", "tensor", norm, (), "torch.float32", "cpu", False))
+
+
 def _backward(st: _State, names: list[str]) -> Iterator[Event]:
-    outer = _call(st, BACKWARD)
+    outer = _call(st, BACKWARD, _loss_args(st))
     yield outer
     yield from (_var(st, outer.call_id, "pre", n, digest=False) for n in names)
     inner = _call(st, AUTOGRAD_BACKWARD, parent=outer.call_id)
@@ -270,7 +311,7 @@ def _backward(st: _State, names: list[str]) -> Iterator[Event]:
 
 def _optimizer_step(st: _State, names: list[str], optimizer: str = "") -> Iterator[Event]:
     optimizer = optimizer or st.spec.optimizer
-    call = _call(st, STEP, (ArgValue("optimizer", "optimizer", optimizer),))
+    call = _call(st, STEP, (ArgValue("optimizer", "optimizer", optimizer), *_lr_args(st)))
     yield call
     yield from (_var(st, call.call_id, "pre", n) for n in names)
     for n in names:

@@ -40,7 +40,7 @@ def instrumentation_for(invariants: Iterable[Invariant[Any]]) -> dict[str, Any]:
             elif isinstance(param, (VarTypeParam, VarNameParam)):
                 variables.add((param.var_type, param.attr_name))
             elif isinstance(param, ValueParam) and param.role == "input":
-                args.add(param.name)
+                args.update(_argument_names(param.name))
         for prop in _precondition_props(invariant):
             kind, _, name = prop.partition(".")
             (args if kind == "args" else meta_vars).add(name)
@@ -55,6 +55,13 @@ def instrumentation_for(invariants: Iterable[Invariant[Any]]) -> dict[str, Any]:
             for api, phase, digest in state_points_for(invariants)
         ],
     }
+
+
+def _argument_names(name: str) -> tuple[str, ...]:
+    """The arguments an input param reads: a per-group setting ``lr[1]`` is judged
+    against group 0's ``lr`` (NumericRange's group ratio), so both are needed."""
+    base, bracket, _ = name.partition("[")
+    return (name, base) if bracket and base else (name,)
 
 
 def needed_state(invariant: Invariant[Any]) -> set[tuple[str, str, bool]]:

@@ -108,6 +108,9 @@ Param = APIParam | VarTypeParam | VarNameParam | ValueParam
 
 PARAM_CLASSES: tuple[type[Param], ...] = (APIParam, VarTypeParam, VarNameParam, ValueParam)
 
+Hints = tuple[tuple[str, int | float], ...]
+"""Numbers a relation learned beside its params, as sorted (name, number) pairs."""
+
 ParamsT = TypeVar("ParamsT", bound=Iterable[Param])
 """An invariant's params: its relation's NamedTuple of params (or, built by hand, a
 plain tuple of them)."""
@@ -125,9 +128,10 @@ class Invariant(Generic[ParamsT]):
     num_positive_examples: int
     num_negative_examples: int
     id: str = ""
-    hints: tuple[tuple[str, int], ...] = ()
+    hints: Hints = ()
     """What a relation learned beside its params for checking, as (name, number)
-    pairs, e.g. VarPeriodicChange's ``first_update_within``. Written only when set."""
+    pairs, e.g. VarPeriodicChange's ``first_update_within`` (a count) or
+    NumericRange's ``log_high`` (a float). Written only when set."""
 
     def to_json(self) -> dict[str, Any]:
         data = {
@@ -144,7 +148,14 @@ class Invariant(Generic[ParamsT]):
         return data
 
     def hint(self, name: str) -> int | None:
-        return dict(self.hints).get(name)
+        """An integer hint (a count); None when absent or not an integer."""
+        value = dict(self.hints).get(name)
+        return value if isinstance(value, int) else None
+
+    def number_hint(self, name: str) -> float | None:
+        """A hint as a float (a learned bound); None when absent."""
+        value = dict(self.hints).get(name)
+        return None if value is None else float(value)
 
 
 def _precondition_json(group: str, precondition: Precondition | None) -> Any:
@@ -156,7 +167,7 @@ def invariant_id(
     params: Iterable[Param],
     group: str,
     pre: Precondition | None,
-    hints: tuple[tuple[str, int], ...] = (),
+    hints: Hints = (),
 ) -> str:
     """A stable id: a hash of what the invariant says, not of how often it was seen."""
     body: dict[str, Any] = {
@@ -179,7 +190,7 @@ def make_invariant(
     text_description: str,
     num_positive_examples: int,
     num_negative_examples: int,
-    hints: tuple[tuple[str, int], ...] = (),
+    hints: Hints = (),
 ) -> Invariant[ParamsT]:
     """Build an invariant with its id computed from its content."""
     return Invariant(

@@ -19,6 +19,7 @@ exhaust memory or the stack.
 from __future__ import annotations
 
 import json
+import math
 import os
 from dataclasses import replace
 from pathlib import Path
@@ -207,10 +208,9 @@ def invariant_from_json(data: Any) -> Invariant[Any]:
         raise ValueError("'text_description' must be a string")
     hints = data.get("hints", {})
     if not isinstance(hints, dict) or not all(
-        isinstance(k, str) and isinstance(v, int) and not isinstance(v, bool) and v >= 0
-        for k, v in hints.items()
+        isinstance(k, str) and _valid_hint(v) for k, v in hints.items()
     ):
-        raise ValueError("'hints' must map names to non-negative integers")
+        raise ValueError("'hints' must map names to non-negative integers or finite floats")
     inv = make_invariant(
         name,
         params,
@@ -225,6 +225,16 @@ def invariant_from_json(data: Any) -> Invariant[Any]:
     if given_id is not None and not isinstance(given_id, str):
         raise ValueError("'id' must be a string")
     return replace(inv, id=given_id or inv.id)
+
+
+def _valid_hint(value: Any) -> bool:
+    """A count (VarPeriodicChange) is a non-negative integer; a bound (NumericRange) a
+    finite float."""
+    if isinstance(value, bool):
+        return False
+    if isinstance(value, int):
+        return value >= 0
+    return isinstance(value, float) and math.isfinite(value)
 
 
 def _param_from_json(data: Any) -> Param:

@@ -51,6 +51,7 @@ from traincheck.tracer import state
 from traincheck.tracer.api_wrapper import ArgSummarizer, ResultSummarizer, traced
 from traincheck.tracer.patches import Patches
 from traincheck.tracer.recorder import Recorder
+from traincheck.tracer.scalars import with_scalar
 from traincheck.tracer.summaries import summarize
 
 AUTOCAST_META = "autocast"
@@ -149,7 +150,8 @@ def _clip_args(args: tuple[Any, ...], kwargs: dict[str, Any]) -> tuple[ArgValue,
 
 
 def _tensor_result(args: tuple[Any, ...], value: Any) -> ArgValue | None:
-    return summarize("result", value)
+    """The returned total norm, with its value when it is on the CPU (see ``scalars``)."""
+    return with_scalar(summarize("result", value), value)
 
 
 def _module_args(args: tuple[Any, ...], kwargs: dict[str, Any]) -> tuple[ArgValue, ...]:

@@ -38,6 +38,7 @@ from traincheck.tracer import activation
 from traincheck.tracer.models import ModelRegistry
 from traincheck.tracer.patches import Patches
 from traincheck.tracer.recorder import Recorder
+from traincheck.tracer.scalars import loss_args
 from traincheck.tracer.summaries import (
     module_call_args,
     module_input_arg,
@@ -327,7 +328,7 @@ class TorchHooks:
         hooks = self
 
         def backward(*args: Any, **kwargs: Any) -> Any:
-            token = hooks._begin_backward(api)
+            token = hooks._begin_backward(api, args)
             try:
                 result = _original(backward)(*args, **kwargs)
             except BaseException as exc:
@@ -338,13 +339,13 @@ class TorchHooks:
 
         return backward
 
-    def _begin_backward(self, api: str) -> _CallToken | None:
+    def _begin_backward(self, api: str, args: tuple[Any, ...]) -> _CallToken | None:
         tracer = self.tracer
         if not tracer.armed or not tracer.recording:
             return None
         outermost = tracer.enter_backward()
         try:
-            call_id = tracer.begin_call(api)
+            call_id = tracer.begin_call(api, loss_args(args) if api == TENSOR_BACKWARD else ())
             if outermost:
                 token = self._token_with_state(api, call_id, self.registry.tracked_params)
             else:

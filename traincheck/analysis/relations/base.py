@@ -26,6 +26,7 @@ from typing import Any, ClassVar, Generic, Protocol, TypeVar
 from traincheck.analysis.calls import Signal
 from traincheck.analysis.invariants import (
     APIParam,
+    Hints,
     Invariant,
     Param,
     ParamsT,
@@ -137,7 +138,7 @@ def decide(
     params: ShapeT,
     examples: Examples,
     outcome: InferOutcome,
-    hints: tuple[tuple[str, int], ...] = (),
+    hints: Hints = (),
 ) -> None:
     """Turn one hypothesis into an invariant, or record why it was rejected."""
     text = relation.describe(params)

@@ -15,6 +15,7 @@ from traincheck.analysis.relations.cover import FunctionCoverRelation
 from traincheck.analysis.relations.distinct_argument import DistinctArgumentRelation
 from traincheck.analysis.relations.equal_variables import EqualVariablesRelation
 from traincheck.analysis.relations.lead import FunctionLeadRelation
+from traincheck.analysis.relations.numeric_range import NumericRangeRelation
 from traincheck.analysis.relations.single_update import SingleUpdateRelation
 from traincheck.analysis.relations.state_at_call import StateAtCallRelation
 from traincheck.analysis.relations.var_periodic_change import VarPeriodicChangeRelation
@@ -34,6 +35,7 @@ _RELATIONS: dict[str, AnyRelation] = {
         EqualVariablesRelation(),
         FunctionCoverRelation(),
         FunctionLeadRelation(),
+        NumericRangeRelation(),
         SingleUpdateRelation(),
         StateAtCallRelation(),
         VarPeriodicChangeRelation(),
