@@ -37,11 +37,18 @@ marks = dom.count('class="mark"')
 want_marks = sum(len(s) for f in summary["findings"] for s in f["steps_by_rank"].values())
 if marks != want_marks:
     sys.exit(f"report.html draws {marks} timeline marks, the summary has {want_marks}")
+losses = summary.get("run", {}).get("loss_by_step", [])
+curve = re.search(r'<polyline class="loss" points="([^"]*)"', dom)
+drawn = len(curve.group(1).split()) if curve else 0
+if drawn != len(losses):
+    sys.exit(f"report.html draws {drawn} loss points, the summary has {len(losses)}")
+expected_losses = len(losses)
 shown_findings = len(re.findall(r'data-finding="\d+"', dom))
 if shown_findings != len(summary["findings"]):
     sys.exit(f"report.html shows {shown_findings} findings, the summary {len(summary['findings'])}")
 if shown != expected:
     sys.exit(f"report.html shows {shown}, violations_summary.json says {expected}")
-print(f"counts in the rendered page equal violations_summary.json: {expected}")
+print(f"counts in the rendered page equal violations_summary.json: {expected}, "
+      f"{expected_losses} loss points")
 PY
 echo "screenshot: $out"

@@ -22,6 +22,10 @@ MODULE_EVAL = "torch.nn.Module.eval"
 MODULE_TO = "torch.nn.Module.to"
 MODULE_LOAD_STATE_DICT = "torch.nn.Module.load_state_dict"
 
+LOSS_ARG = "loss"
+"""The ``Tensor.backward`` argument that carries the loss value (read from one-element
+CPU tensors only): NumericRange bounds it, reports draw it per step."""
+
 COLLECTIVES = (
     "all_reduce",
     "broadcast",

@@ -285,6 +285,8 @@ class RunDescription(msgspec.Struct, kw_only=True):
     traincheck_version: str | None = None
     invariants: str | None = None
     last_step: int | None = None
+    loss_by_step: list[tuple[int, float]] = msgspec.field(default_factory=list)
+    """(step, training loss) where the tracer could read it (see analysis/loss_series)."""
 
 
 class ResultsSummary(msgspec.Struct, kw_only=True):

@@ -6,8 +6,9 @@ import math
 
 import torch
 
+from traincheck.catalogue import LOSS_ARG
 from traincheck.events import ArgValue
-from traincheck.tracer.scalars import LOSS_ARG, cpu_scalar, loss_args, with_scalar
+from traincheck.tracer.scalars import cpu_scalar, loss_args, with_scalar
 from traincheck.tracer.summaries import summarize
 
 

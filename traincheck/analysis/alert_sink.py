@@ -301,6 +301,7 @@ class LiveReporter:
             trace_dir=self.trace.root if self.trace is not None else None,
             invariants=manifest.invariants if manifest is not None else None,
             last_step=self._checker.current_step,
+            loss_by_step=self._checker.losses.points(),
         )
         if self.trace is None:
             summary = summarize(results, self.ledger, calls, run)

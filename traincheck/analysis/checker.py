@@ -20,6 +20,7 @@ from typing import Any
 
 from traincheck.analysis.calls import CallRecord, CallTracker, Signal
 from traincheck.analysis.invariants import Invariant, InvariantSet
+from traincheck.analysis.loss_series import LossSeries
 from traincheck.analysis.relations.base import InvariantResult, RelationChecker
 from traincheck.analysis.relations.known import get_relation
 from traincheck.analysis.violations import Violation, event_to_json
@@ -124,6 +125,8 @@ class Checker:
         """The highest step any event of the stream has carried so far."""
         self.api_calls: Counter[str] = Counter()
         """Calls per API so far: lets a finding say an API was never called at all."""
+        self.losses = LossSeries()
+        """The training loss per step, for the report's timeline."""
         self._first_step: dict[int, int] | None = {} if joined_mid_run else None
         """Joined mid-run: the first step seen of each process still censored."""
         self._checked_pids: set[int] = set()
@@ -137,6 +140,7 @@ class Checker:
         event = stored_event.event
         if type(event) is ApiCall:
             self.api_calls[event.api] += 1
+            self.losses.feed(stored_event)
         step = getattr(event, "step", None)
         if isinstance(step, int) and step > self.current_step:
             self.current_step = step

@@ -44,6 +44,7 @@ code { font-size: 12px; background: #f2f4f7; padding: 1px 4px; border-radius: 4p
 .ev { color: #475467; font-size: 12px; }
 details.list { margin: 6px 0; } details.list li { margin: 2px 0; }
 svg text { font: 11px system-ui, sans-serif; fill: #475467; }
+svg text.range { font-size: 9px; }
 """
 
 _CARDS = (
@@ -81,6 +82,8 @@ def render_report(summary: ResultsSummary, *, title: str = "TrainCheck report") 
         body += [_finding(f, violations, open_=i == 0) for i, f in enumerate(findings)]
         body += ["<h2>Timeline</h2>", _timeline(findings, summary.run)]
         body += ["<h2>Every violated invariant</h2>", _violations_table(summary)]
+    elif summary.run.loss_by_step:
+        body += ["<h2>Timeline</h2>", _timeline(findings, summary.run)]
     body.append(_other_invariants(summary))
     return (
         "<!DOCTYPE html>\n<html lang='en'><head><meta charset='utf-8'>"
@@ -183,19 +186,27 @@ def _steps_text(first: int, last: int) -> str:
 _TIMELINE_WIDTH = 900
 _ROW_HEIGHT = 22
 _LABEL_WIDTH = 40
+_LOSS_HEIGHT = 70
 
 
 def _timeline(findings: Sequence[FindingSummary], run: RunDescription) -> str:
-    """Steps across, one row per finding, a mark per step with a violation (per rank)."""
-    last = max([f.last_step for f in findings] + [run.last_step or 0, 1])
+    """Steps across: the training loss where the tracer read it, then one row per
+    finding with a mark per step with a violation (per rank)."""
+    losses = run.loss_by_step
+    last = max(
+        [f.last_step for f in findings] + [step for step, _ in losses] + [run.last_step or 0, 1]
+    )
     plot = _TIMELINE_WIDTH - _LABEL_WIDTH - 10
-    height = _ROW_HEIGHT * len(findings) + 24
+    top = _LOSS_HEIGHT + 8 if losses else 0
+    height = top + _ROW_HEIGHT * len(findings) + 24
     parts = [
         f"<svg width='{_TIMELINE_WIDTH}' height='{height}' "
-        f"role='img' aria-label='violations per step'>"
+        f"role='img' aria-label='training loss and violations per step'>"
     ]
+    if losses:
+        parts.append(_loss_curve(losses, last, plot))
     for row, finding in enumerate(findings):
-        y = row * _ROW_HEIGHT + 4
+        y = top + row * _ROW_HEIGHT + 4
         parts.append(f"<text x='0' y='{y + 13}'>#{finding.rank}</text>")
         parts.append(
             f"<line x1='{_LABEL_WIDTH}' y1='{y + 9}' x2='{_LABEL_WIDTH + plot}' y2='{y + 9}' "
@@ -217,6 +228,25 @@ def _timeline(findings: Sequence[FindingSummary], run: RunDescription) -> str:
     )
     parts.append("</svg>")
     return "".join(parts)
+
+
+def _loss_curve(losses: Sequence[tuple[int, float]], last: int, plot: int) -> str:
+    """The loss per step as a polyline over the plot's width, its range labelled."""
+    low, high = min(v for _, v in losses), max(v for _, v in losses)
+    span = high - low or 1.0
+    points = " ".join(
+        f"{_LABEL_WIDTH + plot * step / last:.1f},"
+        f"{4 + (_LOSS_HEIGHT - 8) * (high - value) / span:.1f}"
+        for step, value in losses
+    )
+    return (
+        f"<text x='0' y='14'>loss</text>"
+        f"<text x='0' y='28' class='range'>{high:.3g}</text>"
+        f"<text x='0' y='{_LOSS_HEIGHT - 2}' class='range'>{low:.3g}</text>"
+        f"<polyline class='loss' points='{points}' fill='none' stroke='#344054' "
+        f"stroke-width='1.5'><title>training loss per step ({len(losses)} steps)</title>"
+        "</polyline>"
+    )
 
 
 def _violations_table(summary: ResultsSummary) -> str:

@@ -200,6 +200,7 @@ def run_description(
     trace_dir: Path | None,
     invariants: Path | str | None,
     last_step: int | None = None,
+    loss_by_step: list[tuple[int, float]] | None = None,
 ) -> RunDescription:
     """What a report says about the run it checked, from the trace's manifest (which
     may be missing: a trace whose run.json is unreadable is still checked)."""
@@ -221,6 +222,7 @@ def run_description(
         traincheck_version=_version(),
         invariants=str(invariants) if invariants is not None else None,
         last_step=last_step,
+        loss_by_step=loss_by_step or [],
     )
 
 

@@ -167,6 +167,7 @@ def _run(args: argparse.Namespace) -> int:
             trace_dir=args.trace_folder,
             invariants=args.invariants,
             last_step=checker.current_step,
+            loss_by_step=checker.losses.points(),
         ),
         damage=damage,
     )

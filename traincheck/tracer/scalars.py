@@ -19,10 +19,8 @@ from __future__ import annotations
 import msgspec
 import torch
 
+from traincheck.catalogue import LOSS_ARG
 from traincheck.events import ArgValue
-
-LOSS_ARG = "loss"
-"""Name of the ``Tensor.backward`` argument carrying the loss value (kind ``float``)."""
 
 
 def cpu_scalar(value: object) -> float | None:

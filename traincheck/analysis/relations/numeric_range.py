@@ -85,12 +85,12 @@ from traincheck.analysis.relations.base import (
 from traincheck.analysis.relations.call_violation import call_violation
 from traincheck.analysis.relations.ordering import is_ordering_candidate
 from traincheck.analysis.violations import Violation
-from traincheck.catalogue import OPTIMIZER_STEP
+from traincheck.catalogue import LOSS_ARG, OPTIMIZER_STEP
 from traincheck.events import ArgValue
 
 MAGNITUDE = "magnitude"
 RELATIVE = "relative to first value"
-ABSOLUTE_VALUES = frozenset({"loss"})
+ABSOLUTE_VALUES = frozenset({LOSS_ARG})
 """Computed values whose scale is the same in every healthy run: a loss is a mean
 per sample (cross-entropy starts at ln C), whatever the batch size or the width.
 Any other computed value (a gradient norm: its noise part goes as 1/sqrt(batch),
