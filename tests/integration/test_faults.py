@@ -5,6 +5,7 @@ happened. Killed jobs and Ctrl-C are covered in test_launcher_run / test_e2e_bac
 from __future__ import annotations
 
 import itertools
+import json
 import re
 import resource
 import statistics
@@ -16,6 +17,9 @@ import pytest
 from conftest import SCRIPTS, cli, python_cmd
 from test_attach import manifest, private_environment, run, start, wait_for_line
 
+from traincheck.catalogue import CLIP_GRAD_NORM, OPTIMIZER_STEP
+from traincheck.events import RunEnd
+from traincheck.sidecar.check_follower import SLOW_CHECK_ENV
 from traincheck.sidecar.store import read_trace
 
 SLOW_TRAIN = SCRIPTS / "e2e_slow_train.py"
@@ -241,3 +245,82 @@ def test_pool_workers_that_exit_cleanly_leave_a_finished_run(
     assert len(producers) == 3, producers  # the job and its two workers
     assert all(p["run_end"] for p in producers), producers
     assert run_json["status"] == "finished"
+
+
+def cover_invariants(path: Path, first: str, then: str, text: str) -> Path:
+    """An invariants file of one relation: ``first`` is called before every ``then``."""
+    invariants = pytest.importorskip("traincheck.analysis.invariants")
+    file_io = pytest.importorskip("traincheck.analysis.invariants_file")
+    inv = invariants.make_invariant(
+        "FunctionCoverRelation",
+        (invariants.APIParam(first), invariants.APIParam(then)),
+        None,
+        group="func_cover",
+        text_description=text,
+        num_positive_examples=10,
+        num_negative_examples=0,
+    )
+    file_io.dump_invariants(invariants.InvariantSet((inv,)), path)
+    return path
+
+
+@pytest.mark.timeout(600)
+def test_a_slow_live_check_costs_no_stored_event_and_misses_no_violation(
+    env: dict[str, str], tmp_path: Path
+) -> None:
+    """The live check sleeps after every batch (``TRAINCHECK_TEST_SLOW_CHECK_S``, a
+    test-only slowdown of the checker thread), so it falls far behind a job whose
+    every step violates an invariant (clip_grad_norm_ is never called). Storage
+    follows the job anyway: every event the tracer sent is stored (its ``RunEnd``
+    counters say how many), none dropped or missing; the check catches up after
+    the job and its verdict equals an offline check of the stored trace. Before,
+    storing waited for checking: the backlog at the drain outlasted its 5 s limit
+    and the tail of the trace was lost."""
+    invariants = cover_invariants(
+        tmp_path / "inv.json",
+        CLIP_GRAD_NORM,
+        OPTIMIZER_STEP,
+        "clip_grad_norm_ is called before every step",
+    )
+    trace = tmp_path / "trace"
+    job = python_cmd(SLOW_TRAIN, "--steps", "100", "--sleep-s", "0.02")
+    options = ["-o", str(trace), "-i", str(invariants), "--sidecar-timeout-s", "500"]
+    result = subprocess.run(
+        [cli("traincheck-run"), *options, "--", *job],
+        capture_output=True,
+        text=True,
+        env={**env, SLOW_CHECK_ENV: "0.25"},
+        timeout=560,
+    )
+    assert result.returncode == 0, result.stderr
+    run_json = manifest(trace)
+    assert run_json["status"] == "finished", run_json
+    counters = run_json["counters"]
+    stored = read_trace(trace)
+    assert stored.warnings == []
+    ends = [s.event for s in stored.events() if isinstance(s.event, RunEnd)]
+    assert len(ends) == 1, ends  # the job's goodbye, with what it sent, was stored
+    (end,) = ends
+    assert end.events_dropped == 0 and end.batches_dropped == 0
+    # RunEnd counts the events sent before it
+    assert sum(len(b.events) for b in stored.batches) == end.events_sent + 1
+    assert counters["batches_missing"] == 0 and counters["batches_lost"] == 0
+    lag = counters["live_check"]
+    assert lag["batches_checked"] == counters["batches_received"] == len(stored.batches)
+    assert lag["events_unchecked"] == 0 and not lag["pending"], lag
+    live = json.loads((trace / "live_check" / "violations_summary.json").read_text())
+    offline_dir = tmp_path / "offline"
+    offline_run = subprocess.run(
+        [cli("traincheck-check"), "-f", str(trace), "-i", str(invariants), "-o", str(offline_dir)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert offline_run.returncode == 1, offline_run.stderr
+    offline = json.loads((offline_dir / "violations_summary.json").read_text())
+    assert live["total_violations"] >= 100  # one per step at least
+    assert counters["violations"] == live["total_violations"] == offline["total_violations"]
+    assert live["first_violation_step"] == offline["first_violation_step"]
+    assert [v["last_step"] for v in live["violations"]] == [
+        v["last_step"] for v in offline["violations"]
+    ]
