@@ -247,6 +247,57 @@ def test_pool_workers_that_exit_cleanly_leave_a_finished_run(
     assert run_json["status"] == "finished"
 
 
+def test_pool_workers_terminated_by_their_pool_are_reported_apart_from_the_job(
+    env: dict[str, str], tmp_path: Path
+) -> None:
+    """``with Pool()`` terminates its workers (SIGTERM) when the block ends: they never
+    say goodbye. The run is judged by the job's own process, which ended normally:
+    ``finished``, with the vanished workers listed (was: ``killed``, "the trace stops
+    there")."""
+    trace = tmp_path / "trace"
+    job = python_cmd(SCRIPTS / "pool_workers.py", "--with-block")
+    result = subprocess.run(
+        [cli("traincheck-run"), "-o", str(trace), "--", *job],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=120,
+    )
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.startswith("losses ")
+    run_json = manifest(trace)
+    counters = run_json["counters"]
+    producers = {p["pid"]: p for p in counters["producers"]}
+    assert len(producers) == 3, producers  # the job and its two workers
+    (job_pid,) = [pid for pid, p in producers.items() if p["ppid"] not in producers]
+    workers = sorted(pid for pid in producers if pid != job_pid)
+    assert all(producers[pid]["ppid"] == job_pid for pid in workers), producers
+    assert producers[job_pid]["run_end"], producers
+    silent = sorted(pid for pid in workers if not producers[pid]["run_end"])
+    assert silent, "the pool's workers said goodbye: nothing here tests a terminated pool"
+    assert run_json["status"] == "finished", run_json
+    assert counters["workers_vanished"] == silent
+    assert f"{len(silent)} worker process(es) ended without saying goodbye" in result.stderr
+    assert "the trace stops there" not in result.stderr
+
+
+def test_a_job_whose_own_process_is_killed_is_still_killed(
+    env: dict[str, str], tmp_path: Path
+) -> None:
+    """The other side of judging by the job's own process: when that process is
+    SIGKILLed, the run is ``killed``."""
+    trace = tmp_path / "trace"
+    job = python_cmd(SLOW_TRAIN, "--steps", "100000", "--sleep-s", "0.01")
+    with start([cli("traincheck-run"), "-o", str(trace), "--", *job], env) as launcher:
+        wait_for_line(launcher.stdout, "step 5 ")
+        job_process(launcher.pid).kill()
+        _, stderr = launcher.communicate(timeout=60)
+    assert launcher.returncode == 137, stderr
+    run_json = manifest(trace)
+    assert run_json["status"] == "killed", run_json
+    assert run_json["counters"]["workers_vanished"] == []
+
+
 def cover_invariants(path: Path, first: str, then: str, text: str) -> Path:
     """An invariants file of one relation: ``first`` is called before every ``then``."""
     invariants = pytest.importorskip("traincheck.analysis.invariants")

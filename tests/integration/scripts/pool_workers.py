@@ -2,7 +2,11 @@
 joined cleanly: every worker exits normally. Forked workers leave through
 multiprocessing's own exit path, which skips ``atexit``.
 
-Usage: pool_workers.py [--start-method fork|spawn]
+With ``--with-block`` the pool is used as ``with Pool() as pool:`` instead, whose
+exit *terminates* the workers (SIGTERM): they vanish without a goodbye while the
+job itself ends normally.
+
+Usage: pool_workers.py [--start-method fork|spawn] [--with-block]
 """
 
 import argparse
@@ -26,11 +30,17 @@ def train_a_little(seed: int) -> float:
 def main() -> int:
     parser = argparse.ArgumentParser()
     parser.add_argument("--start-method", default="fork", choices=("fork", "spawn"))
+    parser.add_argument("--with-block", action="store_true")
     args = parser.parse_args()
-    pool = multiprocessing.get_context(args.start_method).Pool(2)
-    losses = pool.map(train_a_little, range(4))
-    pool.close()
-    pool.join()
+    context = multiprocessing.get_context(args.start_method)
+    if args.with_block:
+        with context.Pool(2) as pool:
+            losses = pool.map(train_a_little, range(4))
+    else:
+        pool = context.Pool(2)
+        losses = pool.map(train_a_little, range(4))
+        pool.close()
+        pool.join()
     print("losses", " ".join(f"{loss:.4f}" for loss in losses), flush=True)
     return 0
 
