@@ -144,7 +144,7 @@ class TraceWriter:
             os.close(fd)
 
 
-MANIFEST_RESERVE_BYTES = 256 * 1024
+MANIFEST_RESERVE_BYTES = 64 * 1024
 """Held for ``run.json``: its final form (counters, one summary per process) must be
 writable even when the segments have filled the disk."""
 

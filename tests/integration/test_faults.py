@@ -135,11 +135,85 @@ def test_full_disk_job_continues_and_sidecar_says_what_it_lost(
     )
     assert result.returncode == 0, result.stderr
     assert "done in" in result.stdout
-    assert "cannot save the trace" in result.stderr
-    assert re.search(r"trace write error: File too large", result.stderr), result.stderr
+    assert result.stderr.count("cannot save the trace") == 1, result.stderr
+    assert result.stderr.count("trace write error: File too large") == 1, result.stderr
     assert "Traceback" not in result.stderr
     stored = read_trace(trace)  # what fit is readable
-    assert stored.batches and manifest(trace)["counters"]["batches_lost"] > 0
+    counters = manifest(trace)["counters"]
+    assert stored.batches and counters["batches_lost"] > 0
+    assert (
+        sum(len(b.events) for b in stored.batches) + counters["events_lost"]
+        == (counters["events_received"])
+    )
+
+
+IN_USER_NAMESPACE = ("unshare", "--user", "--map-root-user", "--mount")
+"""Run as root of a user namespace with its own mounts: a tmpfs without privileges."""
+
+
+def small_tmpfs_unavailable(tmp_path: Path) -> str | None:
+    """Why a tmpfs cannot be mounted in a user namespace here, or None if it can."""
+    probe = tmp_path / "probe"
+    probe.mkdir()
+    try:
+        result = subprocess.run(
+            [*IN_USER_NAMESPACE, "sh", "-c", 'mount -t tmpfs -o size=64k tmpfs "$0"', str(probe)],
+            capture_output=True,
+            text=True,
+            timeout=30,
+        )
+    except OSError as exc:
+        return f"no unshare: {exc}"
+    if result.returncode != 0:
+        return f"no tmpfs in a user namespace here: {result.stderr.strip()[:120]}"
+    return None
+
+
+def test_a_full_tmpfs_costs_the_job_nothing_and_run_json_says_what_was_lost(
+    env: dict[str, str], tmp_path: Path
+) -> None:
+    """A real full filesystem: a 512 KiB tmpfs mounted in a user namespace (no root
+    needed; skipped where unprivileged user namespaces are off, e.g. most
+    containers -- the RLIMIT_FSIZE test above covers the same path there). The
+    trace fills it; the job runs on, the sidecar says so once, counts every event
+    it could not save, and still writes the final ``run.json`` (space reserved for
+    it at the start). The namespace's mount vanishes with it, so the trace is
+    copied out first."""
+    reason = small_tmpfs_unavailable(tmp_path)
+    if reason is not None:
+        pytest.skip(reason)
+    mount, copy = tmp_path / "small", tmp_path / "copy"
+    mount.mkdir(mode=0o700)
+    script = (
+        'mount -t tmpfs -o size=512k,mode=0700 tmpfs "$0" || exit 99; '
+        '"$@"; code=$?; cp -a "$0/trace" "$0.copy"; exit $code'
+    )
+    job = python_cmd(SLOW_TRAIN, "--steps", "400", "--sleep-s", "0")
+    command = [cli("traincheck-run"), "-o", str(mount / "trace"), "--", *job]
+    result = subprocess.run(
+        [*IN_USER_NAMESPACE, "sh", "-c", script, str(mount), *command],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=300,
+    )
+    Path(f"{mount}.copy").rename(copy)
+    assert result.returncode == 0, result.stderr
+    assert "done in" in result.stdout
+    assert result.stderr.count("cannot save the trace") == 1, result.stderr
+    assert "Traceback" not in result.stderr
+    run_json = manifest(copy)
+    assert run_json["status"] == "finished", run_json
+    counters = run_json["counters"]
+    assert counters["batches_lost"] > 0 and counters["events_lost"] > 0, counters
+    assert counters["write_errors"] == [f"No space left on device ({mount / 'trace'})"]
+    stored = read_trace(copy)
+    assert stored.warnings == [] and stored.batches
+    assert (
+        sum(len(b.events) for b in stored.batches) + counters["events_lost"]
+        == (counters["events_received"])
+    )
+    assert sorted(p.name for p in copy.glob(".run.json*")) == []  # no reserve, no temp
 
 
 def test_corrupt_and_truncated_segments_lose_only_the_damage(

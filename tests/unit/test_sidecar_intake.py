@@ -273,3 +273,24 @@ def test_receiver_hands_out_views_and_joins_multipart(tmp_path: Path) -> None:
         push.close(linger=0)
         context.term()
         receiver.close()
+
+
+def test_on_a_full_disk_run_json_gets_the_space_reserved_for_it(
+    sidecar: Sidecar, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A full disk refuses run.json too; the sidecar gives up the space it reserved
+    at the start and writes it (a real full tmpfs: test_faults.py)."""
+    trace = sidecar.trace
+    assert trace.manifest_reserve.stat().st_size > 0
+    real_write = type(trace).write_manifest
+
+    def full_unless_reserve_released(self: TraceDir, manifest: object) -> None:
+        if self.manifest_reserve.exists():
+            raise OSError(errno.ENOSPC, "No space left on device")
+        real_write(self, manifest)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(TraceDir, "write_manifest", full_unless_reserve_released)
+    sidecar.handle(_encoded(0))
+    summary = sidecar.finish()
+    assert json.loads(trace.manifest.read_text())["status"] == "finished"
+    assert summary.write_errors == [] and not trace.manifest_reserve.exists()
