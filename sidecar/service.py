@@ -1,4 +1,4 @@
-"""The sidecar's main loop: receive, store, check live, alert, drain, summarise.
+"""The sidecar's main loop: receive, store, hand to the live check, drain, summarise.
 
 The launcher talks to this process over its standard streams only:
 
@@ -15,7 +15,11 @@ The launcher talks to this process over its standard streams only:
 * stderr is the user's terminal: alerts, one whole write per alert.
 
 The loop never waits on the socket without a timeout and never lets a bad message
-or a failing checker take it down: both are counted and reported.
+or a failing checker take it down: both are counted and reported. Nor does it wait
+for the live check, which follows the stored trace in a thread of its own
+(:mod:`traincheck.sidecar.check_follower`): a slow check lags, it never costs an
+event. The run's end state is judged by the job's own process (``job <pid>``);
+traced workers that vanish (a terminated pool) are reported apart.
 """
 
 from __future__ import annotations
@@ -97,7 +101,6 @@ class DrainRequest:
     def __init__(self) -> None:
         self._event = threading.Event()
         self.orphaned = threading.Event()
-        self.workers_vanished: list[int] = []
         self.job_pid: int | None = None
         """The job the launcher spawned (``job <pid>`` on stdin), once it said so."""
 
