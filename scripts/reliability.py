@@ -118,11 +118,11 @@ def kept(trace: Path) -> str:
     if counters.get("workers_vanished"):
         parts.append(f"{len(counters['workers_vanished'])} worker(s) vanished, listed apart")
     lag = counters.get("live_check")
-    if lag and lag.get("batches_from_disk"):
+    if lag and lag.get("most_behind_batches", 0) > 1:
         parts.append(
-            f"live check fell up to {lag['most_behind_batches']} batches behind, "
-            f"read {lag['batches_from_disk']} back from disk, caught up"
-            + (" (cut off: still pending)" if lag.get("pending") else "")
+            f"live check at most {lag['most_behind_batches']} batches behind, "
+            f"{lag['batches_from_disk']} read back from disk"
+            + (", still pending when stopped" if lag.get("pending") else ", caught up")
         )
     if stored.warnings:
         parts.append(f"{len(stored.warnings)} reader warning(s)")
@@ -399,19 +399,21 @@ def foreign_process(tmp: Path, env: dict[str, str]) -> Row:
 
 
 def stored_vs_sent(trace: Path) -> str:
-    """Events stored against what the job's tracer said it sent (its RunEnd)."""
-    from traincheck.events import RunEnd
+    """Events stored against what the job's tracers sent (their exit counters files,
+    which count the backlog flushed at exit too; a ``RunEnd`` counts only what left
+    before it)."""
     from traincheck.sidecar.store import read_trace
+    from traincheck.tracedir import TraceDir
 
     try:
         stored = read_trace(trace)
     except Exception as exc:
         return f"unreadable: {exc}"
-    ends = [s.event for s in stored.events() if isinstance(s.event, RunEnd)]
     total = sum(len(b.events) for b in stored.batches)
-    if not ends:
-        return f"{total} events stored; no RunEnd stored"
-    sent = sum(end.events_sent + 1 for end in ends)  # RunEnd counts the events before it
+    counters, _ = TraceDir(trace).read_tracer_counters()
+    if not counters:
+        return f"{total} events stored; no tracer counters"
+    sent = sum(c.events_sent for c in counters)
     return f"{total} of {sent} events sent stored"
 
 

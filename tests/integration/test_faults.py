@@ -21,6 +21,7 @@ from traincheck.catalogue import CLIP_GRAD_NORM, OPTIMIZER_STEP
 from traincheck.events import RunEnd
 from traincheck.sidecar.check_follower import SLOW_CHECK_ENV
 from traincheck.sidecar.store import read_trace
+from traincheck.tracedir import TraceDir
 
 SLOW_TRAIN = SCRIPTS / "e2e_slow_train.py"
 
@@ -396,8 +397,8 @@ def test_a_slow_live_check_costs_no_stored_event_and_misses_no_violation(
     """The live check sleeps after every batch (``TRAINCHECK_TEST_SLOW_CHECK_S``, a
     test-only slowdown of the checker thread), so it falls far behind a job whose
     every step violates an invariant (clip_grad_norm_ is never called). Storage
-    follows the job anyway: every event the tracer sent is stored (its ``RunEnd``
-    counters say how many), none dropped or missing; the check catches up after
+    follows the job anyway: every event the tracer sent is stored (its
+    exit counters say how many), none dropped or missing; the check catches up after
     the job and its verdict equals an offline check of the stored trace. Before,
     storing waited for checking: the backlog at the drain outlasted its 5 s limit
     and the tail of the trace was lost."""
@@ -424,11 +425,12 @@ def test_a_slow_live_check_costs_no_stored_event_and_misses_no_violation(
     stored = read_trace(trace)
     assert stored.warnings == []
     ends = [s.event for s in stored.events() if isinstance(s.event, RunEnd)]
-    assert len(ends) == 1, ends  # the job's goodbye, with what it sent, was stored
-    (end,) = ends
-    assert end.events_dropped == 0 and end.batches_dropped == 0
-    # RunEnd counts the events sent before it
-    assert sum(len(b.events) for b in stored.batches) == end.events_sent + 1
+    assert len(ends) == 1, ends  # the job's goodbye was stored
+    # What the tracer sent in all, from the counters it wrote at exit (its RunEnd counts
+    # only what had left before it, not a backlog flushed after it).
+    (sent,), unreadable = TraceDir(trace).read_tracer_counters()
+    assert unreadable == [] and sent.events_dropped == 0 and sent.batches_dropped == 0
+    assert sum(len(b.events) for b in stored.batches) == sent.events_sent
     assert counters["batches_missing"] == 0 and counters["batches_lost"] == 0
     lag = counters["live_check"]
     assert lag["batches_checked"] == counters["batches_received"] == len(stored.batches)
