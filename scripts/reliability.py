@@ -586,7 +586,7 @@ def pool_workers(how: str) -> Callable[[Path, dict[str, str]], Row]:
             timeout=300,
         )
         what = (
-            "`with Pool(2)`: workers terminated (SIGTERM) at the block's end"
+            "`with Pool(2)`, one worker busy in a task: terminated (SIGTERM) at the block's end"
             if how == "terminated"
             else "`Pool(2)` closed and joined: workers exit cleanly"
         )

@@ -35,6 +35,8 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import msgspec
+
 from traincheck.cli_scaffold import describe_os_error
 from traincheck.errors import EXIT_USER_ERROR, UserError, one_line
 from traincheck.processes import pid_alive
@@ -272,7 +274,8 @@ class Sidecar:
         self.ledger.adopt_exit_counters(read_exit_counters(self.options.trace_dir))
         status = self.judge(detached=detached)
         if self.follower is not None:
-            self.lag = LiveCheckLag(pending=True)
+            # How far behind the check is now, said before it catches up.
+            self.lag = msgspec.structs.replace(self.follower.lag, pending=True)
             self.write_manifest(status)
             self.lag = self.follower.finish()
         self.check.finish(self.manifest(status))
