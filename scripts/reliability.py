@@ -7,10 +7,16 @@ for the loop) and what the trace kept. The markdown table on stdout is what
 ``RELIABILITY.md`` holds; rerun it with::
 
     .venv/bin/python scripts/reliability.py > /tmp/table.md
+    .venv/bin/python scripts/reliability.py --only disk_full_tmpfs pool_workers_terminated
+
+``--only`` runs the named scenarios (``--list`` names them all). Scenarios that
+need what the machine may not offer (root, unprivileged user namespaces) say so in
+their row instead of failing.
 """
 
 from __future__ import annotations
 
+import argparse
 import itertools
 import json
 import os
@@ -105,7 +111,19 @@ def kept(trace: Path) -> str:
         f"missing {counters.get('batches_missing', '?')} batches",
     ]
     if counters.get("batches_lost"):
-        parts.append(f"{counters['batches_lost']} batches not saved")
+        parts.append(
+            f"{counters['batches_lost']} batches ({counters.get('events_lost', '?')} events) "
+            "not saved"
+        )
+    if counters.get("workers_vanished"):
+        parts.append(f"{len(counters['workers_vanished'])} worker(s) vanished, listed apart")
+    lag = counters.get("live_check")
+    if lag and lag.get("most_behind_batches", 0) > 1:
+        parts.append(
+            f"live check at most {lag['most_behind_batches']} batches behind, "
+            f"{lag['batches_from_disk']} read back from disk"
+            + (", still pending when stopped" if lag.get("pending") else ", caught up")
+        )
     if stored.warnings:
         parts.append(f"{len(stored.warnings)} reader warning(s)")
     if manifest.get("sessions"):
@@ -380,6 +398,279 @@ def foreign_process(tmp: Path, env: dict[str, str]) -> Row:
     )
 
 
+def stored_vs_sent(trace: Path) -> str:
+    """Events stored against what the job's tracers sent (their exit counters files,
+    which count the backlog flushed at exit too; a ``RunEnd`` counts only what left
+    before it)."""
+    from traincheck.sidecar.store import read_trace
+    from traincheck.tracedir import TraceDir
+
+    try:
+        stored = read_trace(trace)
+    except Exception as exc:
+        return f"unreadable: {exc}"
+    total = sum(len(b.events) for b in stored.batches)
+    counters, _ = TraceDir(trace).read_tracer_counters()
+    if not counters:
+        return f"{total} events stored; no tracer counters"
+    sent = sum(c.events_sent for c in counters)
+    return f"{total} of {sent} events sent stored"
+
+
+def live_verdict(trace: Path) -> str:
+    try:
+        summary = json.loads((trace / "live_check" / "violations_summary.json").read_text())
+    except (OSError, ValueError):
+        return "no live verdict written"
+    return f"live check: {summary.get('total_violations', '?')} violations"
+
+
+def launcher_killed(tmp: Path, env: dict[str, str]) -> Row:
+    trace = tmp / "t"
+    with start([cli("traincheck-run"), "-o", str(trace), "--", *job()], env) as launcher:
+        wait_for_line(launcher, "step 30 ")
+        sidecar = sidecar_of(launcher.pid)
+        job_process = next(
+            child
+            for child in psutil.Process(launcher.pid).children(recursive=True)
+            if str(SLOW_TRAIN) in " ".join(child.cmdline())
+        )
+        launcher.kill()
+        launcher.wait(timeout=30)  # the job keeps our pipes open: no communicate yet
+        job_process.wait(timeout=120)  # not our child: its code is not ours to read
+        sidecar.wait(timeout=120)  # it serves the job to its end, then drains
+    return Row(
+        "`traincheck-run` SIGKILLed at step 30 (the job runs on)",
+        "launcher: -9",
+        "-",
+        kept(trace),
+    )
+
+
+def disk_full_tmpfs(tmp: Path, env: dict[str, str]) -> Row:
+    """A real full filesystem: a 512 KiB tmpfs in a user namespace (no root needed)."""
+    mount = tmp / "small"
+    mount.mkdir(mode=0o700)
+    script = (
+        'mount -t tmpfs -o size=512k,mode=0700 tmpfs "$0" || exit 99; '
+        '"$@"; code=$?; cp -a "$0/t" "$0.copy"; exit $code'
+    )
+    command = [cli("traincheck-run"), "-o", str(mount / "t"), "--", *job()]
+    try:
+        result = subprocess.run(
+            [
+                "unshare",
+                "--user",
+                "--map-root-user",
+                "--mount",
+                "sh",
+                "-c",
+                script,
+                str(mount),
+                *command,
+            ],
+            capture_output=True,
+            text=True,
+            env=env,
+            timeout=300,
+        )
+    except OSError as exc:
+        return Row("disk full (a real 512 KiB tmpfs)", "-", "-", f"skipped: {exc}")
+    if result.returncode == 99:
+        return Row("disk full (a real 512 KiB tmpfs)", "-", "-", "skipped: no user namespaces")
+    said = result.stderr.count("cannot save the trace")
+    return Row(
+        "disk full (a real 512 KiB tmpfs in a user namespace)",
+        str(result.returncode),
+        job_time(result.stdout),
+        f"{kept(Path(f'{mount}.copy'))}; said `cannot save the trace` {said}x",
+    )
+
+
+def inferred_invariants(tmp: Path, env: dict[str, str], count: int) -> Path:
+    """Invariants inferred from a healthy run, copied (distinct ids) up to ``count``."""
+    healthy = tmp / "healthy"
+    subprocess.run(
+        [cli("traincheck-run"), "-o", str(healthy), "--", *job(30, 0)],
+        capture_output=True,
+        env=env,
+        timeout=300,
+        check=True,
+    )
+    learned = tmp / "learned.json"
+    subprocess.run(
+        [cli("traincheck-infer"), "-f", str(healthy), "-o", str(learned)],
+        capture_output=True,
+        env=env,
+        timeout=600,
+        check=True,
+    )
+    data = json.loads(learned.read_text())
+    base = data["invariants"]
+    copies = []
+    for i in range(count):
+        copy = dict(base[i % len(base)])
+        copy["hints"] = {**copy.get("hints", {}), "replica": i // len(base)}
+        copy.pop("id", None)
+        copies.append(copy)
+    data["invariants"] = copies
+    path = tmp / f"inv-{count}.json"
+    path.write_text(json.dumps(data))
+    return path
+
+
+def many_invariants(count: int) -> Callable[[Path, dict[str, str]], Row]:
+    def scenario(tmp: Path, env: dict[str, str]) -> Row:
+        invariants = inferred_invariants(tmp, env, count)
+        trace = tmp / "t"
+        options = ["-o", str(trace), "-i", str(invariants), "--sidecar-timeout-s", "120"]
+        result = subprocess.run(
+            [cli("traincheck-run"), *options, "--", *job(STEPS, 0)],
+            capture_output=True,
+            text=True,
+            env=env,
+            timeout=900,
+        )
+        cut = re.search(r"sidecar (sent no summary within [\d.]+ s)", result.stderr)
+        return Row(
+            f"{count:,} invariants checked live, job at full speed (300 steps, no sleep; "
+            "sidecar start/drain limit 120 s)",
+            str(result.returncode),
+            job_time(result.stdout),
+            f"{kept(trace)}; {stored_vs_sent(trace)}; "
+            + (f"launcher stopped the sidecar: {cut.group(1)}" if cut else live_verdict(trace)),
+        )
+
+    return scenario
+
+
+def slow_check_switch(tmp: Path, env: dict[str, str]) -> Row:
+    """The test-only switch: the checker sleeps 0.25 s per batch."""
+    invariants = inferred_invariants(tmp, env, 1)
+    trace = tmp / "t"
+    result = subprocess.run(
+        [
+            cli("traincheck-run"),
+            "-o",
+            str(trace),
+            "-i",
+            str(invariants),
+            "--sidecar-timeout-s",
+            "600",
+            "--",
+            *job(100, 0.02),
+        ],
+        capture_output=True,
+        text=True,
+        env={**env, "TRAINCHECK_TEST_SLOW_CHECK_S": "0.25"},
+        timeout=900,
+    )
+    return Row(
+        "live check slowed to 0.25 s per batch (`TRAINCHECK_TEST_SLOW_CHECK_S`, 100 steps)",
+        str(result.returncode),
+        job_time(result.stdout),
+        f"{kept(trace)}; {stored_vs_sent(trace)}; {live_verdict(trace)}",
+    )
+
+
+def pool_workers(how: str) -> Callable[[Path, dict[str, str]], Row]:
+    def scenario(tmp: Path, env: dict[str, str]) -> Row:
+        trace = tmp / "t"
+        script = REPO / "tests" / "integration" / "scripts" / "pool_workers.py"
+        extra = ["--with-block"] if how == "terminated" else []
+        result = subprocess.run(
+            [cli("traincheck-run"), "-o", str(trace), "--", sys.executable, str(script), *extra],
+            capture_output=True,
+            text=True,
+            env=env,
+            timeout=300,
+        )
+        what = (
+            "`with Pool(2)`, one worker busy in a task: terminated (SIGTERM) at the block's end"
+            if how == "terminated"
+            else "`Pool(2)` closed and joined: workers exit cleanly"
+        )
+        return Row(f"forked {what}", str(result.returncode), "-", kept(trace))
+
+    return scenario
+
+
+def planted_directory(tmp: Path, env: dict[str, str]) -> Row:
+    """Another user created ``$TMPDIR/traincheck-<uid>`` (XDG_RUNTIME_DIR unset)."""
+    if os.geteuid() != 0:
+        return Row("planted per-user directory of another user", "-", "-", "skipped (needs root)")
+    base = tmp / "tmpdir"
+    base.mkdir(mode=0o755)
+    planted = base / f"traincheck-{os.getuid()}"
+    planted.mkdir(mode=0o777)
+    os.chown(planted, 65534, 65534)
+    env = {k: v for k, v in env.items() if k != "XDG_RUNTIME_DIR"} | {"TMPDIR": str(base)}
+    trace = tmp / "t"
+    result = subprocess.run(
+        [cli("traincheck-run"), "-o", str(trace), "--", *job(30, 0)],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=120,
+    )
+    used = "nothing written there" if not any(planted.iterdir()) else "WROTE IN IT"
+    return Row(
+        "another user planted `$TMPDIR/traincheck-<uid>` (XDG_RUNTIME_DIR unset)",
+        str(result.returncode),
+        job_time(result.stdout),
+        f"{kept(trace)}; {used}",
+    )
+
+
+def hostile_text(tmp: Path, env: dict[str, str]) -> Row:
+    """Terminal escapes in an invariant's description, violated live."""
+    invariants = tmp / "inv.json"
+    subprocess.run(
+        [
+            sys.executable,
+            "-c",
+            "import sys\n"
+            "from traincheck.analysis import invariants as i, invariants_file as f\n"
+            "inv = i.make_invariant('FunctionCoverRelation', (i.APIParam("
+            "'torch.nn.utils.clip_grad_norm_'), i.APIParam('torch.optim.Optimizer.step')),"
+            " None, group='func_cover', text_description='\\x1b]0;pwned\\x07\\x1b[2J"
+            "clip before step', num_positive_examples=10, num_negative_examples=0)\n"
+            "f.dump_invariants(i.InvariantSet((inv,)), sys.argv[1])",
+            str(invariants),
+        ],
+        check=True,
+        env=env,
+        timeout=120,
+    )
+    trace = tmp / "t"
+    result = subprocess.run(
+        [
+            cli("traincheck-run"),
+            "-o",
+            str(trace),
+            "-i",
+            str(invariants),
+            "--verbose",
+            "--",
+            *job(10, 0),
+        ],
+        capture_output=True,
+        env=env,
+        timeout=120,
+    )
+    raw = b"\x1b" in result.stderr
+    if b"clip before step" not in result.stderr:
+        return Row("invariant description with escapes", str(result.returncode), "-", "NO ALERT")
+    return Row(
+        "invariant description with OSC/ANSI escapes (set title, clear screen), violated live",
+        str(result.returncode),
+        "-",
+        "RAW ESCAPES PRINTED"
+        if raw
+        else "printed as visible escapes; no control byte reached the terminal",
+    )
+
+
 SCENARIOS = [
     untraced,
     baseline,
@@ -396,13 +687,45 @@ SCENARIOS = [
     bad_invariants("code in every field"),
     bad_invariants("nested 200k deep"),
     foreign_process,
+    launcher_killed,
+    disk_full_tmpfs,
+    slow_check_switch,
+    many_invariants(2040),
+    many_invariants(100_000),
+    pool_workers("clean"),
+    pool_workers("terminated"),
+    planted_directory,
+    hostile_text,
 ]
 
 
+def scenario_name(scenario: Callable[[Path, dict[str, str]], Row]) -> str:
+    """``disk_full``, or for a parametrised one its factory and argument."""
+    name = scenario.__qualname__.split(".")[0]
+    cell = scenario.__closure__[0].cell_contents if scenario.__closure__ else None
+    return f"{name}:{cell}" if cell is not None else name
+
+
 def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--only", nargs="+", metavar="NAME", help="run only these scenarios")
+    parser.add_argument("--list", action="store_true", help="name every scenario and exit")
+    args = parser.parse_args()
+    names = [scenario_name(s) for s in SCENARIOS]
+    if args.list:
+        print("\n".join(names))
+        return 0
+    unknown = set(args.only or []) - set(names) - {n.split(":")[0] for n in names}
+    if unknown:
+        parser.error(f"no such scenario: {', '.join(sorted(unknown))} (see --list)")
+    chosen = [
+        s
+        for s, n in zip(SCENARIOS, names, strict=True)
+        if not args.only or n in args.only or n.split(":")[0] in args.only
+    ]
     print("| fault or bad input | job exit code | job loop time | what was kept / said |")
     print("|---|---|---|---|")
-    for scenario in SCENARIOS:
+    for scenario in chosen:
         tmp = Path(tempfile.mkdtemp(prefix="tc-rel-"))
         os.chmod(tmp, 0o700)
         try:

@@ -180,6 +180,7 @@ class ProducerLedger:
     pid: int
     rank: int
     host: str | None = None
+    ppid: int | None = None
     batches: int = 0
     events: int = 0
     events_dropped: int = 0
@@ -265,6 +266,7 @@ class IntakeLedger:
             if isinstance(event, RunStart):
                 producer.run_start = True
                 producer.host = event.host
+                producer.ppid = event.ppid
             elif isinstance(event, RunEnd):
                 producer.run_end = True
                 producer.end_reason = event.reason
@@ -297,6 +299,26 @@ class IntakeLedger:
     def unfinished(self) -> Iterator[ProducerLedger]:
         """Producers that sent RunStart but not (yet) RunEnd."""
         return (p for p in self.producers.values() if p.run_start and not p.run_end)
+
+    def ended_without_goodbye(self, job_pid: int | None) -> tuple[list[int], list[int]]:
+        """The unfinished producers, split into the job's own processes and its workers.
+
+        The run is judged by the job's own process: the one the launcher spawned
+        (``job_pid``) when it is traced, else every traced process whose parent is
+        not traced (a shell script's python, torchrun's ranks). Any other producer
+        was started by a traced process -- a ``multiprocessing.Pool`` worker, which
+        ``with Pool()`` terminates with SIGTERM at the end of its block -- and its
+        silent end is reported apart, not as a killed run."""
+        if job_pid is not None and job_pid in self.producers:
+            main = {job_pid}
+        else:
+            main = {
+                pid
+                for pid, producer in self.producers.items()
+                if producer.ppid is None or producer.ppid not in self.producers
+            }
+        silent = sorted(p.pid for p in self.unfinished())
+        return [pid for pid in silent if pid in main], [pid for pid in silent if pid not in main]
 
     def unfinished_alive(self) -> list[ProducerLedger]:
         """Unfinished producers that may still send: alive here, or on another host."""

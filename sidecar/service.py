@@ -1,4 +1,4 @@
-"""The sidecar's main loop: receive, store, check live, alert, drain, summarise.
+"""The sidecar's main loop: receive, store, hand to the live check, drain, summarise.
 
 The launcher talks to this process over its standard streams only:
 
@@ -15,12 +15,17 @@ The launcher talks to this process over its standard streams only:
 * stderr is the user's terminal: alerts, one whole write per alert.
 
 The loop never waits on the socket without a timeout and never lets a bad message
-or a failing checker take it down: both are counted and reported.
+or a failing checker take it down: both are counted and reported. Nor does it wait
+for the live check, which follows the stored trace in a thread of its own
+(:mod:`traincheck.sidecar.check_follower`): a slow check lags, it never costs an
+event. The run's end state is judged by the job's own process (``job <pid>``);
+traced workers that vanish (a terminated pool) are reported apart.
 """
 
 from __future__ import annotations
 
 import contextlib
+import errno
 import os
 import signal
 import socket
@@ -30,13 +35,15 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import msgspec
+
 from traincheck.cli_scaffold import describe_os_error
 from traincheck.errors import EXIT_USER_ERROR, UserError, one_line
-from traincheck.events import StoredEvent, single_events
 from traincheck.processes import pid_alive
 from traincheck.records import (
     MANIFEST_FORMAT,
     MANIFEST_VERSION,
+    LiveCheckLag,
     RunCounters,
     RunManifest,
     SessionRecord,
@@ -46,6 +53,7 @@ from traincheck.records import (
     as_summary_line,
     encode_sidecar_line,
 )
+from traincheck.sidecar.check_follower import HANDOFF_MAX_BYTES, CheckFollower, slow_check_s
 from traincheck.sidecar.live_check import LiveCheck, emit_alert, load_invariant_set
 from traincheck.sidecar.receiver import (
     IntakeLedger,
@@ -55,7 +63,7 @@ from traincheck.sidecar.receiver import (
     write_marker,
 )
 from traincheck.sidecar.run_plan import decide_plan, publish_plan, read_base_plan
-from traincheck.sidecar.store import TraceWriter
+from traincheck.sidecar.store import SpaceReserve, TraceWriter
 from traincheck.tracedir import TraceDir
 from traincheck.wire import WireError, decode_batch
 
@@ -123,35 +131,50 @@ class Sidecar:
     """One run's receive -> store -> check pipeline; ``check`` holds the parsed
     invariants (none: store only)."""
 
-    def __init__(self, options: SidecarOptions, check: LiveCheck | None = None) -> None:
+    def __init__(
+        self,
+        options: SidecarOptions,
+        check: LiveCheck | None = None,
+        *,
+        handoff_max_bytes: int = HANDOFF_MAX_BYTES,
+    ) -> None:
         self.options = options
         self.trace = TraceDir(options.trace_dir)
         self.check = check if check is not None else LiveCheck(None)
         self.ledger = IntakeLedger(joined_mid_run=options.attach)
         self.writer = TraceWriter(options.trace_dir)
+        self.reserve = SpaceReserve(self.trace.manifest_reserve)
+        self.events_lost = 0
         self.previous_sessions = previous_sessions(options.trace_dir) if options.attach else []
         self.receiver = Receiver(options.endpoint)
         write_marker(options.endpoint)
         self.started_wall_ns = time.time_ns()
+        self.workers_vanished: list[int] = []
+        self.job_pid: int | None = None
+        """The job's own process, once the launcher named it (see ``finish``)."""
+        self.follower = (
+            CheckFollower(self.check, handoff_max_bytes=handoff_max_bytes, slow_s=slow_check_s())
+            if self.check.active
+            else None
+        )
+        self.lag: LiveCheckLag | None = None
 
     def handle(self, message: bytes | memoryview) -> None:
-        """Validate, persist and check one message."""
+        """Validate and persist one message, then hand it to the check that follows
+        the store (never waited for)."""
         try:
             batch = decode_batch(message, expected_run_id=self.options.run_id)
         except WireError as exc:
             self.ledger.record_rejected(str(exc))
             return
-        if not self.writer.append(message) and self.writer.batches_lost == 1:
-            emit_alert(
-                "traincheck sidecar: cannot save the trace: "
-                f"{self.writer.write_errors[-1] if self.writer.write_errors else 'write failed'}; "
-                "events are still received and checked live, lost batches are counted"
-            )
+        stored_at = self.writer.append(message)
+        if stored_at is None:
+            self.events_lost += len(batch.events)
+            if self.writer.batches_lost == 1:
+                say_cannot_save(self.writer.write_errors)
         self.ledger.record_batch(batch)
-        if self.check.active:
-            pid, rank, feed = batch.pid, batch.rank, self.check.feed
-            for event in single_events(batch.events):
-                feed(StoredEvent(pid, rank, event))
+        if self.follower is not None:
+            self.follower.stored(batch, len(message), stored_at)
 
     def receive_once(self, timeout_s: float) -> int:
         messages = self.receiver.receive(timeout_s)
@@ -166,10 +189,11 @@ class Sidecar:
 
     def serve(self, drain: DrainRequest) -> None:
         while not drain.is_set():
+            self.job_pid = drain.job_pid
             if not self.receive_once(POLL_INTERVAL_S):
-                self.check.pump()  # the job went quiet: held alerts are due anyway
                 if drain.orphaned.is_set() and self.job_gone(drain.job_pid):
                     return
+        self.job_pid = drain.job_pid
 
     def job_gone(self, job_pid: int | None) -> bool:
         """The launcher died: whether the job it started has ended too (its first
@@ -222,37 +246,78 @@ class Sidecar:
             batches_missing=ledger.batches_missing,
             rejected=ledger.rejected,
             rejected_reasons=list(ledger.reject_reasons),
+            events_lost=self.events_lost,
             violations=self.check.violations,
             invariant_outcomes=self.check.outcomes,
             checker_errors=self.check.errors,
             producers=[p.as_record() for p in ledger.producers.values()],
             write_errors=list(self.writer.write_errors),
+            workers_vanished=self.workers_vanished,
+            live_check=self.lag,
         )
 
     def finish(self, *, detached: bool = False) -> RunCounters:
-        """Final checks, close the store, finalise run.json; return the summary.
+        """Close the store, let the check finish from it, finalise run.json; return
+        the summary.
+
+        The trace is complete before the check's last stretch: ``run.json`` says so
+        at once (``live_check.pending``), so a sidecar stopped while a slow check
+        finishes leaves a whole trace that says what is missing (the verdict).
 
         ``detached``: the user stopped an attached sidecar while the job runs on;
         the run is ``detached`` (re-attachable), not killed."""
-        self.check.finish(self.manifest("finished"))
         self.writer.close()
         self.receiver.close()
         remove_marker(self.options.endpoint)
         # Processes that exited normally left their counters: finished (not killed)
         # even if their RunEnd never reached us, and evictions counted only once.
         self.ledger.adopt_exit_counters(read_exit_counters(self.options.trace_dir))
-        if detached and self.ledger.unfinished_alive():
-            status = "detached"
-        else:
-            status = "killed" if any(self.ledger.unfinished()) else "finished"
+        status = self.judge(detached=detached)
+        if self.follower is not None:
+            # How far behind the check is now, said before it catches up.
+            self.lag = msgspec.structs.replace(self.follower.lag, pending=True)
+            self.write_manifest(status)
+            self.lag = self.follower.finish()
+        self.check.finish(self.manifest(status))
         self.write_manifest(status)
+        self.reserve.release()
         return self.summary(status)
 
+    def judge(self, *, detached: bool) -> str:
+        """The run's end state, judged by the job's own process(es); traced workers
+        that vanished (a terminated pool) are listed in ``workers_vanished`` instead."""
+        main_silent, workers_silent = self.ledger.ended_without_goodbye(self.job_pid)
+        self.workers_vanished = workers_silent
+        if detached and self.ledger.unfinished_alive():
+            return "detached"
+        return "killed" if main_silent else "finished"
+
     def write_manifest(self, status: str) -> None:
+        """Replace ``run.json``; on a full disk, give up the space reserved for it and
+        try once more, else keep the last good one and say why in the summary."""
+        manifest = self.manifest(status)
         try:
-            self.trace.write_manifest(self.manifest(status))
+            self.trace.write_manifest(manifest)
+            return
         except OSError as exc:
-            self.writer.write_errors.append(f"{self.trace.manifest.name}: {exc.strerror or exc}")
+            error = exc
+        if error.errno in (errno.ENOSPC, errno.EDQUOT) and self.reserve.release():
+            try:
+                self.trace.write_manifest(manifest)
+                return
+            except OSError as exc:
+                error = exc
+        self.writer.record_error(f"{self.trace.manifest.name}: {error.strerror or error}")
+
+
+def say_cannot_save(errors: list[str]) -> None:
+    """The one line a full disk (or any failing write) earns on stderr; the batches it
+    costs are counted and the summary and ``run.json`` say how many."""
+    reason = errors[-1] if errors else "write failed"
+    emit_alert(
+        f"traincheck sidecar: cannot save the trace: {reason}; the job is not affected, "
+        "events not saved are counted (see the summary and run.json)"
+    )
 
 
 def ignore_file_size_limit() -> None:

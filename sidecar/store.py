@@ -37,6 +37,19 @@ if TYPE_CHECKING:
 
 SEGMENT_MAX_BYTES = 256 * 1024 * 1024
 
+MAX_WRITE_ERRORS_KEPT = 20
+"""Distinct write errors kept for the summary (a full disk fails every write the
+same way: that is one error, said once, with the batches it cost counted)."""
+
+
+@dataclass(frozen=True)
+class StoredAt:
+    """Where a batch was stored: its segment and the offset just past its frame, so
+    the live check can follow the stored trace (:mod:`traincheck.sidecar.check_follower`)."""
+
+    segment: Path
+    end: int
+
 
 class TraceWriter:
     """Appends received batches to segment files; never raises into the caller's loop.
@@ -57,8 +70,8 @@ class TraceWriter:
         self._fd: int | None = None
         self._segment_bytes = 0
 
-    def append(self, payload: bytes | memoryview) -> bool:
-        """Persist one encoded batch; return False (and count it) if it could not be."""
+    def append(self, payload: bytes | memoryview) -> StoredAt | None:
+        """Persist one encoded batch and say where; None (counted) if it could not be."""
         frame = encode_frame(payload)
         try:
             if self._fd is None or self._segment_bytes + len(frame) > self.segment_max_bytes:
@@ -68,13 +81,17 @@ class TraceWriter:
         except OSError as exc:
             self._discard_partial_frame()
             self.batches_lost += 1
-            if len(self.write_errors) < 20:
-                self.write_errors.append(f"{exc.strerror or exc} ({self.trace_dir})")
-            return False
+            self.record_error(f"{exc.strerror or exc} ({self.trace_dir})")
+            return None
         self._segment_bytes += len(frame)
         self.bytes_written += len(frame)
         self.batches_written += 1
-        return True
+        return StoredAt(self._paths.segment(self._segment_index), self._segment_bytes)
+
+    def record_error(self, error: str) -> None:
+        """Keep ``error`` for the summary unless the same one is already kept."""
+        if error not in self.write_errors and len(self.write_errors) < MAX_WRITE_ERRORS_KEPT:
+            self.write_errors.append(error)
 
     def _discard_partial_frame(self) -> None:
         """Cut a half-written frame off the segment: the reader stops at the first
@@ -122,10 +139,53 @@ class TraceWriter:
         try:
             os.fsync(fd)
         except OSError as exc:
-            if len(self.write_errors) < 20:
-                self.write_errors.append(f"fsync failed: {exc.strerror or exc} ({self.trace_dir})")
+            self.record_error(f"fsync failed: {exc.strerror or exc} ({self.trace_dir})")
         finally:
             os.close(fd)
+
+
+MANIFEST_RESERVE_BYTES = 64 * 1024
+"""Held for ``run.json``: its final form (counters, one summary per process) must be
+writable even when the segments have filled the disk."""
+
+
+class SpaceReserve:
+    """Disk space set aside at the start, given up when a small file must be written
+    on a full disk (``release``). Best effort: without it nothing is worse than before."""
+
+    def __init__(self, path: Path, size: int = MANIFEST_RESERVE_BYTES) -> None:
+        self.path: Path | None = path
+        try:
+            self._create(path, size)
+        except OSError:
+            with contextlib.suppress(OSError):
+                os.unlink(path)
+            self.path = None
+
+    @staticmethod
+    def _create(path: Path, size: int) -> None:
+        flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW
+        try:
+            fd = os.open(path, flags, 0o600)
+        except FileExistsError:  # left by a sidecar that was killed: ours to replace
+            os.unlink(path)
+            fd = os.open(path, flags, 0o600)
+        try:
+            if hasattr(os, "posix_fallocate"):
+                os.posix_fallocate(fd, 0, size)
+            else:
+                _write_all(fd, bytes(size))
+        finally:
+            os.close(fd)
+
+    def release(self) -> bool:
+        """Give the space back; whether there was any to give."""
+        path, self.path = self.path, None
+        if path is None:
+            return False
+        with contextlib.suppress(OSError):
+            os.unlink(path)
+        return True
 
 
 def _write_all(fd: int, data: bytes) -> None:

@@ -87,6 +87,9 @@ class ProducerSummary(msgspec.Struct, kw_only=True):
     pid: int
     rank: int
     host: str | None = None
+    ppid: int | None = None
+    """The parent process (from ``RunStart``): a producer whose parent is traced too
+    is a worker of the job, not the job itself."""
     batches: int = 0
     events: int = 0
     events_dropped: int = 0
@@ -119,15 +122,37 @@ class InvariantOutcomes(msgspec.Struct, kw_only=True):
     """Descriptions of the invariants that never applied in this run."""
 
 
+class LiveCheckLag(msgspec.Struct, kw_only=True):
+    """How the live check kept up. It follows the stored trace in a thread of its own
+    (storage never waits for it): when it falls behind it reads the batches back from
+    disk, and at the end it checks everything stored before the summary is written."""
+
+    batches_checked: int = 0
+    batches_from_disk: int = 0
+    """Batches read back from the stored trace because the check had fallen behind."""
+    most_behind_batches: int = 0
+    """The most batches received and not yet checked at any moment."""
+    events_unchecked: int = 0
+    """Events of batches neither stored (disk full) nor held in memory: never checked."""
+    read_errors: list[str] = msgspec.field(default_factory=list)
+    """Stored batches the check could not read back (skipped; the trace is unchanged)."""
+    pending: bool = False
+    """``run.json`` was written with the trace complete and the check still finishing."""
+
+
 class RunCounters(msgspec.Struct, kw_only=True):
     """The sidecar's books on one session: what came in, what was lost, what broke."""
 
     status: str
-    """``finished``, ``killed`` or ``detached`` (see :class:`RunManifest`)."""
+    """``finished``, ``killed`` or ``detached`` (see :class:`RunManifest`): judged by the
+    job's own process(es); worker processes that vanished are ``workers_vanished``."""
     events_received: int = 0
     batches_received: int = 0
     batches_written: int = 0
     batches_lost: int = 0
+    """Batches received but not saved (disk full, a write error): ``write_errors`` says why."""
+    events_lost: int = 0
+    """The events of ``batches_lost``."""
     events_dropped: int = 0
     batches_missing: int = 0
     rejected: int = 0
@@ -137,6 +162,14 @@ class RunCounters(msgspec.Struct, kw_only=True):
     checker_errors: int = 0
     producers: list[ProducerSummary] = msgspec.field(default_factory=list)
     write_errors: list[str] = msgspec.field(default_factory=list)
+    """Distinct reasons writes failed (each said once, however many batches it cost)."""
+    workers_vanished: list[int] = msgspec.field(default_factory=list)
+    """Pids of traced worker processes (started by another traced process, e.g. a
+    ``multiprocessing.Pool``'s) that ended without a goodbye -- a pool terminated by
+    ``with Pool()`` -- while the job's own process ended normally: the run is not
+    ``killed`` for them, but their traces stop early."""
+    live_check: LiveCheckLag | None = None
+    """How the live check kept up (None: no invariants to check)."""
 
 
 # -- the sidecar's stdout lines ----------------------------------------------------------

@@ -9,11 +9,13 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from traincheck.records import InvariantOutcomes, RunCounters
+from traincheck.records import InvariantOutcomes, LiveCheckLag, RunCounters
 from traincheck.tracedir import LIVE_RESULTS_NAME
 
 MAX_NOT_TRIGGERED_LISTED = 3
 """Never-triggered invariants named in the summary; the rest are in not_triggered.log."""
+
+MAX_PIDS_LISTED = 8
 
 
 def summary_lines(summary: RunCounters, trace_dir: Path) -> list[str]:
@@ -29,13 +31,41 @@ def summary_lines(summary: RunCounters, trace_dir: Path) -> list[str]:
     lines.extend(outcome_lines(summary.invariant_outcomes))
     lines.extend(f"rejected: {reason}" for reason in summary.rejected_reasons)
     lines.extend(f"trace write error: {error}" for error in summary.write_errors)
+    if summary.batches_lost:
+        lines.append(
+            f"not saved: {summary.batches_lost} batches ({summary.events_lost} events); "
+            "the rest of the trace is readable"
+        )
+    lines.extend(lag_lines(summary.live_check))
     if summary.checker_errors:
         lines.append(f"checker errors: {summary.checker_errors} (see alerts above)")
     if summary.status == "killed":
         lines.append("a traced process ended without saying goodbye; the trace stops there")
+    if summary.workers_vanished:
+        pids = ", ".join(map(str, summary.workers_vanished[:MAX_PIDS_LISTED]))
+        more = " ..." if len(summary.workers_vanished) > MAX_PIDS_LISTED else ""
+        lines.append(
+            f"{len(summary.workers_vanished)} worker process(es) ended without saying "
+            f"goodbye (pid {pids}{more}), e.g. terminated by their pool; their traces stop there"
+        )
     elif summary.status == "detached":
         lines.append("detached; the job keeps running (traincheck-attach again to resume)")
     lines.append(f"trace: {trace_dir}")
+    return lines
+
+
+def lag_lines(lag: LiveCheckLag | None) -> list[str]:
+    """Said only when the live check fell behind storage: how far, and what it then
+    read back from the stored trace (a check that kept up says nothing)."""
+    if lag is None or not (lag.batches_from_disk or lag.events_unchecked or lag.read_errors):
+        return []
+    lines = [
+        f"live check fell behind (at most {lag.most_behind_batches} batches): "
+        f"{lag.batches_from_disk} batches checked from the stored trace"
+    ]
+    if lag.events_unchecked:
+        lines.append(f"live check skipped {lag.events_unchecked} events (not saved, no room)")
+    lines.extend(f"live check could not read back: {error}" for error in lag.read_errors)
     return lines
 
 

@@ -6,6 +6,7 @@ path, so each file is spelled in one place::
 
     TRACE_DIR/
       run.json                manifest (RunManifest), replaced atomically
+      .run.json.reserve       space held for the last run.json on a full disk (while running)
       segment-00000.tcs ...   framed event batches (traincheck.sidecar.segment_codec)
       tracer-<pid>.json       exit counters of each traced process (TracerExitCounters)
       tracing_plan.json       the plan the run was traced with (TracingPlan)
@@ -63,6 +64,12 @@ class TraceDir:
     def manifest_tmp(self) -> Path:
         """Where ``run.json`` is written before it is renamed into place."""
         return self.root / f".{MANIFEST_NAME}.tmp"
+
+    @property
+    def manifest_reserve(self) -> Path:
+        """Disk space the sidecar holds while it runs and gives up for ``run.json``'s
+        last word when the disk is full (removed at the end)."""
+        return self.root / f".{MANIFEST_NAME}.reserve"
 
     def segment(self, index: int) -> Path:
         return self.root / f"segment-{index:05d}.tcs"

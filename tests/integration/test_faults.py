@@ -5,6 +5,7 @@ happened. Killed jobs and Ctrl-C are covered in test_launcher_run / test_e2e_bac
 from __future__ import annotations
 
 import itertools
+import json
 import re
 import resource
 import statistics
@@ -16,7 +17,11 @@ import pytest
 from conftest import SCRIPTS, cli, python_cmd
 from test_attach import manifest, private_environment, run, start, wait_for_line
 
+from traincheck.catalogue import CLIP_GRAD_NORM, OPTIMIZER_STEP
+from traincheck.events import RunEnd
+from traincheck.sidecar.check_follower import SLOW_CHECK_ENV
 from traincheck.sidecar.store import read_trace
+from traincheck.tracedir import TraceDir
 
 SLOW_TRAIN = SCRIPTS / "e2e_slow_train.py"
 
@@ -131,11 +136,85 @@ def test_full_disk_job_continues_and_sidecar_says_what_it_lost(
     )
     assert result.returncode == 0, result.stderr
     assert "done in" in result.stdout
-    assert "cannot save the trace" in result.stderr
-    assert re.search(r"trace write error: File too large", result.stderr), result.stderr
+    assert result.stderr.count("cannot save the trace") == 1, result.stderr
+    assert result.stderr.count("trace write error: File too large") == 1, result.stderr
     assert "Traceback" not in result.stderr
     stored = read_trace(trace)  # what fit is readable
-    assert stored.batches and manifest(trace)["counters"]["batches_lost"] > 0
+    counters = manifest(trace)["counters"]
+    assert stored.batches and counters["batches_lost"] > 0
+    assert (
+        sum(len(b.events) for b in stored.batches) + counters["events_lost"]
+        == (counters["events_received"])
+    )
+
+
+IN_USER_NAMESPACE = ("unshare", "--user", "--map-root-user", "--mount")
+"""Run as root of a user namespace with its own mounts: a tmpfs without privileges."""
+
+
+def small_tmpfs_unavailable(tmp_path: Path) -> str | None:
+    """Why a tmpfs cannot be mounted in a user namespace here, or None if it can."""
+    probe = tmp_path / "probe"
+    probe.mkdir()
+    try:
+        result = subprocess.run(
+            [*IN_USER_NAMESPACE, "sh", "-c", 'mount -t tmpfs -o size=64k tmpfs "$0"', str(probe)],
+            capture_output=True,
+            text=True,
+            timeout=30,
+        )
+    except OSError as exc:
+        return f"no unshare: {exc}"
+    if result.returncode != 0:
+        return f"no tmpfs in a user namespace here: {result.stderr.strip()[:120]}"
+    return None
+
+
+def test_a_full_tmpfs_costs_the_job_nothing_and_run_json_says_what_was_lost(
+    env: dict[str, str], tmp_path: Path
+) -> None:
+    """A real full filesystem: a 512 KiB tmpfs mounted in a user namespace (no root
+    needed; skipped where unprivileged user namespaces are off, e.g. most
+    containers -- the RLIMIT_FSIZE test above covers the same path there). The
+    trace fills it; the job runs on, the sidecar says so once, counts every event
+    it could not save, and still writes the final ``run.json`` (space reserved for
+    it at the start). The namespace's mount vanishes with it, so the trace is
+    copied out first."""
+    reason = small_tmpfs_unavailable(tmp_path)
+    if reason is not None:
+        pytest.skip(reason)
+    mount, copy = tmp_path / "small", tmp_path / "copy"
+    mount.mkdir(mode=0o700)
+    script = (
+        'mount -t tmpfs -o size=512k,mode=0700 tmpfs "$0" || exit 99; '
+        '"$@"; code=$?; cp -a "$0/trace" "$0.copy"; exit $code'
+    )
+    job = python_cmd(SLOW_TRAIN, "--steps", "400", "--sleep-s", "0")
+    command = [cli("traincheck-run"), "-o", str(mount / "trace"), "--", *job]
+    result = subprocess.run(
+        [*IN_USER_NAMESPACE, "sh", "-c", script, str(mount), *command],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=300,
+    )
+    Path(f"{mount}.copy").rename(copy)
+    assert result.returncode == 0, result.stderr
+    assert "done in" in result.stdout
+    assert result.stderr.count("cannot save the trace") == 1, result.stderr
+    assert "Traceback" not in result.stderr
+    run_json = manifest(copy)
+    assert run_json["status"] == "finished", run_json
+    counters = run_json["counters"]
+    assert counters["batches_lost"] > 0 and counters["events_lost"] > 0, counters
+    assert counters["write_errors"] == [f"No space left on device ({mount / 'trace'})"]
+    stored = read_trace(copy)
+    assert stored.warnings == [] and stored.batches
+    assert (
+        sum(len(b.events) for b in stored.batches) + counters["events_lost"]
+        == (counters["events_received"])
+    )
+    assert sorted(p.name for p in copy.glob(".run.json*")) == []  # no reserve, no temp
 
 
 def test_corrupt_and_truncated_segments_lose_only_the_damage(
@@ -241,3 +320,134 @@ def test_pool_workers_that_exit_cleanly_leave_a_finished_run(
     assert len(producers) == 3, producers  # the job and its two workers
     assert all(p["run_end"] for p in producers), producers
     assert run_json["status"] == "finished"
+
+
+def test_pool_workers_terminated_by_their_pool_are_reported_apart_from_the_job(
+    env: dict[str, str], tmp_path: Path
+) -> None:
+    """``with Pool()`` terminates its workers (SIGTERM) when the block ends: they never
+    say goodbye. The run is judged by the job's own process, which ended normally:
+    ``finished``, with the vanished workers listed (was: ``killed``, "the trace stops
+    there")."""
+    trace = tmp_path / "trace"
+    job = python_cmd(SCRIPTS / "pool_workers.py", "--with-block")
+    result = subprocess.run(
+        [cli("traincheck-run"), "-o", str(trace), "--", *job],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=120,
+    )
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.startswith("losses ")
+    run_json = manifest(trace)
+    counters = run_json["counters"]
+    producers = {p["pid"]: p for p in counters["producers"]}
+    assert len(producers) == 3, producers  # the job and its two workers
+    (job_pid,) = [pid for pid, p in producers.items() if p["ppid"] not in producers]
+    workers = sorted(pid for pid in producers if pid != job_pid)
+    assert all(producers[pid]["ppid"] == job_pid for pid in workers), producers
+    assert producers[job_pid]["run_end"], producers
+    silent = sorted(pid for pid in workers if not producers[pid]["run_end"])
+    assert silent, "the pool's workers said goodbye: nothing here tests a terminated pool"
+    assert run_json["status"] == "finished", run_json
+    assert counters["workers_vanished"] == silent
+    assert f"{len(silent)} worker process(es) ended without saying goodbye" in result.stderr
+    assert "the trace stops there" not in result.stderr
+
+
+def test_a_job_whose_own_process_is_killed_is_still_killed(
+    env: dict[str, str], tmp_path: Path
+) -> None:
+    """The other side of judging by the job's own process: when that process is
+    SIGKILLed, the run is ``killed``."""
+    trace = tmp_path / "trace"
+    job = python_cmd(SLOW_TRAIN, "--steps", "100000", "--sleep-s", "0.01")
+    with start([cli("traincheck-run"), "-o", str(trace), "--", *job], env) as launcher:
+        wait_for_line(launcher.stdout, "step 5 ")
+        job_process(launcher.pid).kill()
+        _, stderr = launcher.communicate(timeout=60)
+    assert launcher.returncode == 137, stderr
+    run_json = manifest(trace)
+    assert run_json["status"] == "killed", run_json
+    assert run_json["counters"]["workers_vanished"] == []
+
+
+def cover_invariants(path: Path, first: str, then: str, text: str) -> Path:
+    """An invariants file of one relation: ``first`` is called before every ``then``."""
+    invariants = pytest.importorskip("traincheck.analysis.invariants")
+    file_io = pytest.importorskip("traincheck.analysis.invariants_file")
+    inv = invariants.make_invariant(
+        "FunctionCoverRelation",
+        (invariants.APIParam(first), invariants.APIParam(then)),
+        None,
+        group="func_cover",
+        text_description=text,
+        num_positive_examples=10,
+        num_negative_examples=0,
+    )
+    file_io.dump_invariants(invariants.InvariantSet((inv,)), path)
+    return path
+
+
+@pytest.mark.timeout(600)
+def test_a_slow_live_check_costs_no_stored_event_and_misses_no_violation(
+    env: dict[str, str], tmp_path: Path
+) -> None:
+    """The live check sleeps after every batch (``TRAINCHECK_TEST_SLOW_CHECK_S``, a
+    test-only slowdown of the checker thread), so it falls far behind a job whose
+    every step violates an invariant (clip_grad_norm_ is never called). Storage
+    follows the job anyway: every event the tracer sent is stored (its
+    exit counters say how many), none dropped or missing; the check catches up after
+    the job and its verdict equals an offline check of the stored trace. Before,
+    storing waited for checking: the backlog at the drain outlasted its 5 s limit
+    and the tail of the trace was lost."""
+    invariants = cover_invariants(
+        tmp_path / "inv.json",
+        CLIP_GRAD_NORM,
+        OPTIMIZER_STEP,
+        "clip_grad_norm_ is called before every step",
+    )
+    trace = tmp_path / "trace"
+    job = python_cmd(SLOW_TRAIN, "--steps", "100", "--sleep-s", "0.02")
+    options = ["-o", str(trace), "-i", str(invariants), "--sidecar-timeout-s", "500"]
+    result = subprocess.run(
+        [cli("traincheck-run"), *options, "--", *job],
+        capture_output=True,
+        text=True,
+        env={**env, SLOW_CHECK_ENV: "0.25"},
+        timeout=560,
+    )
+    assert result.returncode == 0, result.stderr
+    run_json = manifest(trace)
+    assert run_json["status"] == "finished", run_json
+    counters = run_json["counters"]
+    stored = read_trace(trace)
+    assert stored.warnings == []
+    ends = [s.event for s in stored.events() if isinstance(s.event, RunEnd)]
+    assert len(ends) == 1, ends  # the job's goodbye was stored
+    # What the tracer sent in all, from the counters it wrote at exit (its RunEnd counts
+    # only what had left before it, not a backlog flushed after it).
+    (sent,), unreadable = TraceDir(trace).read_tracer_counters()
+    assert unreadable == [] and sent.events_dropped == 0 and sent.batches_dropped == 0
+    assert sum(len(b.events) for b in stored.batches) == sent.events_sent
+    assert counters["batches_missing"] == 0 and counters["batches_lost"] == 0
+    lag = counters["live_check"]
+    assert lag["batches_checked"] == counters["batches_received"] == len(stored.batches)
+    assert lag["events_unchecked"] == 0 and not lag["pending"], lag
+    live = json.loads((trace / "live_check" / "violations_summary.json").read_text())
+    offline_dir = tmp_path / "offline"
+    offline_run = subprocess.run(
+        [cli("traincheck-check"), "-f", str(trace), "-i", str(invariants), "-o", str(offline_dir)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert offline_run.returncode == 1, offline_run.stderr
+    offline = json.loads((offline_dir / "violations_summary.json").read_text())
+    assert live["total_violations"] >= 100  # one per step at least
+    assert counters["violations"] == live["total_violations"] == offline["total_violations"]
+    assert live["first_violation_step"] == offline["first_violation_step"]
+    assert [v["last_step"] for v in live["violations"]] == [
+        v["last_step"] for v in offline["violations"]
+    ]

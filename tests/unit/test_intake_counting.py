@@ -18,7 +18,7 @@ from pathlib import Path
 
 import zmq
 
-from traincheck.events import Batch, MetaChange, RunStart
+from traincheck.events import Batch, MetaChange, RunEnd, RunStart
 from traincheck.records import TracerExitCounters
 from traincheck.sidecar.receiver import IntakeLedger, read_exit_counters
 from traincheck.tracer.publisher import Publisher
@@ -166,3 +166,35 @@ def test_attached_sidecar_reports_a_job_that_ended_before_it_connected_as_finish
     sidecar.ledger.expect(int(killed.stdout), 1, os.uname().nodename)  # no counters: killed
     summary = sidecar.finish()
     assert summary.status == "killed" and summary.events_dropped == 9
+
+
+def _started(pid: int, ppid: int) -> RunStart:
+    return RunStart(0, 0, pid, ppid, 0, 0, 1, os.uname().nodename, ["x"], "3", "")
+
+
+def _ledger_of_a_pool_job() -> IntakeLedger:
+    """A job (pid 100, started by the launcher 99) with workers 101 and 102, and a
+    grandchild 103 of worker 101; only the job and worker 102 said goodbye."""
+    ledger = IntakeLedger()
+    for pid, ppid in ((100, 99), (101, 100), (102, 100), (103, 101)):
+        ledger.record_batch(_batch(0, pid, [_started(pid, ppid)]))
+    for pid in (100, 102):
+        ledger.record_batch(_batch(1, pid, [RunEnd(1, 1, 0, 0, "exit")]))
+    return ledger
+
+
+def test_the_run_is_judged_by_the_job_and_vanished_workers_are_listed_apart() -> None:
+    ledger = _ledger_of_a_pool_job()
+    assert ledger.ended_without_goodbye(100) == ([], [101, 103])
+    # Without the launcher's word (attach), the job is the process whose parent is
+    # not traced: the same verdict.
+    assert ledger.ended_without_goodbye(None) == ([], [101, 103])
+
+
+def test_a_job_process_without_goodbye_is_the_jobs_end() -> None:
+    ledger = _ledger_of_a_pool_job()
+    ledger.producers[100].run_end = False
+    assert ledger.ended_without_goodbye(100) == ([100], [101, 103])
+    # Launched through a shell (the launcher's pid is not traced): the traced
+    # processes whose parents are not traced are the job.
+    assert ledger.ended_without_goodbye(42) == ([100], [101, 103])

@@ -250,8 +250,7 @@ def serve_until_job_ends(sidecar: Sidecar, drain: DrainRequest) -> None:
     """Receive until Ctrl-C, or until no process of the job may still send."""
     next_check = time.monotonic() + 1.0
     while not drain.is_set():
-        if not sidecar.receive_once(POLL_INTERVAL_S):
-            sidecar.check.pump()  # the job went quiet: held alerts are due anyway
+        sidecar.receive_once(POLL_INTERVAL_S)
         if time.monotonic() >= next_check:
             next_check = time.monotonic() + 1.0
             if not sidecar.ledger.unfinished_alive():
