@@ -18,7 +18,7 @@ import torch
 import torch.distributed as dist
 import torch.nn.functional as F
 
-sys.path[:0] = [str(Path(__file__).resolve().parents[1])]
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from ranks import WORLD_SIZE, spawn_ranks
 from synthetic import MLP, make_dataset, parse_args, report
 

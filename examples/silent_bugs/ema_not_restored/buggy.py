@@ -29,7 +29,7 @@ class EMA:
 
     @torch.no_grad()
     def update(self, model: nn.Module) -> None:
-        for average, param in zip(self.shadow, model.parameters()):
+        for average, param in zip(self.shadow, model.parameters(), strict=True):
             average.lerp_(param, 1 - self.decay)
 
     @torch.no_grad()
@@ -38,12 +38,12 @@ class EMA:
 
     @torch.no_grad()
     def copy_to(self, model: nn.Module) -> None:
-        for average, param in zip(self.shadow, model.parameters()):
+        for average, param in zip(self.shadow, model.parameters(), strict=True):
             param.copy_(average)
 
     @torch.no_grad()
     def restore(self, model: nn.Module) -> None:
-        for saved, param in zip(self.stored, model.parameters()):
+        for saved, param in zip(self.stored, model.parameters(), strict=True):
             param.copy_(saved)
 
 
