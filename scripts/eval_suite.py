@@ -21,7 +21,12 @@ Printed table, one row per pair:
   ``root_cause`` expression, and its headline;
 - false alarms: violations raised on the extra healthy variants.
 
+``--references N`` (1 or 2) sets how many of the suite's "infer" runs are traced
+and given to inference: the two protocols of the evaluation (invariants from one
+reference run, or from two).
+
 Usage: scripts/eval_suite.py [--work-dir DIR] [--jobs N] [--only NAME ...] [--json FILE]
+                             [--references N]
 """
 
 from __future__ import annotations
@@ -88,7 +93,7 @@ def _traced(script: Path, out: Path, args: list[str], invariants: Path | None) -
     return json.loads((out / "live_check" / "violations_summary.json").read_text())
 
 
-def evaluate(pair: dict, suite: dict, work: Path) -> PairResult:
+def evaluate(pair: dict, suite: dict, work: Path, references: int) -> PairResult:
     result = PairResult(pair["name"], pair["bug"], pair["trigger_step"])
     started = time.monotonic()
     folder, pair_work = SUITE / pair["name"], work / pair["name"]
@@ -96,7 +101,7 @@ def evaluate(pair: dict, suite: dict, work: Path) -> PairResult:
     pair_work.mkdir(parents=True)
     try:
         traces = []
-        for i, args in enumerate(suite["infer"]):
+        for i, args in enumerate(suite["infer"][:references]):
             traces.append(pair_work / f"infer-{i}")
             _traced(
                 folder / "healthy.py",
@@ -196,13 +201,22 @@ def main() -> int:
     parser.add_argument("--jobs", type=int, default=2, help="pairs evaluated in parallel")
     parser.add_argument("--only", nargs="*", default=None, metavar="PAIR")
     parser.add_argument("--json", type=Path, default=None, help="also write the results here")
+    parser.add_argument(
+        "--references",
+        type=int,
+        choices=(1, 2),
+        default=2,
+        help="how many of the suite's healthy 'infer' runs invariants are inferred from",
+    )
     args = parser.parse_args()
     suite = json.loads((SUITE / "suite.json").read_text())
+    if args.references > len(suite["infer"]):
+        parser.error(f"the suite has only {len(suite['infer'])} 'infer' runs")
     pairs = [p for p in suite["pairs"] if not args.only or p["name"] in args.only]
     work = args.work_dir or Path(tempfile.mkdtemp(prefix="traincheck-eval-"))
     started = time.monotonic()
     with ThreadPoolExecutor(max_workers=max(1, args.jobs)) as pool:
-        results = list(pool.map(lambda p: evaluate(p, suite, work), pairs))
+        results = list(pool.map(lambda p: evaluate(p, suite, work, args.references), pairs))
     print(table(results))
     print(f"\n{len(pairs)} pairs in {time.monotonic() - started:.0f} s; traces under {work}")
     for r in results:

@@ -3,8 +3,9 @@
 Starting an interpreter and importing torch costs more than a few training steps,
 so the single-process examples all run in one process
 (``scripts/examples_in_one_process.py``), once untraced and once under
-``traincheck-run``; examples that re-execute themselves (the torchrun ones) run as
-their own processes. Every run goes concurrently on a small pool.
+``traincheck-run``; examples that start processes of their own (the torchrun ones
+re-execute themselves, the ``mp.spawn`` ones spawn their ranks) run as their own
+processes. Every run goes concurrently on a small pool.
 """
 
 from __future__ import annotations
@@ -23,8 +24,10 @@ DRIVER = SCRIPTS / "examples_in_one_process.py"
 
 
 def _reexecutes_itself(script: Path) -> bool:
-    """Examples that turn themselves into torchrun cannot share a process."""
-    return "os.execv(" in script.read_text()
+    """Examples that turn themselves into torchrun, or spawn their ranks (the spawned
+    processes import the worker from ``__main__``), cannot share a process."""
+    text = script.read_text()
+    return "os.execv(" in text or "spawn_ranks(" in text
 
 
 def _losses(command: list[str]) -> list[str]:
@@ -37,7 +40,7 @@ def _traced(command: list[str], out: Path) -> list[str]:
     return [cli("traincheck-run"), "-o", str(out), "--", *command]
 
 
-@pytest.mark.timeout(200)
+@pytest.mark.timeout(400)
 def test_every_example_has_bit_identical_losses_traced(tmp_path: Path) -> None:
     assert EXAMPLE_SCRIPTS, "no bundled examples found"
     shared = [str(s) for s in EXAMPLE_SCRIPTS if not _reexecutes_itself(s)]
