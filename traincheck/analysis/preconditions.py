@@ -515,7 +515,7 @@ def precondition_from_json(data: Any) -> Precondition | None:
     items = data.get("preconditions")
     if not isinstance(items, list) or (not items and not context):
         raise ValueError("'preconditions' must be a non-empty list")
-    conjuncts = []
+    conjuncts: list[tuple[Clause, ...]] = []
     for item in items:
         if not isinstance(item, dict) or "clauses" not in item:
             raise ValueError("each entry of 'preconditions' must be an object with 'clauses'")
