@@ -251,6 +251,9 @@ def _value(role: str, prop: str, value: object) -> dict[str, object]:
         ("DistinctArgumentRelation", [API, _value("input", "digest", "always")],
          "DistinctArgumentRelation: the ValueParam must have prop 'digest' and value 'ranks' "
          "or 'consecutive calls'"),
+        ("DataOrderRelation", [API, _value("input", "digest", "epochs")],
+         "DataOrderRelation: the ValueParam must have role 'output', prop 'digest' and value "
+         "'epochs' or 'steps'"),
     ],
 )  # fmt: skip
 def test_params_are_checked_against_the_relation_declaration(

@@ -11,6 +11,7 @@ from traincheck.analysis.relations.consistent_input import ConsistentInputRelati
 from traincheck.analysis.relations.consistent_input_output import ConsistentInputOutputRelation
 from traincheck.analysis.relations.consistent_output import ConsistentOutputRelation
 from traincheck.analysis.relations.cover import FunctionCoverRelation
+from traincheck.analysis.relations.data_order import DataOrderRelation
 from traincheck.analysis.relations.distinct_argument import DistinctArgumentRelation
 from traincheck.analysis.relations.lead import FunctionLeadRelation
 from traincheck.analysis.relations.single_update import SingleUpdateRelation
@@ -27,6 +28,7 @@ _RELATIONS: dict[str, AnyRelation] = {
         ConsistentInputRelation(),
         ConsistentInputOutputRelation(),
         ConsistentOutputRelation(),
+        DataOrderRelation(),
         DistinctArgumentRelation(),
         FunctionCoverRelation(),
         FunctionLeadRelation(),
