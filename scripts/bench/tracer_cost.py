@@ -45,6 +45,30 @@ while True:
     sock.recv()
 """
 
+
+def _before_issue_10() -> frozenset[str]:
+    from traincheck import catalogue
+
+    added = {
+        *catalogue.FUNCTIONAL_APIS,
+        *catalogue.GRAD_SCALER_APIS.values(),
+        catalogue.AUTOCAST_ENTER,
+        catalogue.AUTOCAST_EXIT,
+        catalogue.SAMPLER_SET_EPOCH,
+        catalogue.SAMPLER_ITER,
+        catalogue.DATALOADER_NEXT,
+        catalogue.TENSOR_REQUIRES_GRAD,
+        catalogue.MODULE_STATE_DICT,
+        catalogue.TORCH_SAVE,
+        catalogue.TORCH_LOAD,
+    }
+    return catalogue.DEFAULT_APIS - added
+
+
+SUBMODULE_CALL = "torch.nn.Module.forward"
+BEFORE_ISSUE_10 = _before_issue_10()
+"""The APIs traced before sub-module, functional, AMP and data tracing were added
+(sub-module calls included: the next row leaves them out too)."""
 STEP_HOOK_ONLY = frozenset({"torch.optim.Optimizer.step"})
 BLOCK_STEPS = 10
 SKIPPED_PER_BLOCK = 2
@@ -109,6 +133,11 @@ def measure(blocks: int, timed_steps: int, model_kind: str) -> None:
     no_state = dataclasses.replace(full, param_digests=False, grad_states=False)
     variants = {
         "full tracing": full,
+        "no sub-module calls": dataclasses.replace(full, module_depth=0),
+        "APIs traced before issue 10": dataclasses.replace(full, apis=BEFORE_ISSUE_10),
+        "... and no sub-module calls": dataclasses.replace(
+            full, apis=BEFORE_ISSUE_10 - {SUBMODULE_CALL}
+        ),
         "no parameter digests": dataclasses.replace(full, param_digests=False),
         "no gradient states": dataclasses.replace(full, grad_states=False),
         "no variable state": no_state,
@@ -185,6 +214,8 @@ def hook_times(hooks: Hooks, step: Callable[[], None], steps: int) -> list[tuple
         (TorchHooks, "_end_call"),
         (TorchHooks, "_begin_module_call"),
         (TorchHooks, "_end_module_call"),
+        (TorchHooks, "_begin_submodule_call"),
+        (TorchHooks, "_end_submodule_call"),
         (Tracer, "record_params"),
         (Tracer, "begin_call"),
         (Tracer, "end_call"),

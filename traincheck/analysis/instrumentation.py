@@ -104,6 +104,7 @@ def tracing_plan(
     models_to_track: tuple[str, ...] | None = None,
     sampling_interval: int = 1,
     warm_up_steps: int = 0,
+    module_depth: int | None = None,
 ) -> TracingPlan:
     """The tracer's plan for checking ``invariants``: their APIs and variables only."""
     section = instrumentation_for(invariants)
@@ -120,6 +121,7 @@ def tracing_plan(
         warm_up_steps=warm_up_steps,
         input_digests=digests,
         module_classes=module_classes_for(invariants),
+        module_depth=module_depth,
     )
 
 
