@@ -209,3 +209,17 @@ def test_outputs_are_identical_with_and_without_sub_module_tracing() -> None:
     expected = model(x)
     for _ in traced(TracingPlan()):
         assert torch.equal(model(x), expected)
+
+
+def test_a_compiled_model_reports_its_outermost_call_only(recorder: ListRecorder) -> None:
+    """Inside a graph dynamo compiles, the wrapper steps aside (no event, no graph break)."""
+    torch.manual_seed(0)
+    model = MLP().eval()
+    x = torch.randn(3, 8)
+    expected = model(x)
+    recorder.calls.clear()
+    compiled = torch.compile(model, backend="eager", fullgraph=True)  # a break would raise
+    assert torch.equal(compiled(x), expected)
+    assert len(recorder.of(MODULE_CALL)) == 1
+    assert recorder.of(SUBMODULE_CALL) == []
+    assert recorder.errors == []

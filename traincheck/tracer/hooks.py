@@ -234,12 +234,12 @@ class TorchHooks:
         def __call__(module: torch.nn.Module, *args: Any, **kwargs: Any) -> Any:
             depth = getattr(local, "depth", 0)
             if depth:
-                if not nested:
+                # While dynamo compiles, touch nothing: not even the depth counter
+                # (a store dynamo would have to trace).
+                if not nested or compiling():
                     return original(module, *args, **kwargs)
-                if (
-                    (max_depth is not None and depth >= max_depth)
-                    or (classes is not None and type(module).__name__ not in classes)
-                    or compiling()
+                if (max_depth is not None and depth >= max_depth) or (
+                    classes is not None and type(module).__name__ not in classes
                 ):
                     local.depth = depth + 1
                     try:
