@@ -77,7 +77,9 @@ def test_exactly_one_script_is_required(script: Path, capsys: pytest.CaptureFixt
 def test_module_depth_flag_reaches_the_plan(script: Path) -> None:
     plan = parse_settings(["--pyscript", str(script), "--module-depth", "1"]).tracing_plan
     assert plan is not None and plan.module_depth == 1
-    assert parse_settings(["--pyscript", str(script)]).tracing_plan is None  # every depth: the default
+    assert (
+        parse_settings(["--pyscript", str(script)]).tracing_plan is None
+    )  # every depth: the default
 
 
 def test_negative_module_depth_is_one_line_and_exit_2(

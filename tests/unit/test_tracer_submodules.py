@@ -1,96 +1,21 @@
 """Sub-module calls: every module call below the outermost one, with its qualified name.
 
-The hooks run in this process against :class:`ListRecorder`, a real
-:class:`~traincheck.tracer.recorder.Recorder` that keeps the calls it is given
-(the publishing side is tested elsewhere), on real torch modules.
+The hooks run in this process against ``ListRecorder`` (tests/unit/listrecorder.py),
+on real torch modules.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Iterator
 
 import pytest
 import torch
+from listrecorder import Call, ListRecorder
 
 from traincheck.catalogue import MODULE_CALL, SUBMODULE_CALL
-from traincheck.events import ArgValue, StatePhase
 from traincheck.tracer.hooks import TorchHooks
-from traincheck.tracer.meta import MetaState
 from traincheck.tracer.models import unwrap_model
 from traincheck.tracing_plan import TracingPlan
-
-
-@dataclass
-class Call:
-    api: str
-    args: dict[str, ArgValue]
-    depth: int
-    result: ArgValue | None = None
-    exception: str | None = None
-
-
-@dataclass
-class ListRecorder:
-    """Records calls in memory; the nesting depth stands for the parent id."""
-
-    plan: TracingPlan = field(default_factory=TracingPlan)
-    armed: bool = True
-    recording: bool = True
-    calls: dict[int, Call] = field(default_factory=dict)
-    errors: list[str] = field(default_factory=list)
-    _open: list[int] = field(default_factory=list)
-
-    def __post_init__(self) -> None:
-        self.meta = MetaState(lambda key, value: None)
-
-    def begin_call(
-        self, api: str, args: tuple[ArgValue, ...] = (), *, training_api: bool = True
-    ) -> int:
-        call_id = len(self.calls) + 1
-        self.calls[call_id] = Call(api, {a.name: a for a in args}, len(self._open))
-        self._open.append(call_id)
-        return call_id
-
-    def end_call(
-        self,
-        call_id: int,
-        api: str,
-        *,
-        result: ArgValue | None = None,
-        exception: BaseException | None = None,
-    ) -> None:
-        assert self._open.pop() == call_id
-        self.calls[call_id].result = result
-        self.calls[call_id].exception = type(exception).__name__ if exception else None
-
-    def record_params(
-        self,
-        call_id: int,
-        phase: StatePhase,
-        params: Sequence[tuple[str, torch.Tensor]],
-        *,
-        with_digest: bool,
-    ) -> None:
-        pass
-
-    def flush_at_step(self) -> None:
-        pass
-
-    def learn_rank(self, rank: int, world_size: int) -> None:
-        pass
-
-    def enter_backward(self) -> bool:
-        return True
-
-    def exit_backward(self) -> None:
-        pass
-
-    def report_error(self, where: str, exc: BaseException) -> None:
-        self.errors.append(f"{where}: {exc}")
-
-    def of(self, api: str) -> list[Call]:
-        return [c for c in self.calls.values() if c.api == api]
 
 
 class Block(torch.nn.Module):
@@ -154,7 +79,11 @@ def test_every_depth_is_traced_with_qualified_name_mode_and_tensors(
     head = subs[-1]
     assert (head.args["input"].shape, head.args["input"].dtype) == ((4, 8), "torch.float32")
     assert head.result is not None
-    assert (head.result.shape, head.result.dtype, head.result.device) == ((4, 2), "torch.float32", "cpu")
+    assert (head.result.shape, head.result.dtype, head.result.device) == (
+        (4, 2),
+        "torch.float32",
+        "cpu",
+    )
     assert recorder.errors == []
 
 
@@ -180,7 +109,9 @@ def test_depth_and_classes_limit_what_is_traced() -> None:
     for recorder in traced(TracingPlan(grad_states=False, param_digests=False, module_depth=1)):
         MLP()(torch.zeros(2, 8))
         assert names(recorder.of(SUBMODULE_CALL)) == ["MLP.block1", "MLP.head"]
-    plan = TracingPlan(grad_states=False, param_digests=False, module_classes=frozenset({"Dropout"}))
+    plan = TracingPlan(
+        grad_states=False, param_digests=False, module_classes=frozenset({"Dropout"})
+    )
     for recorder in traced(plan):
         MLP()(torch.zeros(2, 8))
         assert names(recorder.of(SUBMODULE_CALL)) == ["MLP.block1.drop"]

@@ -31,6 +31,7 @@ constant while tracing): a traced call inside a compiled graph would break it.
 from __future__ import annotations
 
 import threading
+import weakref
 from collections.abc import Callable
 from typing import Any
 
@@ -247,18 +248,26 @@ def _sampler_args(args: tuple[Any, ...], kwargs: dict[str, Any]) -> tuple[ArgVal
 class _LoaderOrdinals:
     """Each dataset a process iterates gets an ordinal (``"0"``, ``"1"``...) in first-use
     order: the training loader and the validation loader of two runs of one script
-    get the same ones, so the DataOrder relation can follow each loader's batches."""
+    get the same ones, so the DataOrder relation can follow each loader's batches.
+
+    Datasets are held weakly (one may hold the whole data in memory); one that cannot
+    be referenced weakly is known by its id alone."""
 
     def __init__(self) -> None:
-        self._ordinals: dict[int, tuple[object, str]] = {}
+        self._ordinals: dict[int, tuple[weakref.ref[object] | None, str]] = {}
+        self._count = 0
 
     def of(self, dataset: object) -> str:
         entry = self._ordinals.get(id(dataset))
-        if entry is not None and entry[0] is dataset:
+        if entry is not None and (entry[0] is None or entry[0]() is dataset):
             return entry[1]
-        ordinal = str(len(self._ordinals))
-        # Held strongly: a dataset lives as long as its loader, and there are a few.
-        self._ordinals[id(dataset)] = (dataset, ordinal)
+        try:
+            ref: weakref.ref[object] | None = weakref.ref(dataset)
+        except TypeError:
+            ref = None
+        ordinal = str(self._count)
+        self._count += 1
+        self._ordinals[id(dataset)] = (ref, ordinal)
         return ordinal
 
 
@@ -334,18 +343,7 @@ def batch_digest(tensor: torch.Tensor) -> int | None:
 def _wrap_state(tracer: Recorder, patches: Patches) -> None:
     plan = tracer.plan
     if plan.traces(TENSOR_REQUIRES_GRAD):
-        original = torch.Tensor.requires_grad_
-        traced_call = _guarded(tracer, TENSOR_REQUIRES_GRAD, original, _requires_grad_args)
-        parameter = torch.nn.Parameter
-
-        def requires_grad_(tensor: torch.Tensor, *args: Any, **kwargs: Any) -> Any:
-            # Parameters only: freezing a layer is the bug; torch itself calls this on
-            # every gradient in ``zero_grad(set_to_none=False)``.
-            if isinstance(tensor, parameter):
-                return traced_call(tensor, *args, **kwargs)
-            return original(tensor, *args, **kwargs)
-
-        _patch(patches, torch.Tensor, "requires_grad_", requires_grad_)
+        _wrap_requires_grad(tracer, patches)
     if plan.traces(MODULE_STATE_DICT):
         outermost = threading.local()  # state_dict recurses into every submodule
         original = torch.nn.Module.__dict__["state_dict"]
@@ -362,6 +360,21 @@ def _wrap_state(tracer: Recorder, patches: Patches) -> None:
             for owner in (torch, torch.serialization):
                 if getattr(owner, attr, None) is original:
                     _patch(patches, owner, attr, wrapper)
+
+
+def _wrap_requires_grad(tracer: Recorder, patches: Patches) -> None:
+    original = torch.Tensor.requires_grad_
+    traced_call = _guarded(tracer, TENSOR_REQUIRES_GRAD, original, _requires_grad_args)
+    parameter = torch.nn.Parameter
+
+    def requires_grad_(tensor: torch.Tensor, *args: Any, **kwargs: Any) -> Any:
+        # Parameters only: freezing a layer is the bug; torch itself calls this on
+        # every gradient in ``zero_grad(set_to_none=False)``.
+        if isinstance(tensor, parameter):
+            return traced_call(tensor, *args, **kwargs)
+        return original(tensor, *args, **kwargs)
+
+    _patch(patches, torch.Tensor, "requires_grad_", requires_grad_)
 
 
 def _requires_grad_args(args: tuple[Any, ...], kwargs: dict[str, Any]) -> tuple[ArgValue, ...]:
