@@ -292,9 +292,11 @@ class TorchHooks:
         if not tracer.armed or not tracer.recording:
             return 0
         try:
+            # Not a training API of its own: the outermost call already moved the stage.
             return tracer.begin_call(
                 SUBMODULE_CALL,
                 self._submodule_args(module) + module_input_arg(args, with_digest=False),
+                training_api=False,
             )
         except Exception as exc:
             tracer.report_error("sub-module call wrapper", exc)
