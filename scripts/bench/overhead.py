@@ -85,7 +85,7 @@ def main() -> None:
             "--module-depth",
             "0",
             "--output-dir",
-            str(work / f"depth0{r}"),
+            str(work / f"outer{r}"),
             "--",
             *python,
         ],
@@ -143,7 +143,7 @@ def main() -> None:
 
     sizes = {
         "traincheck-run (full tracing)": dir_bytes(work / "full0"),
-        "traincheck-run --module-depth 0 (outermost module call only)": dir_bytes(work / "depth0"),
+        "traincheck-run --module-depth 0 (outermost module call only)": dir_bytes(work / "outer0"),
         "traincheck-run --invariants (live check)": dir_bytes(work / "check0"),
         "traincheck-run --invariants --selective": dir_bytes(work / "selective0"),
     }
