@@ -62,6 +62,14 @@ def add_tracing_arguments(parser: argparse.ArgumentParser, *, selective_flag: bo
         metavar="N",
         help="record every one of the first N optimizer steps (default: 0)",
     )
+    group.add_argument(
+        "--module-depth",
+        type=int,
+        default=None,
+        metavar="N",
+        help="trace module calls down to N levels below the outermost one (default: "
+        "every level; 0: the outermost call only)",
+    )
 
 
 def tracing_plan(
@@ -71,6 +79,9 @@ def tracing_plan(
     With ``selective`` the sidecar narrows it to what the invariants need."""
     interval = _at_least(args.sampling_interval, 1, "--sampling-interval")
     warm_up = _at_least(args.warm_up_steps, 0, "--warm-up-steps")
+    depth = getattr(args, "module_depth", None)
+    if depth is not None:
+        depth = _at_least(depth, 0, "--module-depth")
     if selective and invariants is None:
         raise UserError("selective tracing needs --invariants")
     plan = TracingPlan(
@@ -78,6 +89,7 @@ def tracing_plan(
         models_to_track=tuple(args.models_to_track) if args.models_to_track else None,
         sampling_interval=interval,
         warm_up_steps=warm_up,
+        module_depth=depth,
     )
     return None if plan == TracingPlan() else plan
 

@@ -55,6 +55,7 @@ def decide_plan(
         models_to_track=base.models_to_track,
         sampling_interval=base.sampling_interval,
         warm_up_steps=base.warm_up_steps,
+        module_depth=base.module_depth,
     )
 
 

@@ -21,6 +21,40 @@ MODULE_TRAIN = "torch.nn.Module.train"
 MODULE_EVAL = "torch.nn.Module.eval"
 MODULE_TO = "torch.nn.Module.to"
 MODULE_LOAD_STATE_DICT = "torch.nn.Module.load_state_dict"
+SUBMODULE_CALL = "torch.nn.Module.forward"
+"""Every module call *below* the outermost one (``MODULE_CALL``), with the module's
+qualified name (``MLP.block1.attn``): a separate name, so the invariants of the whole
+model's call keep their meaning and the sub-layers get their own."""
+
+FUNCTIONAL_APIS = tuple(
+    f"torch.nn.functional.{name}"
+    for name in (
+        "dropout",
+        "scaled_dot_product_attention",
+        "layer_norm",
+        "batch_norm",
+        "cross_entropy",
+        "nll_loss",
+        "mse_loss",
+    )
+)
+"""The ``torch.nn.functional`` calls traced with the arguments silent bugs get wrong."""
+
+GRAD_SCALER_APIS = {
+    attr: f"torch.amp.GradScaler.{attr}" for attr in ("scale", "unscale_", "step", "update")
+}
+"""``torch.amp.GradScaler`` methods, by attribute."""
+
+AUTOCAST_ENTER = "torch.autocast.__enter__"
+AUTOCAST_EXIT = "torch.autocast.__exit__"
+SAMPLER_SET_EPOCH = "torch.utils.data.DistributedSampler.set_epoch"
+SAMPLER_ITER = "torch.utils.data.Sampler.__iter__"
+DATALOADER_NEXT = "torch.utils.data.DataLoader.__next__"
+"""One call per batch a DataLoader iterator yields; its result carries the batch digest."""
+TENSOR_REQUIRES_GRAD = "torch.Tensor.requires_grad_"
+MODULE_STATE_DICT = "torch.nn.Module.state_dict"
+TORCH_SAVE = "torch.save"
+TORCH_LOAD = "torch.load"
 
 LOSS_ARG = "loss"
 """The ``Tensor.backward`` argument that carries the loss value (read from one-element
@@ -58,6 +92,18 @@ DEFAULT_APIS: frozenset[str] = frozenset(
         MODULE_EVAL,
         MODULE_TO,
         MODULE_LOAD_STATE_DICT,
+        SUBMODULE_CALL,
+        *FUNCTIONAL_APIS,
+        *GRAD_SCALER_APIS.values(),
+        AUTOCAST_ENTER,
+        AUTOCAST_EXIT,
+        SAMPLER_SET_EPOCH,
+        SAMPLER_ITER,
+        DATALOADER_NEXT,
+        TENSOR_REQUIRES_GRAD,
+        MODULE_STATE_DICT,
+        TORCH_SAVE,
+        TORCH_LOAD,
         *(f"torch.distributed.{name}" for name in COLLECTIVES),
     }
 )

@@ -53,6 +53,10 @@ class TracingPlan:
     ``state_points``: the points where variable state is recorded, as ``(api, phase,
     with_digest)``; None means every point full tracing records (see
     :meth:`state_at`). A selective plan lists exactly the points its invariants read.
+    ``module_depth``: how many levels of module calls below the outermost one are
+    traced as ``SUBMODULE_CALL`` (None: every level; 0: none). ``module_classes``:
+    the module classes whose sub-module calls are traced (None: every class); a
+    selective plan names the classes its invariants speak of.
     """
 
     apis: frozenset[str] | None = None
@@ -64,6 +68,8 @@ class TracingPlan:
     warm_up_steps: int = 0
     input_digests: bool = True
     state_points: tuple[tuple[str, str, bool], ...] | None = None
+    module_depth: int | None = None
+    module_classes: frozenset[str] | None = None
     _state_map: dict[tuple[str, str], tuple[bool, bool]] | None = dataclasses.field(
         default=None, init=False, repr=False, compare=False
     )
@@ -132,6 +138,10 @@ class TracingPlan:
                 if self.state_points is not None
                 else None
             ),
+            "module_depth": self.module_depth,
+            "module_classes": (
+                sorted(self.module_classes) if self.module_classes is not None else None
+            ),
         }
 
 
@@ -143,6 +153,10 @@ def plan_from_json(data: Any) -> TracingPlan:
         raise ValueError(f"unsupported plan format_version {data.get('format_version')!r}")
     apis = _optional_names(data, "apis")
     models = _optional_names(data, "models_to_track")
+    classes = _optional_names(data, "module_classes")
+    depth = data.get("module_depth")
+    if depth is not None and (not isinstance(depth, int) or isinstance(depth, bool) or depth < 0):
+        raise ValueError("plan field 'module_depth' must be an integer >= 0 or null")
     return TracingPlan(
         apis=frozenset(apis) if apis is not None else None,
         param_digests=_bool(data, "param_digests", True),
@@ -153,6 +167,8 @@ def plan_from_json(data: Any) -> TracingPlan:
         warm_up_steps=_positive_int(data, "warm_up_steps", 0, minimum=0),
         input_digests=_bool(data, "input_digests", True),
         state_points=_state_points(data.get("state_points")),
+        module_depth=depth,
+        module_classes=frozenset(classes) if classes is not None else None,
     )
 
 

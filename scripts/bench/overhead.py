@@ -80,6 +80,15 @@ def main() -> None:
             "--",
             *python,
         ],
+        "traincheck-run --module-depth 0 (outermost module call only)": lambda r: [
+            str(BIN / "traincheck-run"),
+            "--module-depth",
+            "0",
+            "--output-dir",
+            str(work / f"outer{r}"),
+            "--",
+            *python,
+        ],
         "traincheck-run --invariants (live check)": lambda r: [
             str(BIN / "traincheck-run"),
             "--invariants",
@@ -134,6 +143,7 @@ def main() -> None:
 
     sizes = {
         "traincheck-run (full tracing)": dir_bytes(work / "full0"),
+        "traincheck-run --module-depth 0 (outermost module call only)": dir_bytes(work / "outer0"),
         "traincheck-run --invariants (live check)": dir_bytes(work / "check0"),
         "traincheck-run --invariants --selective": dir_bytes(work / "selective0"),
     }

@@ -45,6 +45,30 @@ while True:
     sock.recv()
 """
 
+
+def _before_issue_10() -> frozenset[str]:
+    from traincheck import catalogue
+
+    added = {
+        *catalogue.FUNCTIONAL_APIS,
+        *catalogue.GRAD_SCALER_APIS.values(),
+        catalogue.AUTOCAST_ENTER,
+        catalogue.AUTOCAST_EXIT,
+        catalogue.SAMPLER_SET_EPOCH,
+        catalogue.SAMPLER_ITER,
+        catalogue.DATALOADER_NEXT,
+        catalogue.TENSOR_REQUIRES_GRAD,
+        catalogue.MODULE_STATE_DICT,
+        catalogue.TORCH_SAVE,
+        catalogue.TORCH_LOAD,
+    }
+    return catalogue.DEFAULT_APIS - added
+
+
+SUBMODULE_CALL = "torch.nn.Module.forward"
+BEFORE_ISSUE_10 = _before_issue_10()
+"""The APIs traced before sub-module, functional, AMP and data tracing were added
+(sub-module calls included: the next row leaves them out too)."""
 STEP_HOOK_ONLY = frozenset({"torch.optim.Optimizer.step"})
 BLOCK_STEPS = 10
 SKIPPED_PER_BLOCK = 2
@@ -56,7 +80,16 @@ def main() -> None:
     parser.add_argument("--blocks", type=int, default=80, help="blocks per variant (even)")
     parser.add_argument("--timed-steps", type=int, default=500)
     parser.add_argument("--model", choices=("mlp", "cnn", "mnist"), default="mlp")
+    parser.add_argument(
+        "--clock",
+        choices=("wall", "cpu"),
+        default="wall",
+        help="cpu: the training thread's CPU time (time.thread_time_ns), which other "
+        "processes on a shared machine do not inflate; it leaves out time the thread "
+        "waits (none in this single-threaded loop)",
+    )
     args = parser.parse_args()
+    clock = time.thread_time_ns if args.clock == "cpu" else time.perf_counter_ns
 
     work = tempfile.mkdtemp(prefix="tc-cost-")
     endpoint = f"ipc://{work}/drain.sock"
@@ -65,12 +98,12 @@ def main() -> None:
         time.sleep(0.3)
         os.environ["TRAINCHECK_ENDPOINT"] = endpoint
         os.environ["TRAINCHECK_RUN_ID"] = "tracer-cost"
-        measure(args.blocks, args.timed_steps, args.model)
+        measure(args.blocks, args.timed_steps, args.model, clock)
     finally:
         drain.kill()
 
 
-def measure(blocks: int, timed_steps: int, model_kind: str) -> None:
+def measure(blocks: int, timed_steps: int, model_kind: str, clock: Callable[[], int]) -> None:
     from traincheck.tracer import bootstrap, state
     from traincheck.tracer.config import TracerConfig
 
@@ -109,6 +142,11 @@ def measure(blocks: int, timed_steps: int, model_kind: str) -> None:
     no_state = dataclasses.replace(full, param_digests=False, grad_states=False)
     variants = {
         "full tracing": full,
+        "no sub-module calls": dataclasses.replace(full, module_depth=0),
+        "APIs traced before issue 10": dataclasses.replace(full, apis=BEFORE_ISSUE_10),
+        "... and no sub-module calls": dataclasses.replace(
+            full, apis=BEFORE_ISSUE_10 - {SUBMODULE_CALL}
+        ),
         "no parameter digests": dataclasses.replace(full, param_digests=False),
         "no gradient states": dataclasses.replace(full, grad_states=False),
         "no variable state": no_state,
@@ -122,7 +160,7 @@ def measure(blocks: int, timed_steps: int, model_kind: str) -> None:
     print("(median of the differences, and its quartiles)")
     for name, plan in variants.items():
         tracer.plan = plan
-        untraced, extra = alternate(hooks, step, blocks)
+        untraced, extra = alternate(hooks, step, blocks, clock)
         q1, _, q3 = statistics.quantiles(extra, n=4)
         print(
             f"  {name:28} +{statistics.median(extra):6.1f} us   ({q1:.0f}..{q3:.0f})"
@@ -144,7 +182,7 @@ class Hooks:
 
 
 def alternate(
-    hooks: Hooks, step: Callable[[], None], blocks: int
+    hooks: Hooks, step: Callable[[], None], blocks: int, clock: Callable[[], int]
 ) -> tuple[list[float], list[float]]:
     """Median step time of each untraced block, and each traced block's excess over it."""
     untraced: list[float] = []
@@ -157,10 +195,10 @@ def alternate(
             hooks.uninstall()
         times = []
         for i in range(BLOCK_STEPS):
-            started = time.perf_counter_ns()
+            started = clock()
             step()
             if i >= SKIPPED_PER_BLOCK:
-                times.append(time.perf_counter_ns() - started)
+                times.append(clock() - started)
         median_us = statistics.median(times) / 1e3
         if traced:
             extra.append(median_us - untraced[-1])
@@ -185,6 +223,8 @@ def hook_times(hooks: Hooks, step: Callable[[], None], steps: int) -> list[tuple
         (TorchHooks, "_end_call"),
         (TorchHooks, "_begin_module_call"),
         (TorchHooks, "_end_module_call"),
+        (TorchHooks, "_begin_submodule_call"),
+        (TorchHooks, "_end_submodule_call"),
         (Tracer, "record_params"),
         (Tracer, "begin_call"),
         (Tracer, "end_call"),

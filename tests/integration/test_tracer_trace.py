@@ -44,6 +44,10 @@ TRACED_APIS = {
     "torch.nn.Module.__call__",
     "torch.nn.Module.eval",
     "torch.utils.data.DataLoader.__iter__",
+    "torch.nn.Module.forward",  # fc1, fc2 inside Net
+    "torch.nn.functional.cross_entropy",
+    "torch.utils.data.DataLoader.__next__",
+    "torch.utils.data.Sampler.__iter__",
 }
 
 

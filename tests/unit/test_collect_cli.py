@@ -72,3 +72,19 @@ def test_exactly_one_script_is_required(script: Path, capsys: pytest.CaptureFixt
     assert main([]) == 2
     assert "--pyscript" in capsys.readouterr().err
     assert main(["-p", str(script), "-s", str(script)]) == 2
+
+
+def test_module_depth_flag_reaches_the_plan(script: Path) -> None:
+    plan = parse_settings(["--pyscript", str(script), "--module-depth", "1"]).tracing_plan
+    assert plan is not None and plan.module_depth == 1
+    assert (
+        parse_settings(["--pyscript", str(script)]).tracing_plan is None
+    )  # every depth: the default
+
+
+def test_negative_module_depth_is_one_line_and_exit_2(
+    script: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert main(["--pyscript", str(script), "--module-depth", "-1"]) == 2
+    err = capsys.readouterr().err
+    assert "--module-depth" in err and err.count("\n") == 1

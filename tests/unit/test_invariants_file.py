@@ -287,6 +287,9 @@ def _state(attr: str, value: object) -> dict[str, object]:
          "NumericRangeRelation: a group ratio is about an input (a per-group setting)"),
         ("NumericRangeRelation", [API, _var("data")], "NumericRangeRelation needs params "
          "[APIParam, ValueParam]"),
+        ("DataOrderRelation", [API, _value("input", "digest", "epochs")],
+         "DataOrderRelation: the ValueParam must have role 'output', prop 'digest' and value "
+         "'epochs' or 'steps'"),
     ],
 )  # fmt: skip
 def test_params_are_checked_against_the_relation_declaration(

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from typing import Any
 
 import pytest
 
@@ -12,9 +13,16 @@ from traincheck.analysis.instrumentation import (
     uncheckable_invariants,
     untraceable_apis,
 )
-from traincheck.analysis.invariants import APIParam, InvariantSet, VarTypeParam, make_invariant
+from traincheck.analysis.invariants import (
+    APIParam,
+    Invariant,
+    InvariantSet,
+    VarTypeParam,
+    make_invariant,
+)
 from traincheck.analysis.invariants_file import dump_invariants
 from traincheck.analysis.preconditions import Clause, Precondition
+from traincheck.catalogue import SUBMODULE_CALL
 from traincheck.tracing_plan import TracingPlan, plan_from_json
 
 
@@ -167,6 +175,8 @@ def test_plan_round_trips_through_json() -> None:
         models_to_track=("Net",),
         sampling_interval=3,
         warm_up_steps=2,
+        module_depth=2,
+        module_classes=frozenset({"Dropout"}),
     )
     assert plan_from_json(json.loads(json.dumps(plan.to_json()))) == plan
     assert plan_from_json(TracingPlan().to_json()) == TracingPlan()
@@ -180,6 +190,8 @@ def test_plan_round_trips_through_json() -> None:
         ("param_digests", 1),
         ("format_version", 9),
         ("state_points", [{"api": "x", "phase": "during", "digest": False}]),
+        ("module_depth", -1),
+        ("module_classes", "Dropout"),
     ],
 )
 def test_malformed_plan_is_rejected(field: str, value: object) -> None:
@@ -196,3 +208,32 @@ def test_models_to_track_matches_name_prefixes() -> None:
     plan = TracingPlan(models_to_track=("Net",))
     assert plan.tracks("Net.fc1.weight") and plan.tracks("Net[1].fc1.weight")
     assert not plan.tracks("Network.fc1.weight")
+
+
+def _about_submodules(precondition: Precondition | None, *, first: bool = True) -> Invariant[Any]:
+    sub = APIParam(SUBMODULE_CALL)
+    params = (sub, APIParam("torch.nn.Module.__call__"))
+    return make_invariant(
+        "APIContainRelation",
+        params if first else params[::-1],
+        precondition,
+        group="g",
+        text_description=f"sub-module {precondition} {first}",
+        num_positive_examples=3,
+        num_negative_examples=0,
+    )
+
+
+def _module_is(*classes: str) -> Precondition:
+    return Precondition(tuple((Clause("constant", "args.module", "str", (c,)),) for c in classes))
+
+
+def test_sub_module_calls_are_traced_only_for_the_classes_invariants_name() -> None:
+    dropout = _about_submodules(_module_is("Dropout", "LayerNorm"))
+    assert tracing_plan(InvariantSet((dropout,))).module_classes == {"Dropout", "LayerNorm"}
+    assert tracing_plan(_invariants()).module_classes == frozenset()
+    # An invariant that reads every class's calls, or names the class of another
+    # call (the parent's), needs every class.
+    for other in (_about_submodules(None), _about_submodules(_module_is("MLP"), first=False)):
+        plan = tracing_plan(InvariantSet((dropout, other)))
+        assert plan.module_classes is None and plan.traces(SUBMODULE_CALL)

@@ -106,6 +106,15 @@ class LoopSpec:
     None: no clipping."""
     grad_norm_jump_at: int | None = None
     """From this step on, the returned norm is ten times larger."""
+    loader: str | None = None
+    """``DataLoader.__next__`` calls (a batch digest each) before every step: None (not
+    traced), ``shuffled`` (a new order every epoch), ``same_order`` (every epoch in the
+    same order: a sampler never reshuffled) or ``restarted`` (the iterator re-created
+    every step: the first batch, forever)."""
+    epoch_len: int = 5
+    """Batches per epoch of the training loader."""
+    val_batches: int = 0
+    """At every epoch's end, this many batches of a sequential validation loader."""
 
 
 @dataclass
@@ -149,6 +158,8 @@ def training_events(spec: LoopSpec) -> list[Event]:
     st.training = True
     for k in range(spec.steps):
         st.step = k
+        if spec.loader is not None:
+            events += _next_batch(st, k)
         if spec.zero_grad:
             events += _zero_grad(st, optimized)
         for _ in range(spec.accumulate):
@@ -261,6 +272,34 @@ def _forward(st: _State, training: bool) -> Iterator[Event]:
     yield _ret(st, call, ArgValue("return", "tensor", None, (32, 10), dtype, "cpu", True))
     if autocast:
         yield MetaChange(st.tick(), spec.thread, "autocast", None, st.step, st.stage)  # type: ignore[arg-type]
+
+
+LOADER_NEXT = "torch.utils.data.DataLoader.__next__"
+
+
+def _next_batch(st: _State, k: int) -> Iterator[Event]:
+    spec = st.spec
+    epoch, index = divmod(k, spec.epoch_len)
+    if spec.loader == "restarted":
+        epoch, index = k, 0
+    if index == 0 and epoch > 0 and spec.val_batches:
+        for i in range(spec.val_batches):  # the same order every epoch: sequential
+            yield from _loader_call(st, "1", i, False, f"val/{i}")
+    order = "" if spec.loader in ("same_order", "restarted") else f"{epoch}/"
+    yield from _loader_call(st, "0", index, True, f"{spec.data_seed}/{order}{index}")
+
+
+def _loader_call(st: _State, loader: str, index: int, shuffle: bool, key: str) -> Iterator[Event]:
+    args = (
+        ArgValue("loader", "str", loader),
+        ArgValue("index", "int", index),
+        ArgValue("sampler", "str", "RandomSampler" if shuffle else "SequentialSampler"),
+        ArgValue("shuffle", "bool", shuffle),
+    )
+    call = _call(st, LOADER_NEXT, args)
+    yield call
+    digest = random.Random(key).getrandbits(63)
+    yield _ret(st, call, ArgValue("batch", "tensor", digest, (32, 784), "torch.float32", "cpu"))
 
 
 def _batch_digest(st: _State) -> int:

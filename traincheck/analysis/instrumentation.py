@@ -23,7 +23,7 @@ from traincheck.analysis.invariants import (
     VarTypeParam,
 )
 from traincheck.analysis.var_attrs import ANYTHING, DATA, GRAD
-from traincheck.catalogue import traceable
+from traincheck.catalogue import SUBMODULE_CALL, traceable
 from traincheck.tracing_plan import TracingPlan
 
 
@@ -111,6 +111,7 @@ def tracing_plan(
     models_to_track: tuple[str, ...] | None = None,
     sampling_interval: int = 1,
     warm_up_steps: int = 0,
+    module_depth: int | None = None,
 ) -> TracingPlan:
     """The tracer's plan for checking ``invariants``: their APIs and variables only."""
     section = instrumentation_for(invariants)
@@ -126,7 +127,47 @@ def tracing_plan(
         sampling_interval=sampling_interval,
         warm_up_steps=warm_up_steps,
         input_digests=digests,
+        module_classes=module_classes_for(invariants),
+        module_depth=module_depth,
     )
+
+
+def module_classes_for(invariants: Iterable[Invariant[Any]]) -> frozenset[str] | None:
+    """The module classes whose sub-module calls the invariants read (None: every class).
+
+    A sub-module call is traced per layer, so a plan that needs only Dropout layers'
+    calls should not pay for every Linear's. Only an invariant *about* sub-module
+    calls (``SUBMODULE_CALL`` its first API, the one its precondition speaks of) whose
+    every disjunct names the class (``args.module == Dropout``) narrows the set; any
+    other invariant that mentions the API needs every class.
+    """
+    classes: set[str] = set()
+    for invariant in invariants:
+        apis = [p.api_full_name for p in invariant.params if isinstance(p, APIParam)]
+        if SUBMODULE_CALL not in apis:
+            continue
+        named = _classes_named(invariant) if apis[0] == SUBMODULE_CALL else None
+        if named is None:
+            return None
+        classes.update(named)
+    return frozenset(classes)
+
+
+def _classes_named(invariant: Invariant[Any]) -> set[str] | None:
+    precondition = invariant.precondition
+    if precondition is None or precondition.inverted:
+        return None
+    named: set[str] = set()
+    for conjunct in precondition.conjuncts:
+        values = [
+            c.values
+            for c in conjunct
+            if c.type == "constant" and c.prop_name == "args.module" and c.values
+        ]
+        if not values:
+            return None
+        named.update(str(v) for v in values[0])
+    return named
 
 
 def _needs_input_digest(param: object) -> bool:

@@ -13,8 +13,10 @@ the arguments and the result) is the cheapest hook that sees it:
 - ``torch.nn.Module.train`` / ``eval`` / ``to`` / ``load_state_dict`` (outermost
   call only: ``eval`` calls ``train`` on every submodule);
 - ``torch.distributed`` collectives (they run only once a process group exists);
-- ``torch.autocast``: not an event but the ``autocast`` meta-variable (the fast
-  dtype while a context is active, None otherwise), sent as ``MetaChange``.
+- ``torch.autocast``: the ``autocast`` meta-variable (the fast dtype while a
+  context is active, None otherwise), sent as ``MetaChange``; and, when the plan
+  asks, ``torch.autocast.__enter__`` / ``__exit__`` marker calls (``device_type``,
+  ``dtype``, ``enabled``) for the ordering relations.
 
 The plan (``TracingPlan.apis``) decides which are installed at all. Every
 wrapper calls the original exactly once with the user's arguments, and lets its
@@ -36,6 +38,8 @@ from typing import Any
 import torch
 
 from traincheck.catalogue import (
+    AUTOCAST_ENTER,
+    AUTOCAST_EXIT,
     CLIP_GRAD_NORM,
     CLIP_GRAD_VALUE,
     COLLECTIVES,
@@ -302,6 +306,7 @@ def _wrap_autocast(tracer: Recorder, patches: Patches) -> None:
     """``autocast`` meta-variable: set on entering a context, restored on leaving it."""
     cls = torch.amp.autocast_mode.autocast
     local = threading.local()
+    events = _autocast_events(tracer)
     enter, exit_ = cls.__dict__["__enter__"], cls.__dict__["__exit__"]
 
     def __enter__(self: Any) -> Any:
@@ -312,6 +317,8 @@ def _wrap_autocast(tracer: Recorder, patches: Patches) -> None:
                 stack = local.__dict__.setdefault("stack", [])
                 stack.append(tracer.meta.annotations.get(AUTOCAST_META))
                 tracer.meta.set_annotation(AUTOCAST_META, dtype)
+                if events is not None:
+                    events[0](self)
         except Exception as exc:
             tracer.report_error("autocast enter", exc)
         return value
@@ -322,9 +329,40 @@ def _wrap_autocast(tracer: Recorder, patches: Patches) -> None:
             stack = local.__dict__.get("stack")
             if tracer.armed and stack:
                 tracer.meta.set_annotation(AUTOCAST_META, stack.pop())
+                if events is not None:
+                    events[1](self)
         except Exception as exc:
             tracer.report_error("autocast exit", exc)
         return value
 
     patches.patch(cls, "__enter__", __enter__)
     patches.patch(cls, "__exit__", __exit__)
+
+
+def _autocast_events(
+    tracer: Recorder,
+) -> tuple[Callable[[Any], None], Callable[[Any], None]] | None:
+    """Recorders of autocast entry and exit as marker calls (opened and closed at once:
+    the context's body is not nested in them); None when the plan wants neither."""
+    enter = tracer.plan.traces(AUTOCAST_ENTER)
+    exit_ = tracer.plan.traces(AUTOCAST_EXIT)
+    if not enter and not exit_:
+        return None
+
+    def record(api: str, wanted: bool) -> Callable[[Any], None]:
+        def on(context: Any) -> None:
+            if wanted and tracer.armed and tracer.recording and not torch.compiler.is_compiling():
+                call_id = tracer.begin_call(api, _autocast_args(context), training_api=False)
+                tracer.end_call(call_id, api)
+
+        return on
+
+    return record(AUTOCAST_ENTER, enter), record(AUTOCAST_EXIT, exit_)
+
+
+def _autocast_args(context: Any) -> tuple[ArgValue, ...]:
+    return (
+        summarize("device_type", getattr(context, "device", None)),
+        summarize("dtype", str(getattr(context, "fast_dtype", None))),
+        summarize("enabled", bool(getattr(context, "_enabled", True))),
+    )

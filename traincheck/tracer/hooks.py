@@ -19,6 +19,7 @@ and adds the other hook modules' patches to :attr:`TorchHooks.patches`.
 from __future__ import annotations
 
 import threading
+import weakref
 from collections.abc import Callable
 from typing import Any
 
@@ -31,6 +32,7 @@ from traincheck.catalogue import (
     MODULE_ZERO_GRAD,
     OPTIMIZER_STEP,
     OPTIMIZER_ZERO_GRAD,
+    SUBMODULE_CALL,
     TENSOR_BACKWARD,
 )
 from traincheck.events import ArgValue
@@ -47,6 +49,9 @@ from traincheck.tracer.summaries import (
 )
 
 NamedParams = list[tuple[str, torch.Tensor]]
+
+_SUBMODULE_CACHE_SIZE = 4096
+"""Sub-module argument tuples kept (a model's modules, each in two modes)."""
 
 
 class _CallToken:
@@ -76,6 +81,10 @@ class TorchHooks:
         self.installed = False
         self._handles: list[RemovableHandle] = []
         self._local = threading.local()
+        self._call_original: Callable[..., Any] = torch.nn.Module.__call__
+        self._submodule_cache: dict[
+            tuple[int, bool], tuple[int, weakref.ref[torch.nn.Module], tuple[ArgValue, ...]]
+        ] = {}
 
     # -- install / uninstall -------------------------------------------------------------
 
@@ -216,11 +225,29 @@ class TorchHooks:
     def _wrap_module_call(self) -> Callable[..., Any]:
         hooks = self
         local = self._local
-        original = torch.nn.Module.__call__
+        original = self._call_original = torch.nn.Module.__call__
+        plan = self.tracer.plan
+        nested = plan.traces(SUBMODULE_CALL) and plan.module_depth != 0
+        max_depth = None if plan.module_depth is None else plan.module_depth + 1
+        classes = plan.module_classes
+        compiling = _is_compiling
 
         def __call__(module: torch.nn.Module, *args: Any, **kwargs: Any) -> Any:
-            if getattr(local, "depth", 0):
-                return original(module, *args, **kwargs)
+            depth = getattr(local, "depth", 0)
+            if depth:
+                # While dynamo compiles, touch nothing: not even the depth counter
+                # (a store dynamo would have to trace).
+                if not nested or compiling():
+                    return original(module, *args, **kwargs)
+                if (max_depth is not None and depth >= max_depth) or (
+                    classes is not None and type(module).__name__ not in classes
+                ):
+                    local.depth = depth + 1
+                    try:
+                        return original(module, *args, **kwargs)
+                    finally:
+                        local.depth = depth
+                return hooks._submodule_call(module, depth, args, kwargs)
             local.depth = 1
             try:
                 token = hooks._begin_module_call(module, args)
@@ -235,6 +262,77 @@ class TorchHooks:
                 local.depth = 0
 
         return __call__
+
+    # -- sub-module calls (every depth below the outermost call) ---------------------------
+    #
+    # Through the same wrapper, not torch's global forward hooks (see above): a nested
+    # call the plan does not ask for costs one thread-local read, a traced one two
+    # events whose module arguments (class, qualified name, training) are built once
+    # per module and mode.
+
+    def _submodule_call(
+        self, module: torch.nn.Module, depth: int, args: tuple[Any, ...], kwargs: dict[str, Any]
+    ) -> Any:
+        local = self._local
+        original = self._call_original
+        local.depth = depth + 1
+        try:
+            call_id = self._begin_submodule_call(module, args)
+            try:
+                output = original(module, *args, **kwargs)
+            except BaseException as exc:
+                self._end_submodule_call(call_id, None, exc)
+                raise
+            self._end_submodule_call(call_id, output, None)
+            return output
+        finally:
+            local.depth = depth
+
+    def _begin_submodule_call(self, module: torch.nn.Module, args: tuple[Any, ...]) -> int:
+        tracer = self.tracer
+        if not tracer.armed or not tracer.recording:
+            return 0
+        try:
+            # Not a training API of its own: the outermost call already moved the stage.
+            return tracer.begin_call(
+                SUBMODULE_CALL,
+                self._submodule_args(module) + module_input_arg(args, with_digest=False),
+                training_api=False,
+            )
+        except Exception as exc:
+            tracer.report_error("sub-module call wrapper", exc)
+            return 0
+
+    def _end_submodule_call(self, call_id: int, output: object, exc: BaseException | None) -> None:
+        tracer = self.tracer
+        if not call_id or not tracer.armed:
+            return
+        try:
+            if exc is not None:
+                tracer.end_call(call_id, SUBMODULE_CALL, exception=exc)
+            else:
+                tracer.end_call(call_id, SUBMODULE_CALL, result=summarize("output", output))
+        except Exception as error:
+            tracer.report_error("sub-module call wrapper", error)
+
+    def _submodule_args(self, module: torch.nn.Module) -> tuple[ArgValue, ...]:
+        """``module`` (class), ``name`` (qualified) and ``training``, cached per module and
+        mode until the model structure changes (names are then recomputed)."""
+        registry = self.registry
+        key = (id(module), bool(module.training))
+        cached = self._submodule_cache.get(key)
+        if cached is not None and cached[0] == registry.generation and cached[1]() is module:
+            return cached[2]
+        if len(self._submodule_cache) >= _SUBMODULE_CACHE_SIZE:
+            self._submodule_cache.clear()  # modules built and dropped in a loop
+        name = registry.module_name(module)
+        args = (
+            ArgValue("module", "module", type(module).__name__),
+            ArgValue("name", "str", name),
+            ArgValue("training", "bool", key[1]),
+        )
+        self._submodule_cache[key] = (registry.generation, weakref.ref(module), args)
+        return args
 
     def _begin_module_call(
         self, module: torch.nn.Module, args: tuple[Any, ...]
@@ -402,3 +500,10 @@ class _UnknownError(Exception):
 def _original(wrapper: Callable[..., Any]) -> Callable[..., Any]:
     """The function a wrapper wraps (set by ``functools.update_wrapper``)."""
     return wrapper.__wrapped__  # type: ignore[attr-defined,no-any-return]
+
+
+def _is_compiling() -> bool:
+    """Whether dynamo is tracing: a traced sub-module call would then put our hooks into
+    the compiled graph (or break it), so compiled code's sub-modules are not traced.
+    Dynamo folds this test to a constant while tracing."""
+    return torch.compiler.is_compiling()

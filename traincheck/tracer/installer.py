@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING
 
 import torch
 
-from traincheck.tracer import apis, extra_modules, state
+from traincheck.tracer import apis, extra_modules, state, training_apis
 from traincheck.tracer.diagnostics import log
 from traincheck.tracer.hooks import TorchHooks
 
@@ -40,6 +40,7 @@ def install(tracer: Tracer) -> TorchHooks:
     tracer.attach_torch(torch)
     hooks.install()
     apis.install(tracer, hooks.patches)
+    training_apis.install(tracer, hooks.patches)
     extra_modules.install(tracer, hooks.patches, tracer.plan.modules_to_instr)
     return hooks
 

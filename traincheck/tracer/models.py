@@ -45,6 +45,10 @@ class ModelRegistry:
         self._named_by_optimizer: weakref.WeakKeyDictionary[
             torch.optim.Optimizer, tuple[list[torch.Tensor], list[tuple[str, torch.Tensor]]]
         ] = weakref.WeakKeyDictionary()
+        self._module_names: dict[int, tuple[weakref.ref[torch.nn.Module], str]] = {}
+        self.generation = 0
+        """Bumped at every rebuild: caches keyed on names (the hooks' per-module call
+        arguments) compare it instead of being told."""
         self._dirty = True
 
     # -- fed by torch's global hooks -------------------------------------------------
@@ -150,6 +154,20 @@ class ModelRegistry:
             self._buffers[id(module)] = cached
         return cached
 
+    def module_name(self, module: torch.nn.Module) -> str:
+        """The module's qualified name in the user's model (``MLP.block1.attn``).
+
+        Wrapper levels (DDP's ``module``, compile's ``_orig_mod``) are left out, so
+        the same layer has the same name with and without them. A module no known
+        model holds (built and called on its own) is named by its class.
+        """
+        if self._dirty:
+            self._rebuild()
+        entry = self._module_names.get(id(module))
+        if entry is not None and entry[0]() is module:
+            return entry[1]
+        return type(module).__name__
+
     def tracked_params(self) -> list[tuple[str, torch.Tensor]]:
         """All live parameters of known models and optimizers, named."""
         if self._dirty:
@@ -216,6 +234,8 @@ class ModelRegistry:
                     tracked.append((f"{prefix}.{path}", ref))
         self._names = names
         self._tracked = tracked
+        self._module_names = self._name_modules()
+        self.generation += 1
         self._dirty = False
         for index, opt_ref in enumerate(self._optimizers):
             optimizer = opt_ref()
@@ -227,6 +247,35 @@ class ModelRegistry:
                     name = f"optimizer[{index}].param[{j}]"
                     names[id(tensor)] = (ref, name)
                     tracked.append((name, ref))
+
+    def _name_modules(self) -> dict[int, tuple[weakref.ref[torch.nn.Module], str]]:
+        names: dict[int, tuple[weakref.ref[torch.nn.Module], str]] = {}
+        for root in self._live_roots():
+            model = unwrap_model(root)
+            prefix = self._root_prefix.get(id(root), type(model).__name__)
+            if model is not unwrap_compiled(root):  # a DDP/FSDP wrapper: the user's class
+                prefix = type(model).__name__
+            for path, sub in model.named_modules(remove_duplicate=True):
+                clean = ".".join(p for p in path.split(".") if p and p != "_orig_mod")
+                names.setdefault(
+                    id(sub), (weakref.ref(sub), f"{prefix}.{clean}" if clean else prefix)
+                )
+        return names
+
+
+WRAPPER_CLASSES = frozenset({"DistributedDataParallel", "DataParallel", "FullyShardedDataParallel"})
+"""Wrappers whose ``module`` child is the user's model: left out of qualified names."""
+
+
+def unwrap_model(module: torch.nn.Module) -> torch.nn.Module:
+    """The user's model inside compile and data-parallel wrappers, else itself."""
+    for _ in range(8):
+        module = unwrap_compiled(module)
+        inner = module._modules.get("module")
+        if type(module).__name__ not in WRAPPER_CLASSES or inner is None:
+            return module
+        module = inner
+    return module
 
 
 def unwrap_compiled(module: torch.nn.Module) -> torch.nn.Module:

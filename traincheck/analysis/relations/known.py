@@ -12,6 +12,7 @@ from traincheck.analysis.relations.consistent_input_output import ConsistentInpu
 from traincheck.analysis.relations.consistent_output import ConsistentOutputRelation
 from traincheck.analysis.relations.constant_state import ConstantStateRelation
 from traincheck.analysis.relations.cover import FunctionCoverRelation
+from traincheck.analysis.relations.data_order import DataOrderRelation
 from traincheck.analysis.relations.distinct_argument import DistinctArgumentRelation
 from traincheck.analysis.relations.equal_variables import EqualVariablesRelation
 from traincheck.analysis.relations.lead import FunctionLeadRelation
@@ -31,6 +32,7 @@ _RELATIONS: dict[str, AnyRelation] = {
         ConsistentInputRelation(),
         ConsistentInputOutputRelation(),
         ConsistentOutputRelation(),
+        DataOrderRelation(),
         DistinctArgumentRelation(),
         EqualVariablesRelation(),
         FunctionCoverRelation(),
