@@ -52,6 +52,7 @@ from traincheck.tracer.diagnostics import log
 from traincheck.tracer.meta import MetaState
 from traincheck.tracer.publisher import Publisher
 from traincheck.tracer.source import user_source
+from traincheck.tracer.tracebacks import install_excepthook
 from traincheck.tracing_plan import TracingPlan, load_plan
 
 if TYPE_CHECKING:
@@ -81,6 +82,7 @@ class Tracer:
         """Make this the process's tracer and start publishing (unless gated)."""
         state.set_current(self)
         atexit.register(self.close)
+        install_excepthook()
         if not self.gated:
             self.publisher.open()
             _close_at_multiprocessing_exit(self)
