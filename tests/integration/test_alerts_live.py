@@ -66,10 +66,13 @@ def test_one_bug_is_one_finding_live_and_in_the_summary(zero_grad_invariants, tm
     lines = result.stderr.splitlines()
     assert not [line for line in lines if line.startswith("VIOLATION")], result.stderr
     blocks = [line for line in lines if line.startswith("FINDING")]
-    assert blocks == [
-        "FINDING at step 0: `Optimizer.zero_grad` is never called; in the healthy runs it "
-        "ran before every `Optimizer.step` (and 2 other calls)"
-    ], result.stderr
+    assert len(blocks) == 1, result.stderr
+    # How many other calls it preceded depends on how many APIs are traced.
+    assert re.fullmatch(
+        r"FINDING at step 0: `Optimizer.zero_grad` is never called; in the healthy runs it "
+        r"ran before every `Optimizer.step` \(and \d+ other calls\)",
+        blocks[0],
+    ), result.stderr
     summary = json.loads((trace / "live_check" / "violations_summary.json").read_text())
     (finding,) = summary["findings"]
     assert finding["kind"] == "missing_call" and finding["first_step"] == 0
