@@ -106,6 +106,7 @@ def test_on_violation_stop_interrupts_the_job(zero_grad_invariants, tmp_path):
     assert "KeyboardInterrupt" in job_traceback
     assert "/traincheck/" not in job_traceback, job_traceback
 
+
 def test_held_alert_is_printed_while_the_job_is_silent(zero_grad_invariants, tmp_path):
     """A violation at the step where the job then stalls is printed during the stall
     (the sidecar's poll loop flushes held alerts), with the user's source line."""
