@@ -196,6 +196,9 @@ def test_sidecar_killed_mid_run(tmp_path: Path) -> None:
     go = tmp_path / "go"
     run = launch(tmp_path, "--wait-file", str(go), "--after-wait-steps", "50", "--exit-code", "3")
     run.wait_for_stdout("waiting for file")
+    # Kill the sidecar once it holds some of the job's batches (the tracer sends what
+    # it queued on its own timer: right after the job's line, nothing may be stored yet).
+    wait_for(lambda: len(read_trace(tmp_path / "trace").batches) >= 1, 60, "batches stored")
     os.kill(manifest(tmp_path)["sidecar_pid"], signal.SIGKILL)
     wait_for(lambda: "sidecar exited unexpectedly" in run.err, 60, "the launcher noticed")
     go.touch()
@@ -206,7 +209,7 @@ def test_sidecar_killed_mid_run(tmp_path: Path) -> None:
     assert "sidecar exited unexpectedly (signal 9)" in run.err
     assert "tracer counters from 1 process" in run.err
     trace = read_trace(tmp_path / "trace")
-    assert len(trace.batches) >= 4 and trace.manifest.status == "sidecar_lost"
+    assert len(trace.batches) >= 1 and trace.manifest.status == "sidecar_lost"
     assert trace.manifest.tracer_counters.processes == 1
 
 
