@@ -201,3 +201,31 @@ def test_text_from_files_is_printed_with_its_control_characters_escaped() -> Non
     assert [line for line in text.splitlines() if line.startswith("FINDING")] == [
         text.splitlines()[0]
     ]
+
+
+def _loss_out_of_range(inv: str, step: int) -> Violation:
+    """NumericRange on the loss at backward: a symptom (a value the training computes)."""
+    return replace(
+        BASE,
+        invariant_id=inv,
+        relation="NumericRangeRelation",
+        apis=(BACKWARD,),
+        step=step,
+        what="torch.Tensor.backward: loss = 9.1, outside the range of the healthy runs",
+        symptom=True,
+    )
+
+
+def test_a_loss_drifting_out_of_range_later_is_folded_into_the_earlier_finding() -> None:
+    """A lost zero_grad is seen at step 0; the accumulating gradients push the loss out
+    of its range at step 11: one bug, one finding (before, two)."""
+    items = violated(cover("z", ZERO_GRAD, STEP, step=0, seq=1), _loss_out_of_range("loss", 11))
+    (finding,) = group_findings(items, {STEP: 12, BACKWARD: 12})
+    assert sorted(finding.invariant_ids()) == ["loss", "z"]
+    assert "`Optimizer.zero_grad` is never called" in finding.headline
+
+
+def test_a_loss_out_of_range_on_its_own_is_its_own_finding() -> None:
+    """The only sign of a bug (a loss not divided by the accumulation steps)."""
+    (finding,) = group_findings(violated(_loss_out_of_range("loss", 0)), {BACKWARD: 12})
+    assert finding.invariant_ids() == ["loss"]

@@ -186,12 +186,18 @@ def _fold_consequences(findings: list[Finding]) -> list[Finding]:
 
 
 def _is_consequence(finding: Finding, *, of: Finding) -> bool:
-    """Starts within the window after ``of``, on its ranks, and is either downstream of
-    a wrong call sequence or about something ``of`` also speaks of."""
+    """On ``of``'s ranks, and either only symptoms (a computed value out of range, see
+    ``Violation.symptom``) starting no earlier than ``of``, or starting within the
+    window after ``of`` and downstream of a wrong call sequence or about something
+    ``of`` also speaks of."""
     cause = of
-    if not 0 <= finding.first_step - cause.first_step <= CONSEQUENCE_WINDOW_STEPS:
-        return False
     if not set(cause.ranks) & set(finding.ranks):
+        return False
+    if all(m.first.symptom for m in finding.members):
+        # A loss or gradient norm out of range is downstream of any earlier bug, however
+        # many steps it took to drift (gradients accumulating since a lost zero_grad).
+        return finding.first_step >= cause.first_step
+    if not 0 <= finding.first_step - cause.first_step <= CONSEQUENCE_WINDOW_STEPS:
         return False
     return cause.kind != "state" or bool(_mentions(cause) & _mentions(finding))
 

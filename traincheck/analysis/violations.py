@@ -47,6 +47,10 @@ class Violation:
     detection_step: int | None = None
     seq: int = 0
     passing_example: dict[str, Any] | None = None
+    symptom: bool = False
+    """About a value the training computes (the loss, a gradient norm), which a bug
+    anywhere upstream can move, many steps after the bug: findings fold it into an
+    earlier finding on the same ranks whatever the distance."""
 
     @property
     def state_based(self) -> bool:

@@ -27,6 +27,7 @@ def call_violation(
     variables: Sequence[str] = (),
     events: Sequence[Event] = (),
     earlier: Sequence[Event] = (),
+    symptom: bool = False,
 ) -> Violation:
     """A violation located at ``start`` (its step, stage, process and thread).
 
@@ -52,4 +53,5 @@ def call_violation(
         events=(*earlier, ev, *events),
         num_positive_examples=inv.num_positive_examples,
         num_negative_examples=inv.num_negative_examples,
+        symptom=symptom,
     )

@@ -484,6 +484,7 @@ class _RangeChecker(RelationChecker):
                     expected=result.invariant.text_description,
                     observed=observed,
                     events=(signal.ret,) if isinstance(signal, CallRecord) and signal.ret else (),
+                    symptom=prop != GROUP_RATIO,
                 )
                 violations.append(result.record_violation(violation))
         return violations
