@@ -27,14 +27,14 @@ but the number of comparisons. A digest is never a precondition property.
 
 from __future__ import annotations
 
-from collections import Counter, defaultdict
+from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import NamedTuple
 
 from traincheck.analysis.calls import CallRecord, CallStart, Signal
 from traincheck.analysis.invariants import APIParam, ValueParam
-from traincheck.analysis.preconditions import Props, feature_key, holds, pair_props
+from traincheck.analysis.preconditions import Props, feature_key, pair_props
 from traincheck.analysis.relations.base import (
     DEFAULT_SETTINGS,
     Collector,
@@ -48,6 +48,7 @@ from traincheck.analysis.relations.base import (
     decide,
 )
 from traincheck.analysis.relations.call_violation import call_violation
+from traincheck.analysis.relations.digest_slots import DistinctDigestChecker
 from traincheck.analysis.violations import Violation
 
 ACROSS_EPOCHS, ACROSS_STEPS = "epochs", "steps"
@@ -225,28 +226,21 @@ class DataOrderRelation(Relation[DataOrderParams, _DataOrderCollector]):
         return f"each {batch.name} from {api.api_full_name} differs from the previous one"
 
 
-class _DataOrderChecker(RelationChecker):
+class _DataOrderChecker(DistinctDigestChecker[DataOrderParams, Comparison]):
     def __init__(self, results: Sequence[InvariantResult[DataOrderParams]]) -> None:
-        self._by_slot: dict[Hypothesis, list[InvariantResult[DataOrderParams]]] = defaultdict(list)
-        for result in results:
-            api, batch = result.invariant.params
-            self._by_slot[(api.api_full_name, batch.name, str(batch.value))].append(result)
-        self._apis = {api for api, _, _ in self._by_slot}
+        super().__init__(results)
         self._order = BatchOrder()
 
-    def on_signal(self, signal: Signal) -> list[Violation]:
-        if not isinstance(signal, CallRecord) or signal.api not in self._apis:
+    def comparisons(self, signal: Signal) -> list[Comparison]:
+        if not isinstance(signal, CallRecord) or signal.api not in self.apis:
             return []
-        violations = []
-        for c in self._order.compare(signal):
-            for result in self._by_slot.get((c.api, c.name, c.scope), ()):
-                if not holds(result.invariant.precondition, c.props):
-                    continue
-                if c.distinct:
-                    result.record_pass()
-                else:
-                    violations.append(result.record_violation(_violation(result, signal, c)))
-        return violations
+        return self._order.compare(signal)
+
+    def violation(
+        self, result: InvariantResult[DataOrderParams], signal: Signal, c: Comparison
+    ) -> Violation:
+        assert isinstance(signal, CallRecord)
+        return _violation(result, signal, c)
 
 
 def _violation(

@@ -27,7 +27,7 @@ from typing import NamedTuple
 
 from traincheck.analysis.calls import CallStart, Signal
 from traincheck.analysis.invariants import APIParam, ValueParam
-from traincheck.analysis.preconditions import Props, feature_key, holds, pair_props
+from traincheck.analysis.preconditions import Props, feature_key, pair_props
 from traincheck.analysis.relations.base import (
     DEFAULT_SETTINGS,
     Collector,
@@ -40,6 +40,7 @@ from traincheck.analysis.relations.base import (
     decide,
 )
 from traincheck.analysis.relations.call_violation import call_violation
+from traincheck.analysis.relations.digest_slots import DistinctDigestChecker
 from traincheck.analysis.relations.ordering import is_ordering_candidate
 from traincheck.analysis.violations import Violation
 
@@ -168,29 +169,21 @@ class DistinctArgumentRelation(Relation[DistinctParams, _DistinctCollector]):
         return f"each {api.api_full_name} gets a different {value.name} than the previous one"
 
 
-class _DistinctChecker(RelationChecker):
+class _DistinctChecker(DistinctDigestChecker[DistinctParams, Comparison]):
     def __init__(self, results: Sequence[InvariantResult[DistinctParams]]) -> None:
-        self._by_slot: dict[Hypothesis, list[InvariantResult[DistinctParams]]] = defaultdict(list)
-        for result in results:
-            api, value = result.invariant.params
-            self._by_slot[(api.api_full_name, value.name, str(value.value))].append(result)
-        self._apis = {api for api, _, _ in self._by_slot}
+        super().__init__(results)
         self._pairing = InputPairing()
 
-    def on_signal(self, signal: Signal) -> list[Violation]:
-        if not isinstance(signal, CallStart) or signal.api not in self._apis:
+    def comparisons(self, signal: Signal) -> list[Comparison]:
+        if not isinstance(signal, CallStart) or signal.api not in self.apis:
             return []
-        violations = []
-        for c in self._pairing.compare(signal):
-            for result in self._by_slot.get((c.api, c.name, c.scope), ()):
-                if not holds(result.invariant.precondition, c.props):
-                    continue
-                if c.distinct:
-                    result.record_pass()
-                else:
-                    violation = _violation(result, signal, c)
-                    violations.append(result.record_violation(violation))
-        return violations
+        return self._pairing.compare(signal)
+
+    def violation(
+        self, result: InvariantResult[DistinctParams], signal: Signal, c: Comparison
+    ) -> Violation:
+        assert isinstance(signal, CallStart)
+        return _violation(result, signal, c)
 
 
 def _violation(
