@@ -90,7 +90,7 @@ class _CoverChecker(RelationChecker):
             else:
                 previous = order.anchor_start.get(anchor)
                 violations.append(result.record_violation(_violation(result, a, start, previous)))
-        order.advance(start)
+        order.advance(start, anchor)
         return violations
 
 

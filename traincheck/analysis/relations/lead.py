@@ -87,8 +87,9 @@ class _LeadChecker(RelationChecker):
         if start is None:
             return []
         order = self._threads.setdefault((start.pid, start.thread), ThreadOrder())
-        violations = self._judge(order, anchor_of(start), next_call=start)
-        order.advance(start)
+        anchor = anchor_of(start)
+        violations = self._judge(order, anchor, next_call=start)
+        order.advance(start, anchor)
         return violations
 
     def finish(self) -> list[Violation]:

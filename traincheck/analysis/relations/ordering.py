@@ -107,10 +107,10 @@ class ThreadOrder:
         ref = self.anchor_index.get(anchor, 0)
         return frozenset(a for a, i in self.last_index.items() if i > ref)
 
-    def advance(self, start: CallStart) -> None:
+    def advance(self, start: CallStart, anchor: Anchor) -> None:
+        """``start`` (whose :func:`anchor_of` is ``anchor``) is the latest call."""
         self.counter += 1
         self.last_index[start.api] = self.counter
-        anchor = anchor_of(start)
         self.anchor_index[anchor] = self.counter
         self.anchor_start[anchor] = start
 
@@ -146,7 +146,7 @@ class WindowCollector:
             self.after[(start.api, self._keys[(thread_key, anchor)], window)] += 1
         self._keys[(thread_key, anchor)] = key
         self.calls[start.api] += 1
-        order.advance(start)
+        order.advance(start, anchor)
 
     def end_trace(self) -> None:
         for thread_key, order in sorted(self._threads.items()):
