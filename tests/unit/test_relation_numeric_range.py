@@ -21,6 +21,7 @@ from traincheck.analysis.relations.numeric_range import (
     MIN_SERIES_VALUES,
     Bounds,
     learn_bounds,
+    learn_start_bound,
 )
 from traincheck.analysis.violations import Violation
 from traincheck.errors import InvariantsFileError
@@ -36,6 +37,11 @@ def _infer(**spec: object) -> InvariantSet:
     settings = {**HEALTHY, **spec}
     runs = [stored_events(LoopSpec(seed=seed, pid=100 + seed, **settings)) for seed in (1, 2)]  # type: ignore[arg-type]
     return infer_from_streams(runs, select_relations([RELATION])).invariant_set
+
+
+def _infer_from_one_run(**spec: object) -> InvariantSet:
+    run = stored_events(LoopSpec(seed=1, pid=101, **{**HEALTHY, **spec}))  # type: ignore[arg-type]
+    return infer_from_streams([run], select_relations([RELATION])).invariant_set
 
 
 def _check(invariants: InvariantSet, **spec: object) -> list[Violation]:
@@ -74,6 +80,20 @@ def test_loss_not_divided_by_the_accumulation_steps_is_caught_at_step_0() -> Non
     assert loss and loss[0].step == 0
     assert loss[0].apis == (BACKWARD,)
     assert "loss = " in loss[0].observed
+
+
+def test_a_loss_is_bounded_at_the_first_step_only() -> None:
+    """With one healthy run there is no spread across runs to widen a bound by: a
+    healthy variant whose loss climbs for a while (a smaller batch, a larger lr)
+    would cross any bound on the whole series. The loss before the first update
+    depends on neither; a missing division still shows there."""
+    invariants = _infer_from_one_run()
+    texts = _with(_texts(invariants), LOSS_RANGE)
+    assert len(texts) == 1 and texts[0].endswith("at the first optimizer step"), texts
+    assert _check(invariants, loss_growth=1.3) == []
+    violations = _check(invariants, loss_scale=4.0)
+    assert violations and {v.step for v in violations} == {0}
+    assert all(v.text_description.startswith(LOSS_RANGE) for v in violations)
 
 
 def test_lr_schedule_applied_to_the_first_group_only_is_caught_at_step_1() -> None:
@@ -157,6 +177,20 @@ def test_a_side_the_series_drifts_towards_stays_open() -> None:
 def test_no_range_without_enough_positive_finite_values() -> None:
     assert isinstance(learn_bounds([[0.0] * (MIN_SERIES_VALUES - 1)]), str)
     assert isinstance(learn_bounds([[0.0] * MIN_SERIES_VALUES + [-math.inf]]), str)
+
+
+def test_the_first_step_bound_widens_with_the_spread_of_starts_and_the_noise() -> None:
+    flat = [0.0, 0.01, 0.0, 0.01, 0.0, 0.01, 0.0]
+    one = learn_start_bound([flat], [[0.0]])
+    assert isinstance(one, Bounds) and one.low is None and one.high is not None
+    two = learn_start_bound([flat, flat], [[0.0], [0.2]])
+    assert isinstance(two, Bounds) and two.high is not None
+    assert two.high >= one.high + 0.4, "the highest start plus the spread of starts"
+    noisy = [0.0, 0.3, 0.0, 0.3, 0.0, 0.3, 0.0]
+    loose = learn_start_bound([noisy], [[0.0]])
+    assert isinstance(loose, Bounds) and loose.high is not None and loose.high > one.high + 0.8
+    assert isinstance(learn_start_bound([flat], [[]]), str), "no value at the first step"
+    assert isinstance(learn_start_bound([flat[:3]], [[0.0]]), str), "too few values for a noise"
 
 
 def test_a_magnitude_never_gets_a_floor() -> None:

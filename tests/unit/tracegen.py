@@ -96,6 +96,9 @@ class LoopSpec:
     loss_scale: float | None = None
     """Record the loss at each backward (about 2.3, falling, with noise) times this
     factor (4.0: an accumulation loop that forgot to divide by 4); None: no loss."""
+    loss_growth: float = 1.0
+    """Factor the loss grows by at each step (1.3: a healthy run with a smaller batch
+    or a larger lr whose loss climbs for a while before it falls)."""
     group_lrs: tuple[float, ...] = ()
     """Base lr of each param group, recorded at every optimizer step (``lr``, ``lr[1]``...)
     and decayed by a per-step schedule; empty: no lr recorded."""
@@ -314,6 +317,7 @@ def _loss_args(st: _State) -> tuple[ArgValue, ...]:
     if st.spec.loss_scale is None:
         return ()
     loss = (0.5 + 1.8 * 0.9**st.step) * (1 + st.rng.uniform(-0.05, 0.05))
+    loss *= st.spec.loss_growth**st.step
     return (ArgValue("loss", "tensor", loss * st.spec.loss_scale),)
 
 

@@ -10,9 +10,14 @@ and the optimizer's per-group settings):
 - **magnitude** (``prop`` :data:`MAGNITUDE`, or :data:`RELATIVE` to the run's
   first value, see :data:`ABSOLUTE_VALUES`): the value of a tensor the training
   computed (the ``loss`` ``Tensor.backward`` was called on, the total norm
-  ``clip_grad_norm_`` returned) stays below ``exp(log_high)`` while training.
-  ``torch.Tensor.backward: loss stays at most 0.9874`` catches a loss not
-  divided by the accumulation steps at the first backward. Never a lower bound:
+  ``clip_grad_norm_`` returned) stays below ``exp(log_high)``. The loss is
+  bounded *at the first optimizer step only* (precondition ``step == 0``), before
+  any update has acted: there it depends on the data and the initialisation,
+  not on the lr, the schedule or how well the run happens to learn, so a healthy
+  run with a smaller batch or a larger lr whose loss climbs for a while stays
+  silent, and a loss not divided by the accumulation steps (or summed instead
+  of averaged) is caught at the first backward. A relative value is bounded
+  all through training. Never a lower bound:
   a loss or a gradient norm falls as training goes on, and a longer (or luckier)
   healthy run goes lower by an amount no healthy trace tells; twenty steps of a
   slowly learning model look flat and would give a floor the next run crosses.
@@ -38,6 +43,9 @@ from the data, not a constant:
 
     margin = spread of that extreme across series + 3 x step-to-step noise
 
+(for the loss, the extreme of the values at the first optimizer step, with the
+noise of the whole series: with one healthy run there is no spread across runs,
+and the step-to-step noise stands for how far another seed or batch moves it),
 where the noise is the largest, over series, median absolute change between
 consecutive values (a batch of half the size doubles the variance of a loss; three
 times the typical change lets an unseen run's extreme move that much). A side is
@@ -122,7 +130,18 @@ Slot = tuple[str, str, str, str]
 ChangeKey = tuple[str, str, str]
 """(api, argument, changed|unchanged) of one trajectory hypothesis."""
 
+STEP_PROP = "meta_vars.step"
+FIRST_STEP = 0
+"""The optimizer step before any update: where a loss is bounded."""
 ONLY_IN_TRAINING = Precondition(((Clause("constant", "meta_vars.stage", "str", (TRAIN_STAGE,)),),))
+AT_THE_FIRST_STEP = Precondition(
+    (
+        (
+            Clause("constant", "meta_vars.stage", "str", (TRAIN_STAGE,)),
+            Clause("constant", STEP_PROP, "int", (FIRST_STEP,)),
+        ),
+    )
+)
 
 
 class RangeParams(NamedTuple):
@@ -251,19 +270,45 @@ def learn_bounds(all_series: Sequence[Sequence[float]], *, floor: bool = True) -
     return Bounds(low, high)
 
 
+def learn_start_bound(
+    all_series: Sequence[Sequence[float]], starts: Sequence[Sequence[float]]
+) -> Bounds | str:
+    """The upper bound of the log values seen at the first optimizer step, or why
+    there is none: the highest start, widened by the spread of the starts across
+    series and 3 x the step-to-step noise of the whole series (the only measure
+    of how far another seed or batch moves a value that one healthy run gives)."""
+    usable = [s for s in all_series if len(s) >= MIN_SERIES_VALUES]
+    if not usable:
+        return f"no series with {MIN_SERIES_VALUES} values"
+    if any(not math.isfinite(v) for s in all_series for v in s):
+        return "zero, negative or non-finite values (no log range)"
+    highs = [max(values) for values in starts if values]
+    if not highs:
+        return "no value at the first optimizer step"
+    noise = max(_noise(s) for s in usable)
+    slack = NOISE_MULTIPLE * noise + FLOAT_TOLERANCE
+    return Bounds(None, max(highs) + (max(highs) - min(highs)) + slack)
+
+
 # -- inference ----------------------------------------------------------------------------
 
 
 @dataclass
 class _Series:
-    """Values per hypothesis and per (trace, process), in call order."""
+    """Values per hypothesis and per (trace, process), in call order, and apart
+    those of the first optimizer step."""
 
     values: dict[Slot, dict[tuple[int, int], list[float]]] = field(
         default_factory=lambda: defaultdict(lambda: defaultdict(list))
     )
+    starts: dict[Slot, dict[tuple[int, int], list[float]]] = field(
+        default_factory=lambda: defaultdict(lambda: defaultdict(list))
+    )
 
-    def add(self, slot: Slot, run: tuple[int, int], value: float) -> None:
+    def add(self, slot: Slot, run: tuple[int, int], value: float, *, at_start: bool) -> None:
         self.values[slot][run].append(value)
+        if at_start:
+            self.starts[slot][run].append(value)
 
 
 class _RangeCollector(Collector):
@@ -285,13 +330,17 @@ class _RangeCollector(Collector):
         ):
             return
         run = (self._trace, start.pid)
+        at_start = start.props.get(STEP_PROP) == FIRST_STEP
         for role, name, value in computed_values(signal):
-            self.series.add((start.api, role, name, magnitude_prop(name)), run, log_of(value))
+            slot = (start.api, role, name, magnitude_prop(name))
+            self.series.add(slot, run, log_of(value), at_start=at_start)
         if not isinstance(signal, CallStart) or start.api != OPTIMIZER_STEP:
             return
         settings = settings_of(signal)
         for name, ratio in group_ratios(settings):
-            self.series.add((start.api, "input", name, GROUP_RATIO), run, log_of(ratio))
+            self.series.add(
+                (start.api, "input", name, GROUP_RATIO), run, log_of(ratio), at_start=at_start
+            )
         for name, changed, props in self._previous.compare(signal, settings):
             key = feature_key(props)
             self.changes.add((start.api, name, CHANGED), key, changed)
@@ -345,7 +394,11 @@ class NumericRangeRelation(Relation[RangeParams, _RangeCollector]):
             series = [runs[run] for run in sorted(runs)]
             if prop == RELATIVE:
                 series = [[v - s[0] for v in s] for s in series]
-            bounds = learn_bounds(series, floor=prop == GROUP_RATIO)
+            if prop == MAGNITUDE:
+                starts = collector.series.starts[slot]
+                bounds = learn_start_bound(series, [starts[run] for run in sorted(starts)])
+            else:
+                bounds = learn_bounds(series, floor=prop == GROUP_RATIO)
             count = sum(len(values) for values in runs.values())
             if isinstance(bounds, str):
                 outcome.rejections.append(
@@ -367,11 +420,12 @@ class NumericRangeRelation(Relation[RangeParams, _RangeCollector]):
         self, params: RangeParams, bounds: Bounds, count: int, outcome: InferOutcome
     ) -> None:
         hints = bounds.hints()
+        at_start = params.value.prop == MAGNITUDE
         outcome.invariants.append(
             make_invariant(
                 self.name,
                 params,
-                ONLY_IN_TRAINING,
+                AT_THE_FIRST_STEP if at_start else ONLY_IN_TRAINING,
                 group=self.group,
                 text_description=_range_text(params, hints),
                 num_positive_examples=count,
@@ -417,7 +471,8 @@ def _range_text(params: RangeParams, hints: Hints) -> str:
         verb = "differs from" if value.value == CHANGED else "equals"
         return f"{_subject(params)} {verb} its value at the optimizer's previous step"
     found = dict(hints)
-    return f"{_subject(params)} stays {_bounds_text(found.get(LOW), found.get(HIGH))}"
+    when = " at the first optimizer step" if value.prop == MAGNITUDE else ""
+    return f"{_subject(params)} stays {_bounds_text(found.get(LOW), found.get(HIGH))}{when}"
 
 
 def _bounds_text(low: float | None, high: float | None) -> str:
