@@ -40,6 +40,7 @@ BACKWARD = "torch.Tensor.backward"
 CLIP = "torch.nn.utils.clip_grad_norm_"
 AUTOGRAD_BACKWARD = "torch.autograd.backward"
 STEP = "torch.optim.Optimizer.step"
+SDPA = "torch.nn.functional.scaled_dot_product_attention"
 PARAMETER = "torch.nn.Parameter"
 
 MODEL_PARAMS = ("Net.fc1.weight", "Net.fc1.bias", "Net.fc2.weight", "Net.fc2.bias")
@@ -118,6 +119,11 @@ class LoopSpec:
     """Batches per epoch of the training loader."""
     val_batches: int = 0
     """At every epoch's end, this many batches of a sequential validation loader."""
+    attention_dropout: float | None = None
+    """Each forward calls ``scaled_dot_product_attention`` with ``dropout_p`` = this
+    in training and 0.0 in evaluation; None: no such call."""
+    attention_dropout_in_eval: bool = False
+    """``dropout_p`` is passed unconditionally: evaluation drops attention too."""
 
 
 @dataclass
@@ -271,6 +277,11 @@ def _forward(st: _State, training: bool) -> Iterator[Event]:
         yield MetaChange(st.tick(), spec.thread, "autocast", "torch.bfloat16", st.step, st.stage)  # type: ignore[arg-type]
     call = _call(st, FORWARD, args)
     yield call
+    if spec.attention_dropout is not None:
+        p = spec.attention_dropout if training or spec.attention_dropout_in_eval else 0.0
+        inner = _call(st, SDPA, (ArgValue("dropout_p", "float", p),), parent=call.call_id)
+        yield inner
+        yield _ret(st, inner)
     dtype = "torch.bfloat16" if autocast else spec.forward_dtype
     yield _ret(st, call, ArgValue("return", "tensor", None, (32, 10), dtype, "cpu", True))
     if autocast:

@@ -9,7 +9,15 @@ argument or of the result:
 
 Numbers are left out on purpose: a learning rate, a batch size or a shape is
 run configuration, differs between healthy runs, and an invariant on it would
-alarm on the next healthy run with another configuration.
+alarm on the next healthy run with another configuration. What a number may be
+judged by is whether it is **zero** (prop :data:`ZERO`), and only where that
+depends on the program's mode: a dropout probability passed as
+``dropout_p=self.p if self.training else 0.0`` is zero in evaluation and not in
+training, whatever ``p`` a run configures. The hypothesis is "X is zero", its
+examples are keyed by the stage alone, and it is considered only where the
+healthy runs passed X both as zero and not: a number that is zero everywhere (or
+nowhere) is configuration like any other (a weight decay of 0, a warm-up that
+starts at lr 0), and its context would be the step or the schedule, not the mode.
 
 Hypothesis: "property P of API F is always V" for every value V observed.
 Examples are calls of F that have the property (a call without it is no example):
@@ -46,6 +54,10 @@ from traincheck.events import ArgValue
 
 TENSOR_PROPS = ("dtype", "device", "requires_grad")
 SCALAR_DTYPES = ("bool", "str")
+NUMBER_DTYPES = ("int", "float")
+ZERO = "zero"
+"""The one property of a number: whether it is zero (a switch turned off)."""
+STAGE = "meta_vars.stage"
 
 Slot = tuple[str, str, str]
 """(role, name, prop) of a value property."""
@@ -67,6 +79,8 @@ def arg_properties(arg: ArgValue) -> Iterator[tuple[str, Scalar]]:
                 yield prop, value
     elif dtype_of(arg.value) in SCALAR_DTYPES:
         yield "value", arg.value  # type: ignore[misc]
+    elif dtype_of(arg.value) in NUMBER_DTYPES:
+        yield ZERO, arg.value == 0
 
 
 def input_properties(start: CallStart) -> Iterator[tuple[Slot, Scalar]]:
@@ -106,8 +120,14 @@ class ValueCollector(Collector):
         if not is_ordering_candidate(start.api):
             return
         for slot, value in pairs:
-            key = feature_key(_props_without(start, slot))
-            self.values[(start.api, slot)][(key, value)] += 1
+            props = _props_without(start, slot) if slot[2] != ZERO else _mode_of(start)
+            self.values[(start.api, slot)][(feature_key(props), value)] += 1
+
+
+def _mode_of(start: CallStart) -> dict[str, Scalar]:
+    """The only context a number's zero is learned in: the stage."""
+    stage = start.props.get(STAGE)
+    return {} if stage is None else {STAGE: stage}
 
 
 def _observed(signal: Signal, role: str) -> tuple[CallStart, list[tuple[Slot, Scalar]]] | None:
@@ -133,7 +153,10 @@ class ValueRelation(Relation[ValueParams, ValueCollector]):
         outcome = InferOutcome(settings=settings)
         for api, slot in sorted(collector.values):
             seen = collector.values[(api, slot)]
-            for value in sorted({v for _, v in seen}, key=repr):
+            values = {v for _, v in seen}
+            if slot[2] == ZERO:
+                values = {True} if values == {True, False} else set()
+            for value in sorted(values, key=repr):
                 examples = Examples()
                 for (key, v), count in seen.items():
                     (examples.positives if v == value else examples.negatives)[key] += count
@@ -151,6 +174,8 @@ class ValueRelation(Relation[ValueParams, ValueCollector]):
 
     def describe(self, params: ValueParams) -> str:
         api, value = params
+        if value.prop == ZERO:
+            return f"{api.api_full_name}: {_value_text(value, value.value)}"
         return f"{api.api_full_name}: {_slot_text(value)} is always {value.value!r}"
 
 
@@ -158,6 +183,13 @@ def _slot_text(value: ValueParam) -> str:
     if value.role == "output":
         return f"result {value.prop}"
     return value.name if value.prop == "value" else f"argument {value.name}.{value.prop}"
+
+
+def _value_text(slot: ValueParam, value: Scalar) -> str:
+    """``training is False``; for a number's zero, ``dropout_p is 0`` / ``is not 0``."""
+    if slot.prop == ZERO:
+        return f"{slot.name} is {'0' if value else 'not 0'}"
+    return f"{_slot_text(slot)} is {value!r}"
 
 
 class ValueChecker(RelationChecker):
@@ -197,13 +229,19 @@ def _violation(
     return call_violation(
         result,
         start,
-        what=f"{start.api} {where} {_slot_text(expected)} = {actual!r}",
-        expected=f"{_slot_text(expected)} is {expected.value!r}"
+        what=f"{start.api} {where} {_shown(expected, actual)}",
+        expected=_value_text(expected, expected.value)
         + (
             f" when {result.invariant.precondition.describe()}"
             if result.invariant.precondition
             else ""
         ),
-        observed=f"{_slot_text(expected)} is {actual!r}",
+        observed=_value_text(expected, actual),
         events=events,
     )
+
+
+def _shown(slot: ValueParam, actual: Scalar) -> str:
+    if slot.prop == ZERO:
+        return f"{slot.name} {'= 0' if actual else '!= 0'}"
+    return f"{_slot_text(slot)} = {actual!r}"
