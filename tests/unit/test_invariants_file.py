@@ -282,7 +282,7 @@ def _state(attr: str, value: object) -> dict[str, object]:
         ("NumericRangeRelation", [API, _value("input", "magnitude", "always")],
          "NumericRangeRelation: the ValueParam must have prop 'magnitude', 'relative to first "
          "value' or 'ratio to group 0' with value 'in range', or prop 'change since previous "
-         "step' with value 'changed' or 'unchanged'"),
+         "step' with value 'changed', 'unchanged' or 'one more'"),
         ("NumericRangeRelation", [API, _value("output", "ratio to group 0", "in range")],
          "NumericRangeRelation: a group ratio is about an input (a per-group setting)"),
         ("NumericRangeRelation", [API, _var("data")], "NumericRangeRelation needs params "

@@ -118,6 +118,20 @@ def test_an_lr_never_seen_changing_is_not_claimed_constant() -> None:
     assert _check(invariants, scheduled_groups=None) == []
 
 
+COUNTS = f"{STEP}: state_step is one more than its value at the optimizer's previous step"
+
+
+def test_an_optimizer_recreated_without_its_state_is_caught_where_its_count_restarts() -> None:
+    """Adam counts its steps in its state; a resume that rebuilds the optimizer and
+    forgets ``load_state_dict`` restarts the count while training goes on."""
+    invariants = _infer_from_one_run(state_steps=True)
+    assert COUNTS in _texts(invariants)
+    assert _check(invariants, state_steps=True, steps=30) == []
+    violations = _check(invariants, state_steps=True, optimizer_restarted_at=5)
+    assert [v.step for v in violations] == [5], violations
+    assert violations[0].observed == "state_step = 0, went from 4 to 0"
+
+
 def test_a_gradient_norm_is_judged_against_its_first_value_in_the_run() -> None:
     """Halving the batch raises a noise-dominated norm by sqrt(2): no alarm; a norm
     that jumps tenfold mid-run is caught where it jumps."""

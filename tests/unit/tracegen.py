@@ -119,6 +119,10 @@ class LoopSpec:
     """Batches per epoch of the training loader."""
     val_batches: int = 0
     """At every epoch's end, this many batches of a sequential validation loader."""
+    state_steps: bool = False
+    """Record the optimizer's own step count (``state_step``, as Adam keeps it)."""
+    optimizer_restarted_at: int | None = None
+    """At this step the optimizer is re-created without its state: its count restarts."""
     attention_dropout: float | None = None
     """Each forward calls ``scaled_dot_product_attention`` with ``dropout_p`` = this
     in training and 0.0 in evaluation; None: no such call."""
@@ -342,6 +346,14 @@ def _lr_args(st: _State) -> tuple[ArgValue, ...]:
     return tuple(args)
 
 
+def _count_args(st: _State) -> tuple[ArgValue, ...]:
+    if not st.spec.state_steps:
+        return ()
+    restart = st.spec.optimizer_restarted_at
+    count = st.step - restart if restart is not None and st.step >= restart else st.step
+    return (ArgValue("state_step", "int", count),)
+
+
 def _clip(st: _State, norm: float) -> Iterator[Event]:
     jump = st.spec.grad_norm_jump_at
     norm *= (10.0 if jump is not None and st.step >= jump else 1.0) * st.rng.uniform(0.95, 1.05)
@@ -365,7 +377,9 @@ def _backward(st: _State, names: list[str]) -> Iterator[Event]:
 
 def _optimizer_step(st: _State, names: list[str], optimizer: str = "") -> Iterator[Event]:
     optimizer = optimizer or st.spec.optimizer
-    call = _call(st, STEP, (ArgValue("optimizer", "optimizer", optimizer), *_lr_args(st)))
+    call = _call(
+        st, STEP, (ArgValue("optimizer", "optimizer", optimizer), *_lr_args(st), *_count_args(st))
+    )
     yield call
     yield from (_var(st, call.call_id, "pre", n) for n in names)
     for n in names:

@@ -115,8 +115,12 @@ MAX_GROUPS_SUMMARIZED = 8
 """Param groups beyond this many are not summarized (events stay small)."""
 
 
+STATE_STEP_ARG = "state_step"
+
+
 def optimizer_args(optimizer: torch.optim.Optimizer) -> tuple[ArgValue, ...]:
-    """``optimizer`` (class name) plus ``lr``/``momentum`` of each param group.
+    """``optimizer`` (class name) plus ``lr``/``momentum`` of each param group, and
+    the optimizer's own count of the steps it took (``state_step``).
 
     Group 0's values are ``lr`` and ``momentum``; group ``i`` adds ``lr[i]``...
     Settings held as tensors (``capturable`` optimizers on a device) are left
@@ -129,4 +133,34 @@ def optimizer_args(optimizer: torch.optim.Optimizer) -> tuple[ArgValue, ...]:
             value = group.get(key)
             if isinstance(value, (int, float)) and not isinstance(value, bool):
                 args.append(ArgValue(f"{key}{suffix}", "float", float(value)))
+    steps = state_step(optimizer)
+    if steps is not None:
+        args.append(ArgValue(STATE_STEP_ARG, "int", steps))
     return tuple(args)
+
+
+def state_step(optimizer: torch.optim.Optimizer) -> int | None:
+    """How many steps the optimizer's state says it took (Adam's ``state[p]["step"]``
+    for the first parameter), read before the step: 0 while the state is empty.
+
+    An optimizer re-created on resume without ``load_state_dict`` (its moments
+    lost) restarts this count while the training goes on; nothing else in the
+    trace shows it. None for an optimizer that keeps no count (SGD's momentum
+    buffer) or keeps it on a device (a fused or capturable optimizer: reading it
+    would cost a sync).
+    """
+    try:
+        first = optimizer.param_groups[0]["params"][0]
+        entry = optimizer.state.get(first)
+    except (IndexError, KeyError, AttributeError, TypeError):
+        return None
+    if not entry:
+        return 0
+    step = entry.get("step") if isinstance(entry, dict) else None
+    if isinstance(step, torch.Tensor):
+        if step.device.type != "cpu" or step.numel() != 1:
+            return None
+        step = step.item()
+    if isinstance(step, bool) or not isinstance(step, (int, float)):
+        return None
+    return int(step)

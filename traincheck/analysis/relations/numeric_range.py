@@ -30,10 +30,14 @@ and the optimizer's per-group settings):
   written into ``param_groups[0]`` alone breaks it at the first step.
 - **trajectory** (``prop`` :data:`CHANGE`, value :data:`CHANGED` or
   :data:`UNCHANGED`): an optimizer setting differs (or not) from its value at the
-  same optimizer's previous step. Positives and negatives go through precondition
-  deduction with two-record properties, so "lr is unchanged when the epoch is
-  the same in both records" (a per-epoch scheduler) and "lr changes at every
-  step" (a per-step schedule) are both learnable; a scheduler never stepped, or
+  same optimizer's previous step; and (value :data:`ONE_MORE`) a count the
+  optimizer keeps (``state_step``, the steps its state says it took) is one more
+  than at its previous step: an optimizer re-created on resume without its state
+  dict (Adam's moments lost) restarts it at 0 while the training goes on.
+  Positives and negatives go through precondition deduction with two-record
+  properties, so "lr is unchanged when the epoch is the same in both records"
+  (a per-epoch scheduler) and "lr changes at every step" (a per-step schedule)
+  are both learnable; a scheduler never stepped, or
   stepped per batch, breaks one of them. Only the shape is claimed, never a value,
   and "unchanged" only where the healthy runs saw the setting change too.
 
@@ -108,6 +112,8 @@ CHANGE = "change since previous step"
 IN_RANGE = "in range"
 """``ValueParam.value`` of a range: the bounds are the hints ``log_low``/``log_high``."""
 CHANGED, UNCHANGED = "changed", "unchanged"
+ONE_MORE = "one more"
+"""Trajectory of a count: the value at the optimizer's previous step plus one."""
 RANGE_PROPS = (MAGNITUDE, RELATIVE, GROUP_RATIO)
 LOW, HIGH = "log_low", "log_high"
 
@@ -128,7 +134,7 @@ run a violation. Where changes were seen, the precondition says when they happen
 Slot = tuple[str, str, str, str]
 """(api, role, name, prop) of one range hypothesis."""
 ChangeKey = tuple[str, str, str]
-"""(api, argument, changed|unchanged) of one trajectory hypothesis."""
+"""(api, argument, changed|unchanged|one more) of one trajectory hypothesis."""
 
 STEP_PROP = "meta_vars.step"
 FIRST_STEP = 0
@@ -176,6 +182,15 @@ def computed_values(signal: Signal) -> Iterator[tuple[str, str, float]]:
     if ret is not None and ret.result is not None and ret.result.kind == "tensor":
         if isinstance(ret.result.value, float):
             yield "output", ret.result.name, ret.result.value
+
+
+def counts_of(start: CallStart) -> dict[str, int]:
+    """The integer arguments of an optimizer step (``state_step``): counts it keeps."""
+    return {
+        arg.name: arg.value
+        for arg in start.event.args
+        if arg.kind == "int" and isinstance(arg.value, int) and not isinstance(arg.value, bool)
+    }
 
 
 def settings_of(start: CallStart) -> dict[str, float]:
@@ -341,38 +356,67 @@ class _RangeCollector(Collector):
             self.series.add(
                 (start.api, "input", name, GROUP_RATIO), run, log_of(ratio), at_start=at_start
             )
-        for name, changed, props in self._previous.compare(signal, settings):
-            key = feature_key(props)
-            self.changes.add((start.api, name, CHANGED), key, changed)
-            self.changes.add((start.api, name, UNCHANGED), key, not changed)
+        for change in self._previous.compare(signal, settings, counts_of(signal)):
+            key = feature_key(change.props)
+            if change.count:
+                self.changes.add((start.api, change.name, ONE_MORE), key, change.one_more)
+                continue
+            self.changes.add((start.api, change.name, CHANGED), key, change.changed)
+            self.changes.add((start.api, change.name, UNCHANGED), key, not change.changed)
+
+
+class SettingChange(NamedTuple):
+    """One setting (or count) of an optimizer step against the same optimizer's previous step."""
+
+    name: str
+    before: float
+    now: float
+    props: Props
+    count: bool
+
+    @property
+    def changed(self) -> bool:
+        return self.now != self.before
+
+    @property
+    def one_more(self) -> bool:
+        return self.now == self.before + 1
 
 
 @dataclass
 class _PreviousSettings:
-    """The settings of each optimizer's previous step (per process, thread, optimizer
-    class), shared by inference and checking."""
+    """The settings and counts of each optimizer's previous step (per process,
+    thread, optimizer class), shared by inference and checking."""
 
-    _last: dict[tuple[int, int, str], tuple[dict[str, float], Props]] = field(default_factory=dict)
+    _last: dict[tuple[int, int, str], tuple[dict[str, float], dict[str, int], Props]] = field(
+        default_factory=dict
+    )
 
     def compare(
-        self, start: CallStart, settings: dict[str, float]
-    ) -> list[tuple[str, bool, Props]]:
-        """(setting, changed since the previous step, two-record properties)."""
+        self, start: CallStart, settings: dict[str, float], counts: dict[str, int]
+    ) -> list[SettingChange]:
+        """Each setting and count present at both steps, with the two-record properties."""
         optimizer = next((a.value for a in start.event.args if a.name == "optimizer"), "")
         # Optimizers are told apart by class and number of settings (no object ids
         # in the trace): a GAN's two optimizers usually differ in one of them.
         key = (start.pid, start.thread, f"{optimizer}/{len(settings)}")
         previous = self._last.get(key)
-        self._last[key] = (settings, start.props)
+        self._last[key] = (settings, counts, start.props)
         if previous is None:
             return []
-        before, before_props = previous
+        settings_before, counts_before, before_props = previous
         props = pair_props(start.props, before_props)
-        return [
-            (name, value != before[name], props)
+        changes = [
+            SettingChange(name, settings_before[name], value, props, False)
             for name, value in sorted(settings.items())
-            if name in before
+            if name in settings_before
         ]
+        changes.extend(
+            SettingChange(name, counts_before[name], value, props, True)
+            for name, value in sorted(counts.items())
+            if name in counts_before
+        )
+        return changes
 
 
 class NumericRangeRelation(Relation[RangeParams, _RangeCollector]):
@@ -443,12 +487,13 @@ class NumericRangeRelation(Relation[RangeParams, _RangeCollector]):
             if value.prop == GROUP_RATIO and value.role != "input":
                 return "a group ratio is about an input (a per-group setting)"
             return None
-        if value.prop == CHANGE and value.value in (CHANGED, UNCHANGED):
+        if value.prop == CHANGE and value.value in (CHANGED, UNCHANGED, ONE_MORE):
             return None if value.role == "input" else "a change is about an input setting"
         return (
             f"the ValueParam must have prop {MAGNITUDE!r}, {RELATIVE!r} or {GROUP_RATIO!r} "
             "with value "
-            f"{IN_RANGE!r}, or prop {CHANGE!r} with value {CHANGED!r} or {UNCHANGED!r}"
+            f"{IN_RANGE!r}, or prop {CHANGE!r} with value {CHANGED!r}, {UNCHANGED!r} "
+            f"or {ONE_MORE!r}"
         )
 
     def describe(self, params: RangeParams) -> str:
@@ -468,7 +513,8 @@ def _subject(params: RangeParams) -> str:
 def _range_text(params: RangeParams, hints: Hints) -> str:
     value = params.value
     if value.prop == CHANGE:
-        verb = "differs from" if value.value == CHANGED else "equals"
+        verbs = {CHANGED: "differs from", UNCHANGED: "equals"}
+        verb = verbs.get(str(value.value), "is one more than")
         return f"{_subject(params)} {verb} its value at the optimizer's previous step"
     found = dict(hints)
     when = " at the first optimizer step" if value.prop == MAGNITUDE else ""
@@ -523,7 +569,7 @@ class _RangeChecker(RelationChecker):
                 for name, ratio in group_ratios(settings)
             )
             if self._changes:
-                violations.extend(self._check_changes(signal, settings))
+                violations.extend(self._check_changes(signal, settings, counts_of(signal)))
         for role, name, prop, shown, log_value in found:
             for result, bounds in self._ranges.get((start.api, role, name, prop), ()):
                 if not holds(result.invariant.precondition, start.props):
@@ -559,24 +605,41 @@ class _RangeChecker(RelationChecker):
                 shown = f"undefined ({name} = {value:.4g}, first {math.exp(first):.4g})"
         return role, name, prop, shown, log_value
 
-    def _check_changes(self, start: CallStart, settings: dict[str, float]) -> list[Violation]:
+    def _check_changes(
+        self, start: CallStart, settings: dict[str, float], counts: dict[str, int]
+    ) -> list[Violation]:
         violations = []
-        for name, changed, props in self._previous.compare(start, settings):
-            for result in self._changes.get((start.api, name), ()):
-                if not holds(result.invariant.precondition, props):
+        for change in self._previous.compare(start, settings, counts):
+            for result in self._changes.get((start.api, change.name), ()):
+                expected = result.invariant.params.value.value
+                if (expected == ONE_MORE) != change.count:
                     continue
-                if changed == (result.invariant.params.value.value == CHANGED):
+                if not holds(result.invariant.precondition, change.props):
+                    continue
+                if _as_expected(change, expected):
                     result.record_pass()
                     continue
-                how = "changed" if changed else "did not change"
+                how = _how_it_moved(change)
                 precondition = result.invariant.precondition
                 violation = call_violation(
                     result,
                     start,
-                    what=f"{start.api}: {name} {how} since the optimizer's previous step",
+                    what=f"{start.api}: {change.name} {how} since the optimizer's previous step",
                     expected=result.invariant.text_description
                     + (f" when {precondition.describe()}" if precondition else ""),
-                    observed=f"{name} = {settings[name]:.4g}, {how}",
+                    observed=f"{change.name} = {change.now:.4g}, {how}",
                 )
                 violations.append(result.record_violation(violation))
         return violations
+
+
+def _as_expected(change: SettingChange, expected: object) -> bool:
+    if expected == ONE_MORE:
+        return change.one_more
+    return change.changed == (expected == CHANGED)
+
+
+def _how_it_moved(change: SettingChange) -> str:
+    if change.count:
+        return f"went from {change.before:.4g} to {change.now:.4g}"
+    return "changed" if change.changed else "did not change"
