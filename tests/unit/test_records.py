@@ -22,6 +22,7 @@ from traincheck.records import (
     SessionRecord,
     SidecarFailed,
     SidecarMarker,
+    SidecarProgress,
     SidecarReady,
     SidecarSummary,
     TracerExitCounters,
@@ -241,6 +242,7 @@ def test_sidecar_lines_round_trip_as_one_tagged_line_each() -> None:
         SidecarReady(endpoint="ipc://e", pid=3),
         SidecarFailed(message="inv.json: invariant #2: unknown relation 'X'"),
         records.as_summary_line(_counters()),
+        SidecarProgress(events_checked=41_000, events_received=120_000),
     ]
     for line in lines:
         encoded = records.encode_sidecar_line(line)
@@ -265,7 +267,16 @@ def test_the_summary_line_is_the_run_counters_tagged() -> None:
     }
 
 
-@pytest.mark.parametrize("text", [b"noise", b'{"event": "other"}', b"[1]", b'{"event": "ready"}'])
+@pytest.mark.parametrize(
+    "text",
+    [
+        b"noise",
+        b'{"event": "other"}',
+        b"[1]",
+        b'{"event": "ready"}',
+        b'{"event": "progress", "events_checked": -1, "events_received": 3}',
+    ],
+)
 def test_what_is_not_a_sidecar_line_is_refused(text: bytes) -> None:
     with pytest.raises(RecordError):
         records.decode_sidecar_line(text)
