@@ -166,6 +166,8 @@ class Sidecar:
             else None
         )
         self.lag: LiveCheckLag | None = None
+        self.drain_ended: str | None = None
+        """How :meth:`drain` ended (see ``RunCounters.drain_ended``); None before."""
 
     def handle(self, message: bytes | memoryview) -> None:
         """Validate and persist one message, then hand it to the check that follows
@@ -212,15 +214,18 @@ class Sidecar:
 
     def drain(self) -> None:
         """Take in what is still in flight: stop when every live producer has
-        ended and the socket has been quiet, or after ``DRAIN_MAX_S``."""
+        ended and the socket has been quiet, or after ``DRAIN_MAX_S``; which of
+        the two is recorded (``drain_ended``)."""
         deadline = time.monotonic() + DRAIN_MAX_S
         last_message = time.monotonic()
+        self.drain_ended = "time_limit"
         while time.monotonic() < deadline:
             if self.receive_once(0.05):
                 last_message = time.monotonic()
                 continue
             quiet = time.monotonic() - last_message >= DRAIN_QUIET_S
             if quiet and not self.ledger.unfinished_alive():
+                self.drain_ended = "producers_done"
                 return
 
     def manifest(self, status: str) -> RunManifest:
@@ -262,6 +267,7 @@ class Sidecar:
             write_errors=list(self.writer.write_errors),
             workers_vanished=self.workers_vanished,
             live_check=self.lag,
+            drain_ended=self.drain_ended,
         )
 
     def finish(

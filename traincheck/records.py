@@ -174,6 +174,11 @@ class RunCounters(msgspec.Struct, kw_only=True):
     ``killed`` for them, but their traces stop early."""
     live_check: LiveCheckLag | None = None
     """How the live check kept up (None: no invariants to check)."""
+    drain_ended: str | None = None
+    """How the intake ended after the drain request: ``producers_done`` (every
+    producer that may still send had ended, and the socket was quiet) or
+    ``time_limit`` (one was still alive when the drain's time ran out: what it sent
+    later is not in the trace). None: no drain (an attached sidecar that detached)."""
 
 
 # -- the sidecar's stdout lines ----------------------------------------------------------

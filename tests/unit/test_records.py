@@ -125,8 +125,13 @@ def test_run_json_written_by_the_old_code_reads_and_writes_back_the_same() -> No
     rewritten = json.loads(records.encode_manifest(manifest))
     expected = json.loads(OLD_RUN_JSON)
     # Fields added since, written back with the defaults that mean "nothing of that":
-    # no events lost, no vanished workers, no live check, parent unknown.
-    expected["counters"] |= {"events_lost": 0, "workers_vanished": [], "live_check": None}
+    # no events lost, no vanished workers, no live check, parent unknown, drain unknown.
+    expected["counters"] |= {
+        "events_lost": 0,
+        "workers_vanished": [],
+        "live_check": None,
+        "drain_ended": None,
+    }
     for producer in expected["counters"]["producers"]:
         producer["ppid"] = None
     assert rewritten == expected
