@@ -123,6 +123,8 @@ def waiting_for(progress: SidecarProgress | None) -> str:
     """What the sidecar was doing when the launcher stopped waiting for it."""
     if progress is None:
         return "draining"
+    if progress.events_checked >= progress.events_received:
+        return f"writing the live verdict (all {progress.events_received} events checked)"
     return (
         f"finishing the live check ({progress.events_checked} of "
         f"{progress.events_received} events checked)"
