@@ -4,8 +4,9 @@ The order of things: validate everything the user gave us; create the trace and
 private run directories; start the sidecar and wait for its ready line (it parses
 the invariants, decides and records the tracing plan: a malformed file ends the
 run here, one line, exit 2); spawn the job with the bootstrap dir on PYTHONPATH;
-forward signals while it runs; tell the sidecar to drain; print its summary; exit
-with the job's code.
+forward signals while it runs; tell the sidecar to drain and wait while its live
+check makes progress (Ctrl-C stops that wait); print its summary; exit with the
+job's code.
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 from traincheck.cli_scaffold import report_internal_error, run_main
+from traincheck.launcher.drain_wait import collect_summary, interrupt_stops_the_wait
 from traincheck.launcher.job import (
     SignalForwarder,
     exit_status,
@@ -34,10 +36,12 @@ from traincheck.launcher.summary import (
     lost_sidecar_lines,
     read_tracer_counters,
     record_lost_sidecar,
+    record_stopped_check,
+    stopped_check_lines,
 )
 from traincheck.launcher.tracing_options import record_plan
-from traincheck.records import RunCounters
 from traincheck.run_summary import summary_lines
+from traincheck.terminal_text import printable
 from traincheck.tracedir import TraceDir
 from traincheck.tracing_plan import TracingPlan
 
@@ -49,7 +53,8 @@ STOP_POLL_S = 0.1
 
 
 def say(message: str) -> None:
-    print(f"{PROG}: {message}", file=sys.stderr, flush=True)
+    """One line on stderr, made printable (it may quote names from files and processes)."""
+    print(printable(f"{PROG}: {message}"), file=sys.stderr, flush=True)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -208,15 +213,14 @@ def finish_detached(settings: RunSettings, returncode: int) -> int:
 
 def finish(settings: RunSettings, sidecar: SidecarProcess, returncode: int) -> int:
     """Drain the sidecar, report, and turn the job's return code into ours."""
-    summary, lost_reason = collect_summary(sidecar, settings.sidecar_timeout_s)
-    if summary is not None:
-        lines = summary_lines(summary, settings.output_dir)
-    else:
-        counters = read_tracer_counters(settings.output_dir)
-        record_lost_sidecar(settings.output_dir, lost_reason, counters)
-        lines = lost_sidecar_lines(lost_reason, counters, settings.output_dir)
-    for line in lines:
-        say(line)
+    with interrupt_stops_the_wait() as wait:
+        summary, lost_reason = collect_summary(sidecar, settings.sidecar_timeout_s, wait, say)
+        if summary is not None:
+            lines = summary_lines(summary, settings.output_dir)
+        else:
+            lines = lines_without_summary(settings, lost_reason)
+        for line in lines:
+            say(line)
     status = exit_status(returncode)
     violations = summary.violations if summary else 0
     if settings.fail_on_violation and status == 0 and violations > 0:
@@ -224,23 +228,15 @@ def finish(settings: RunSettings, sidecar: SidecarProcess, returncode: int) -> i
     return status
 
 
-def collect_summary(sidecar: SidecarProcess, timeout_s: float) -> tuple[RunCounters | None, str]:
-    """The sidecar's summary, or None and why there is none."""
-    code = sidecar.exit_code()
-    if code is not None:
-        return None, f"exited unexpectedly ({describe_exit(code)})"
-    try:
-        summary = sidecar.drain(timeout_s)
-    except KeyboardInterrupt:
-        sidecar.kill()
-        return None, "was stopped by an interrupt while draining"
-    if summary is not None:
-        return summary, ""
-    code = sidecar.exit_code()
-    if code is not None:
-        return None, f"exited unexpectedly ({describe_exit(code)})"
-    sidecar.kill()
-    return None, f"sent no summary within {timeout_s:g} s and was stopped"
+def lines_without_summary(settings: RunSettings, reason: str) -> list[str]:
+    """Mark ``run.json`` and say what is left: a complete trace whose live check did
+    not finish, or a trace that stops early."""
+    counters = record_stopped_check(settings.output_dir, reason)
+    if counters is not None:
+        return stopped_check_lines(reason, counters, settings.output_dir, settings.invariants)
+    tracer_counters = read_tracer_counters(settings.output_dir)
+    record_lost_sidecar(settings.output_dir, reason, tracer_counters)
+    return lost_sidecar_lines(reason, tracer_counters, settings.output_dir)
 
 
 if __name__ == "__main__":

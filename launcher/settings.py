@@ -83,7 +83,8 @@ def build_parser() -> argparse.ArgumentParser:
         type=float,
         default=DEFAULT_SIDECAR_TIMEOUT_S,
         metavar="S",
-        help="how long to wait for the sidecar to start and to finish (default: %(default)s)",
+        help="how long to wait for the sidecar to start, and at the end how long it may go "
+        "without progress while its live check finishes (default: %(default)s)",
     )
     parser.add_argument(
         "--fail-on-violation",

@@ -3,8 +3,10 @@
 The sidecar runs in its own session so a terminal Ctrl-C never reaches it (the
 launcher decides when it stops). It reports on stdout with typed lines
 (:mod:`traincheck.records`): ``ready`` when it can receive, or ``error`` when it
-cannot run for a reason the user can fix; ``summary`` after a drain. Every wait
-for a line has a deadline. The launcher never imports the sidecar's code.
+cannot run for a reason the user can fix; after a drain, ``progress`` while its
+live check finishes, then ``summary``. Every wait for a line has a deadline: at
+the end, one that moves on while the check advances. The launcher never imports
+the sidecar's code.
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ import signal
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import IO
 
@@ -25,6 +28,7 @@ from traincheck.records import (
     RecordError,
     SidecarFailed,
     SidecarLine,
+    SidecarProgress,
     SidecarReady,
     SidecarSummary,
     decode_sidecar_line,
@@ -174,20 +178,38 @@ class SidecarProcess:
             self.process.stdin.write(f"job {pid}\n".encode())
             self.process.stdin.flush()
 
-    def drain(self, timeout_s: float) -> SidecarSummary | None:
-        """Ask for a drain and return the summary; None if none came in time."""
+    def drain(
+        self,
+        stall_s: float,
+        on_progress: Callable[[SidecarProgress], None] | None = None,
+    ) -> SidecarSummary | None:
+        """Ask for a drain and wait for the summary as long as the sidecar shows
+        progress: ``stall_s`` after the request, and again after every ``progress``
+        line that checked more events. A large invariants file can keep the live
+        check busy long after the job; a sidecar that stops advancing (stopped,
+        wedged) is given up ``stall_s`` after its last advance: None. ``on_progress``
+        hears every progress line."""
         try:
             assert self.process.stdin is not None
             self.process.stdin.write(b"drain\n")
             self.process.stdin.close()
         except (BrokenPipeError, OSError):
             return None
-        summary = self._reader.read((SidecarSummary,), timeout_s)
-        if not isinstance(summary, SidecarSummary):
-            return None
-        with contextlib.suppress(subprocess.TimeoutExpired):
-            self.process.wait(timeout=5)
-        return summary
+        deadline = time.monotonic() + stall_s
+        progress: SidecarProgress | None = None
+        while True:
+            line = self._reader.read((SidecarSummary, SidecarProgress), deadline - time.monotonic())
+            if isinstance(line, SidecarSummary):
+                with contextlib.suppress(subprocess.TimeoutExpired):
+                    self.process.wait(timeout=5)
+                return line
+            if not isinstance(line, SidecarProgress):
+                return None
+            if progress is None or line.events_checked > progress.events_checked:
+                deadline = time.monotonic() + stall_s
+            progress = line
+            if on_progress is not None:
+                on_progress(line)
 
     def kill(self) -> None:
         """Stop the sidecar now (its own process group) and reap it."""

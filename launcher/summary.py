@@ -3,18 +3,22 @@
 The sidecar's summary line, when the sidecar lived to drain, is rendered by
 :mod:`traincheck.run_summary`. Without one (the sidecar died, or ``--detached``),
 the counter files the tracer writes at exit (``tracer-<pid>.json``) still say
-what was sent and lost, and ``run.json`` is marked so offline tools know.
+what was sent and lost, and ``run.json`` is marked so offline tools know. A
+sidecar stopped while its live check was finishing has stored the whole trace
+first (``run.json`` says ``live_check.pending``): then only the verdict is
+missing, and ``traincheck-check`` can give it.
 """
 
 from __future__ import annotations
 
 import contextlib
+import shlex
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import msgspec
 
-from traincheck.records import TracerTotals
+from traincheck.records import RunCounters, TracerTotals
 from traincheck.tracedir import TraceDir
 
 
@@ -93,3 +97,37 @@ def record_lost_sidecar(trace_dir: Path, reason: str, counters: TracerCounters) 
     )
     with contextlib.suppress(OSError):
         trace.write_manifest(lost)
+
+
+def record_stopped_check(trace_dir: Path, reason: str) -> RunCounters | None:
+    """If ``run.json`` says the trace is complete and the live check was still
+    finishing, note why the check stopped (the run's status stands) and return the
+    sidecar's counters; None when the trace may be incomplete (a sidecar lost
+    before its drain). Best effort, like :func:`record_lost_sidecar`."""
+    trace = TraceDir(trace_dir)
+    try:
+        manifest = trace.read_manifest()
+    except (OSError, ValueError):
+        return None
+    counters = manifest.counters
+    if counters is None or counters.live_check is None or not counters.live_check.pending:
+        return None
+    with contextlib.suppress(OSError):
+        trace.write_manifest(msgspec.structs.replace(manifest, live_check_stopped=reason))
+    return counters
+
+
+def stopped_check_lines(
+    reason: str, counters: RunCounters, trace_dir: Path, invariants: Path | None
+) -> list[str]:
+    """A complete trace whose live verdict is missing: say so, and how to get it."""
+    command = ["traincheck-check", "-f", str(trace_dir)]
+    if invariants is not None:
+        command += ["-i", str(invariants)]
+    return [
+        f"sidecar {reason}",
+        f"the trace is complete ({counters.events_received} events); the live check did "
+        "not finish (its alerts so far are above)",
+        f"finish it offline: {shlex.join(command)}",
+        f"trace: {trace_dir}",
+    ]

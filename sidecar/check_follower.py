@@ -23,11 +23,12 @@ import threading
 import time
 import zlib
 from collections import deque
+from collections.abc import Callable
 from pathlib import Path
 from typing import NamedTuple, Protocol
 
 from traincheck.events import Batch, StoredEvent, single_events
-from traincheck.records import LiveCheckLag
+from traincheck.records import LiveCheckLag, SidecarProgress
 from traincheck.sidecar.segment_codec import FRAME_HEADER, SEGMENT_MAGIC
 from traincheck.sidecar.store import StoredAt
 from traincheck.wire import MAX_MESSAGE_BYTES, WireError, decode_batch
@@ -114,6 +115,9 @@ class CheckFollower:
         """Just past the last stored batch checked (checker thread only)."""
         self._received = 0
         self._checked = 0
+        self._events_received = 0
+        self._events_checked = 0
+        """Events checked, or skipped because nothing holds them (under ``_cond``)."""
         self.lag = LiveCheckLag()
         self._thread = threading.Thread(target=self._run, name="live-check", daemon=True)
         self._thread.start()
@@ -123,6 +127,7 @@ class CheckFollower:
         ``stored_at`` (None: not stored). Never blocks on the check."""
         with self._cond:
             self._received += 1
+            self._events_received += len(batch.events)
             position = self._note_stored(stored_at)
             room = self._handoff_bytes + size <= self._handoff_max_bytes
             if not self._behind and room:
@@ -130,6 +135,7 @@ class CheckFollower:
                 self._handoff_bytes += size
             elif position is None:
                 self._checked += 1  # nowhere to read it from: it is never checked
+                self._events_checked += len(batch.events)
                 self.lag.events_unchecked += len(batch.events)
             else:
                 self._behind = True
@@ -147,13 +153,35 @@ class CheckFollower:
         self._ends[-1] = stored_at.end
         return Position(len(self._segments) - 1, stored_at.end)
 
-    def finish(self) -> LiveCheckLag:
+    def batches_behind(self) -> int:
+        """Batches received and not yet checked, now."""
+        with self._cond:
+            return self._received - self._checked
+
+    def progress(self) -> SidecarProgress:
+        """How far the check has got through what was received (a snapshot)."""
+        with self._cond:
+            return SidecarProgress(
+                events_checked=self._events_checked, events_received=self._events_received
+            )
+
+    def finish(
+        self,
+        report: Callable[[SidecarProgress], None] | None = None,
+        *,
+        every_s: float = 0.5,
+    ) -> LiveCheckLag:
         """Check everything received (from disk where the check fell behind), then
-        stop the thread; afterwards ``check`` is the caller's again."""
+        stop the thread; afterwards ``check`` is the caller's again. ``report`` is
+        given the progress at once and then every ``every_s`` until the check is done,
+        so whoever waits for it can tell a long check from a stuck one."""
         with self._cond:
             self._closing = True
             self._cond.notify()
-        self._thread.join()
+        while self._thread.is_alive():
+            if report is not None:
+                report(self.progress())
+            self._thread.join(every_s)
         return self.lag
 
     def _run(self) -> None:
@@ -167,7 +195,7 @@ class CheckFollower:
                 self._check_batch(work.batch)
                 if work.stored_at is not None:
                     self._position = work.stored_at
-                self._done_one()
+                self._done_one(len(work.batch.events))
             elif isinstance(work, _DiskRange):
                 self._check_from_disk(work)
 
@@ -211,7 +239,7 @@ class CheckFollower:
                     self._check_batch(batch)
                     self.lag.batches_from_disk += 1
                     self._position = Position(disk.start.segment, offset)
-                    self._done_one()
+                    self._done_one(len(batch.events))
         except (OSError, WireError, ValueError) as exc:
             if len(self.lag.read_errors) < MAX_READ_ERRORS_KEPT:
                 self.lag.read_errors.append(f"{disk.path.name}: {exc}")
@@ -225,9 +253,10 @@ class CheckFollower:
         if self._slow_s:
             time.sleep(self._slow_s)
 
-    def _done_one(self) -> None:
+    def _done_one(self, events: int) -> None:
         with self._cond:
             self._checked += 1
+            self._events_checked += events
 
 
 def _read_batch(fd: int, offset: int, end: int) -> tuple[Batch, int]:

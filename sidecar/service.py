@@ -2,11 +2,13 @@
 
 The launcher talks to this process over its standard streams only:
 
-* stdout carries two typed lines (:mod:`traincheck.records`): ``ready`` once the
+* stdout carries typed lines (:mod:`traincheck.records`): ``ready`` once the
   invariants are parsed, the plan recorded, the socket bound and ``run.json``
   written -- or instead ``error`` when the sidecar cannot run for a reason the
-  user can fix, before the job starts -- and ``summary`` at the end: a
-  machine-readable handshake in the style of viztracer's collector.
+  user can fix, before the job starts -- then, after ``drain``, ``progress``
+  every half second while the live check finishes from the complete trace, and
+  ``summary`` at the end: a machine-readable handshake in the style of
+  viztracer's collector.
 * stdin carries ``job <pid>`` once the job is spawned, then ``drain``. EOF
   without ``drain`` means the launcher died (SIGKILL, a crash): the job it
   started runs on, so the sidecar keeps storing and checking until the job's
@@ -32,6 +34,7 @@ import socket
 import sys
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -49,6 +52,7 @@ from traincheck.records import (
     SessionRecord,
     SidecarFailed,
     SidecarLine,
+    SidecarProgress,
     SidecarReady,
     as_summary_line,
     encode_sidecar_line,
@@ -75,6 +79,10 @@ DRAIN_QUIET_S = 0.3
 
 DRAIN_MAX_S = 5.0
 """A drain never takes longer than this, whatever the producers do."""
+
+PROGRESS_EVERY_S = 0.5
+"""How often the sidecar says how far the live check is while it finishes after the
+drain (a ``progress`` line on stdout)."""
 
 
 @dataclass(frozen=True)
@@ -158,6 +166,8 @@ class Sidecar:
             else None
         )
         self.lag: LiveCheckLag | None = None
+        self.drain_ended: str | None = None
+        """How :meth:`drain` ended (see ``RunCounters.drain_ended``); None before."""
 
     def handle(self, message: bytes | memoryview) -> None:
         """Validate and persist one message, then hand it to the check that follows
@@ -204,15 +214,18 @@ class Sidecar:
 
     def drain(self) -> None:
         """Take in what is still in flight: stop when every live producer has
-        ended and the socket has been quiet, or after ``DRAIN_MAX_S``."""
+        ended and the socket has been quiet, or after ``DRAIN_MAX_S``; which of
+        the two is recorded (``drain_ended``)."""
         deadline = time.monotonic() + DRAIN_MAX_S
         last_message = time.monotonic()
+        self.drain_ended = "time_limit"
         while time.monotonic() < deadline:
             if self.receive_once(0.05):
                 last_message = time.monotonic()
                 continue
             quiet = time.monotonic() - last_message >= DRAIN_QUIET_S
             if quiet and not self.ledger.unfinished_alive():
+                self.drain_ended = "producers_done"
                 return
 
     def manifest(self, status: str) -> RunManifest:
@@ -254,15 +267,23 @@ class Sidecar:
             write_errors=list(self.writer.write_errors),
             workers_vanished=self.workers_vanished,
             live_check=self.lag,
+            drain_ended=self.drain_ended,
         )
 
-    def finish(self, *, detached: bool = False) -> RunCounters:
+    def finish(
+        self,
+        *,
+        detached: bool = False,
+        on_progress: Callable[[SidecarProgress], None] | None = None,
+    ) -> RunCounters:
         """Close the store, let the check finish from it, finalise run.json; return
         the summary.
 
         The trace is complete before the check's last stretch: ``run.json`` says so
         at once (``live_check.pending``), so a sidecar stopped while a slow check
         finishes leaves a whole trace that says what is missing (the verdict).
+        Meanwhile ``on_progress`` hears how far the check is, every
+        ``PROGRESS_EVERY_S`` (the launcher waits while it advances).
 
         ``detached``: the user stopped an attached sidecar while the job runs on;
         the run is ``detached`` (re-attachable), not killed."""
@@ -275,9 +296,15 @@ class Sidecar:
         status = self.judge(detached=detached)
         if self.follower is not None:
             # How far behind the check is now, said before it catches up.
-            self.lag = msgspec.structs.replace(self.follower.lag, pending=True)
+            behind = self.follower.batches_behind()
+            self.lag = msgspec.structs.replace(
+                self.follower.lag, pending=True, batches_behind_at_drain=behind
+            )
             self.write_manifest(status)
-            self.lag = self.follower.finish()
+            lag = self.follower.finish(on_progress, every_s=PROGRESS_EVERY_S)
+            self.lag = msgspec.structs.replace(lag, batches_behind_at_drain=behind)
+            if on_progress is not None:
+                on_progress(self.follower.progress())  # all checked: the verdict is next
         self.check.finish(self.manifest(status))
         self.write_manifest(status)
         self.reserve.release()
@@ -406,5 +433,5 @@ def run(options: SidecarOptions) -> int:
     drain.watch_stdin()
     sidecar.serve(drain)
     sidecar.drain()
-    print_line(as_summary_line(sidecar.finish()))
+    print_line(as_summary_line(sidecar.finish(on_progress=print_line)))
     return 0

@@ -5,7 +5,8 @@ and another reads is here, as typed msgspec structs with one encoder/decoder pai
 each:
 
 * the sidecar's stdout lines (:class:`SidecarReady`, :class:`SidecarFailed`,
-  :class:`SidecarSummary`) -- the launcher's handshake with the sidecar;
+  :class:`SidecarProgress`, :class:`SidecarSummary`) -- the launcher's handshake
+  with the sidecar;
 * ``run.json`` (:class:`RunManifest`), written by the sidecar, amended by the
   launcher when the sidecar is lost, read by ``read_trace`` and ``--follow``;
 * ``tracer-<pid>.json`` (:class:`TracerExitCounters`), written by each traced
@@ -138,6 +139,9 @@ class LiveCheckLag(msgspec.Struct, kw_only=True):
     """Stored batches the check could not read back (skipped; the trace is unchanged)."""
     pending: bool = False
     """``run.json`` was written with the trace complete and the check still finishing."""
+    batches_behind_at_drain: int = 0
+    """Batches stored but not yet checked when the trace was complete: what the check
+    still had to do while the launcher waited (it reports its progress meanwhile)."""
 
 
 class RunCounters(msgspec.Struct, kw_only=True):
@@ -170,6 +174,11 @@ class RunCounters(msgspec.Struct, kw_only=True):
     ``killed`` for them, but their traces stop early."""
     live_check: LiveCheckLag | None = None
     """How the live check kept up (None: no invariants to check)."""
+    drain_ended: str | None = None
+    """How the intake ended after the drain request: ``producers_done`` (every
+    producer that may still send had ended, and the socket was quiet) or
+    ``time_limit`` (one was still alive when the drain's time ran out: what it sent
+    later is not in the trace). None: no drain (an attached sidecar that detached)."""
 
 
 # -- the sidecar's stdout lines ----------------------------------------------------------
@@ -190,11 +199,22 @@ class SidecarFailed(msgspec.Struct, frozen=True, kw_only=True, tag_field="event"
     message: str
 
 
+class SidecarProgress(msgspec.Struct, frozen=True, kw_only=True, tag_field="event", tag="progress"):
+    """Sent every half second while the live check finishes after a drain (the trace
+    is complete by then): the launcher waits as long as ``events_checked`` advances,
+    instead of for a fixed time that a large invariants file would outlast."""
+
+    events_checked: NonNegative
+    """Events checked so far (or skipped: neither stored nor held, see ``LiveCheckLag``)."""
+    events_received: NonNegative
+    """Events the check has to go through in all."""
+
+
 class SidecarSummary(RunCounters, kw_only=True, tag_field="event", tag="summary"):
     """The last line, after a drain: the session's :class:`RunCounters`."""
 
 
-SidecarLine = SidecarReady | SidecarFailed | SidecarSummary
+SidecarLine = SidecarReady | SidecarFailed | SidecarProgress | SidecarSummary
 
 
 def as_summary_line(counters: RunCounters) -> SidecarSummary:
@@ -231,8 +251,9 @@ class RunManifest(msgspec.Struct, kw_only=True, omit_defaults=True):
     ``status``: ``running`` while a sidecar is up; ``finished``; ``killed`` (a
     process started but neither said ``RunEnd`` nor left its exit counters);
     ``detached`` (an attached sidecar let go of a job that runs on);
-    ``sidecar_lost`` (the launcher's mark when the sidecar died). Fields at their
-    default are left out of the file, as they always were."""
+    ``sidecar_lost`` (the launcher's mark when the sidecar died, or was stopped,
+    before the trace was complete). Fields at their default are left out of the
+    file, as they always were."""
 
     format: str
     format_version: int
@@ -250,6 +271,10 @@ class RunManifest(msgspec.Struct, kw_only=True, omit_defaults=True):
     counters: RunCounters | None = None
     sidecar_lost: str | None = None
     tracer_counters: TracerTotals | None = None
+    live_check_stopped: str | None = None
+    """Why the launcher stopped a sidecar whose trace was complete while its live check
+    was still finishing (``counters.live_check.pending``): the run's ``status`` stands,
+    no live verdict was written, and ``traincheck-check`` gives it from the trace."""
 
 
 # -- results of a check --------------------------------------------------------------------

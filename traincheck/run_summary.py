@@ -39,6 +39,11 @@ def summary_lines(summary: RunCounters, trace_dir: Path) -> list[str]:
     lines.extend(lag_lines(summary.live_check))
     if summary.checker_errors:
         lines.append(f"checker errors: {summary.checker_errors} (see alerts above)")
+    if summary.drain_ended == "time_limit":
+        lines.append(
+            "a traced process was still running when the sidecar's drain time ran out; "
+            "anything it sent later is not in the trace"
+        )
     if summary.status == "killed":
         lines.append("a traced process ended without saying goodbye; the trace stops there")
     if summary.workers_vanished:

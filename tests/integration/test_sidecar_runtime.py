@@ -153,9 +153,9 @@ def test_counts_gaps_drops_rejects_and_stores_valid_batches(sidecar: SidecarUnde
 
 def test_producer_without_run_end_marks_the_run_killed(sidecar: SidecarUnderTest) -> None:
     sidecar.send(batch(0, [start_event(), meta(0)]))
-    start = time.monotonic()
     summary = sidecar.drain()
-    assert time.monotonic() - start < 4, "a dead producer must not be waited for"
+    # A dead producer is not waited for: the drain ended on its own, not by its time limit.
+    assert summary["drain_ended"] == "producers_done"
     assert summary["status"] == "killed" and summary["events_received"] == 2
     assert read_trace(sidecar.trace_dir).manifest.status == "killed"
 

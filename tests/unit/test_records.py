@@ -22,6 +22,7 @@ from traincheck.records import (
     SessionRecord,
     SidecarFailed,
     SidecarMarker,
+    SidecarProgress,
     SidecarReady,
     SidecarSummary,
     TracerExitCounters,
@@ -124,8 +125,13 @@ def test_run_json_written_by_the_old_code_reads_and_writes_back_the_same() -> No
     rewritten = json.loads(records.encode_manifest(manifest))
     expected = json.loads(OLD_RUN_JSON)
     # Fields added since, written back with the defaults that mean "nothing of that":
-    # no events lost, no vanished workers, no live check, parent unknown.
-    expected["counters"] |= {"events_lost": 0, "workers_vanished": [], "live_check": None}
+    # no events lost, no vanished workers, no live check, parent unknown, drain unknown.
+    expected["counters"] |= {
+        "events_lost": 0,
+        "workers_vanished": [],
+        "live_check": None,
+        "drain_ended": None,
+    }
     for producer in expected["counters"]["producers"]:
         producer["ppid"] = None
     assert rewritten == expected
@@ -241,6 +247,7 @@ def test_sidecar_lines_round_trip_as_one_tagged_line_each() -> None:
         SidecarReady(endpoint="ipc://e", pid=3),
         SidecarFailed(message="inv.json: invariant #2: unknown relation 'X'"),
         records.as_summary_line(_counters()),
+        SidecarProgress(events_checked=41_000, events_received=120_000),
     ]
     for line in lines:
         encoded = records.encode_sidecar_line(line)
@@ -265,7 +272,16 @@ def test_the_summary_line_is_the_run_counters_tagged() -> None:
     }
 
 
-@pytest.mark.parametrize("text", [b"noise", b'{"event": "other"}', b"[1]", b'{"event": "ready"}'])
+@pytest.mark.parametrize(
+    "text",
+    [
+        b"noise",
+        b'{"event": "other"}',
+        b"[1]",
+        b'{"event": "ready"}',
+        b'{"event": "progress", "events_checked": -1, "events_received": 3}',
+    ],
+)
 def test_what_is_not_a_sidecar_line_is_refused(text: bytes) -> None:
     with pytest.raises(RecordError):
         records.decode_sidecar_line(text)
