@@ -43,6 +43,7 @@ COLUMNS = (
     "grad",
     "digest",
     "grad_digest",
+    "aliases",
     "exception",
     "result",
     "key",

@@ -22,7 +22,10 @@ from typing import Literal
 import msgspec
 
 SCHEMA_VERSION = 2
-"""Version 2 added :class:`VarStates`; a version-1 batch is a valid version-2 batch."""
+"""Version 2 added :class:`VarStates`; a version-1 batch is a valid version-2 batch.
+Fields added since at the end of a struct with a default (``aliases``) need no new
+version: a reader of array-encoded structs fills a missing trailing field with its
+default and ignores one it does not know."""
 
 SUPPORTED_SCHEMA_VERSIONS = frozenset({1, 2})
 """What readers accept: traces recorded by an older tracer stay readable."""
@@ -127,6 +130,10 @@ class VarState(msgspec.Struct, frozen=True, array_like=True, tag="var"):
     (``post``) the traced call ``call_id``, or at discovery (``init``, call_id 0).
     ``digest`` covers every element of the tensor (see ``traincheck.tracer.digest``);
     it is None where the point needs only the gradient state (e.g. ``zero_grad``).
+    ``aliases`` are the other paths under which the same ``Parameter`` object is
+    registered (a tied output layer, ``Net.head.weight`` beside ``Net.embed.weight``):
+    ``named_parameters()`` lists a shared parameter once, under ``var_name``, and
+    without this field a tie would be invisible in the trace.
     """
 
     ts_ns: int
@@ -144,6 +151,7 @@ class VarState(msgspec.Struct, frozen=True, array_like=True, tag="var"):
     grad: GradState
     digest: int | None = None
     grad_digest: int | None = None
+    aliases: tuple[str, ...] = ()
 
 
 class VarStates(msgspec.Struct, frozen=True, array_like=True, tag="vars"):
@@ -154,7 +162,9 @@ class VarStates(msgspec.Struct, frozen=True, array_like=True, tag="vars"):
     than dozens (every one of which costs it time between torch kernels). Readers
     see :class:`VarState` events: :func:`single_events` expands these where a
     trace or a live stream is read, so no consumer handles the columns.
-    ``digests`` is None at points that take none (e.g. ``zero_grad``).
+    ``digests`` is None at points that take none (e.g. ``zero_grad``);
+    ``aliases`` is None when no variable of the point has any (a model that ties
+    nothing pays one byte per event for it).
     """
 
     ts_ns: int
@@ -171,15 +181,18 @@ class VarStates(msgspec.Struct, frozen=True, array_like=True, tag="vars"):
     requires_grad: list[bool]
     grads: list[GradState]
     digests: list[int | None] | None = None
+    aliases: list[tuple[str, ...]] | None = None
 
     def expand(self) -> list[VarState]:
         """One :class:`VarState` per variable, in order (columns of unequal length
         are cut to the shortest: a malformed event never raises here)."""
-        digests = self.digests if self.digests is not None else [None] * len(self.var_names)
+        count = len(self.var_names)
+        digests = self.digests if self.digests is not None else [None] * count
+        aliases = self.aliases if self.aliases is not None else [()] * count
         head = (self.ts_ns, self.call_id, self.phase, self.thread, self.step, self.stage)
         return [
-            VarState(*head, *row)
-            for row in zip(
+            VarState(*head, name, kind, shape, dtype, device, trains, grad, digest, None, shared)
+            for name, kind, shape, dtype, device, trains, grad, digest, shared in zip(
                 self.var_names,
                 self.var_types,
                 self.shapes,
@@ -188,6 +201,7 @@ class VarStates(msgspec.Struct, frozen=True, array_like=True, tag="vars"):
                 self.requires_grad,
                 self.grads,
                 digests,
+                aliases,
                 strict=False,
             )
         ]

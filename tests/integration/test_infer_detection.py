@@ -112,11 +112,17 @@ def test_unfrozen_backbone_and_broken_tie_are_caught_live(tmp_path: Path) -> Non
 
 
 @pytest.mark.timeout(120)
-def test_a_tie_by_one_parameter_object_is_one_name_in_the_trace(tmp_path: Path) -> None:
+def test_a_tie_by_one_parameter_object_is_one_name_with_the_other_path_as_alias(
+    tmp_path: Path,
+) -> None:
     """Hugging Face ties by sharing one Parameter, which ``named_parameters()`` lists
-    once: the trace has one name, so there is no pair for EqualVariables to learn."""
+    once: the trace has one name (no pair for EqualVariables), and that variable's
+    states carry the other path (what SharedParameter learns)."""
     out = _trace(tmp_path / "object", FROZEN_BACKBONE, "--tie-object", "--steps", "3")
-    events = [stored.event for stored in read_trace(out).events()]
-    names = {event.var_name for event in events if isinstance(event, VarState)}
+    states = [s.event for s in read_trace(out).events() if isinstance(s.event, VarState)]
+    names = {state.var_name for state in states}
     assert "Tagger.encode.weight" in names
     assert "Tagger.decode.weight" not in names
+    aliases = {state.var_name: state.aliases for state in states if state.stage == "train"}
+    assert aliases["Tagger.encode.weight"] == ("Tagger.decode.weight",)
+    assert {name for name, paths in aliases.items() if paths} == {"Tagger.encode.weight"}

@@ -4,7 +4,7 @@ publishing side is tested elsewhere)."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 
 import torch
@@ -65,6 +65,7 @@ class ListRecorder:
         params: Sequence[tuple[str, torch.Tensor]],
         *,
         with_digest: bool,
+        aliases: Mapping[str, tuple[str, ...]],
     ) -> None:
         pass
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import msgspec
 import pytest
 
 from traincheck.events import (
@@ -57,3 +58,10 @@ def test_var_states_survive_the_wire_and_version_1_batches_stay_readable() -> No
     assert decode_batch(encode_batch(old)).events == old.events
     with pytest.raises(WireError, match="schema version 9"):
         decode_batch(encode_batch(Batch(9, "run", 1, 0, 0, 0, [])))
+
+
+def test_aliases_survive_the_wire_and_reach_each_variable() -> None:
+    tied = msgspec.structs.replace(_states([1, 2]), aliases=[("Net.head.weight",), ()])
+    (decoded,) = decode_batch(encode_batch(Batch(SCHEMA_VERSION, "run", 1, 0, 0, 0, [tied]))).events
+    assert [s.aliases for s in decoded.expand()] == [("Net.head.weight",), ()]
+    assert [s.aliases for s in _states(None).expand()] == [(), ()]

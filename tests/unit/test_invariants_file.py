@@ -279,6 +279,8 @@ def _state(attr: str, value: object) -> dict[str, object]:
          "needs params [APIParam, VarNameParam, VarNameParam]"),
         ("EqualVariablesRelation", [API, _named("data"), _named("requires_grad")],
          "EqualVariablesRelation: attribute 'requires_grad' is not tracked (expected 'data')"),
+        ("SharedParameterRelation", [API, _named("identity"), _named("data")],
+         "SharedParameterRelation: attribute 'data' is not tracked (expected 'identity')"),
         ("NumericRangeRelation", [API, _value("input", "magnitude", "always")],
          "NumericRangeRelation: the ValueParam must have prop 'magnitude', 'relative to first "
          "value' or 'ratio to group 0' with value 'in range', or prop 'change since previous "

@@ -99,3 +99,37 @@ def test_the_same_named_list_is_handed_out_until_the_optimizer_changes(
         "Net.block.1.weight",
         "Net.block.1.bias",
     ]
+
+
+class TiedLM(torch.nn.Module):
+    """An output layer tied to the embedding: one Parameter under two paths."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.embed = torch.nn.Embedding(5, 3)
+        self.head = torch.nn.Linear(3, 5, bias=False)
+        self.head.weight = self.embed.weight
+
+
+def test_a_parameter_registered_twice_is_one_name_with_the_other_path_as_alias(
+    registry: ModelRegistry,
+) -> None:
+    model = TiedLM()
+    assert registry.name_of(model.head.weight) == "TiedLM.embed.weight"
+    assert [name for name, _ in registry.tracked_params()] == ["TiedLM.embed.weight"]
+    assert registry.aliases() == {"TiedLM.embed.weight": ("TiedLM.head.weight",)}
+
+
+def test_untying_drops_the_alias_and_names_the_head_on_its_own(registry: ModelRegistry) -> None:
+    model = TiedLM()
+    tied = registry.aliases()
+    Net()  # another model: a rebuild that finds the same tie keeps the same mapping
+    assert registry.aliases() is tied
+    model.head.weight = torch.nn.Parameter(model.embed.weight.detach().clone())
+    assert registry.aliases() == {}
+    assert registry.name_of(model.head.weight) == "TiedLM.head.weight"
+
+
+def test_a_model_that_ties_nothing_has_no_aliases(registry: ModelRegistry) -> None:
+    Net()
+    assert registry.aliases() == {}

@@ -110,3 +110,19 @@ def test_the_cache_does_not_keep_a_model_alive() -> None:
     del model, params
     gc.collect()
     assert alive() is None
+
+
+def test_aliases_are_recorded_with_the_states_and_follow_a_new_mapping() -> None:
+    _, params = _model()
+    cache = StateCache()
+    tied = {"weight": ("head.weight",)}
+
+    def read(aliases: dict[str, tuple[str, ...]]) -> list[tuple[str, ...]]:
+        states = param_states(
+            _tracer(), 1, "pre", params, with_digest=False, cache=cache, aliases=aliases
+        )
+        return [s.aliases for s in states.expand()]
+
+    assert read({}) == [(), ()]
+    assert read(tied) == [("head.weight",), ()]
+    assert read({}) == [(), ()], "untied: same names and tensors, another mapping"

@@ -90,8 +90,12 @@ class LoopSpec:
     backbone unfrozen by mistake)."""
     tied: tuple[tuple[str, str], ...] = ()
     """(a, b): b is one tensor with a (the same content digest at every state)."""
+    shared: tuple[tuple[str, str], ...] = ()
+    """(owner, alias): one Parameter registered under two paths (``head.weight =
+    embed.weight``): only the owner is traced, its states carry the alias."""
     untie_at: int | None = None
-    """From this step on, the second of each ``tied`` pair is a tensor of its own."""
+    """From this step on, the second of each ``tied`` pair is a tensor of its own, and
+    each ``shared`` alias a Parameter of its own (traced under its path)."""
     shape: tuple[int, ...] = (8, 4)
     """The shape of every parameter (a wider variant has another)."""
     loss_scale: float | None = None
@@ -160,7 +164,7 @@ def training_events(spec: LoopSpec) -> list[Event]:
     model = list(spec.params)
     stale = [f"optimizer[0].param[{i}]" for i in range(len(model))]
     optimized = stale if spec.stale_optimizer else model
-    for name in model + stale:
+    for name in model + stale + [alias for _, alias in spec.shared]:
         st.digests[name] = st.digest()
         st.grads[name] = "none"
     _tie(st)
@@ -173,14 +177,15 @@ def training_events(spec: LoopSpec) -> list[Event]:
         st.step = k
         if spec.loader is not None:
             events += _next_batch(st, k)
+        own = _own_aliases(st)
         if spec.zero_grad:
-            events += _zero_grad(st, optimized)
+            events += _zero_grad(st, optimized + own)
         for _ in range(spec.accumulate):
             events += _forward(st, training=st.training)
-            events += _backward(st, [n for n in model if n not in _frozen(st)])
+            events += _backward(st, [n for n in model + own if n not in _frozen(st)])
         if spec.grad_norm is not None:
             events += _clip(st, spec.grad_norm)
-        events += _optimizer_step(st, optimized)
+        events += _optimizer_step(st, optimized + own)
         if spec.second_optimizer:
             events += _optimizer_step(st, list(spec.second_optimizer), "Adam")
         events.append(MetaChange(st.tick(), spec.thread, "step", k + 1, k, st.stage))
@@ -199,11 +204,25 @@ def _frozen(st: _State) -> tuple[str, ...]:
     return () if _unfrozen(st) else st.spec.frozen
 
 
+def _untied(st: _State) -> bool:
+    return st.spec.untie_at is not None and st.step >= st.spec.untie_at
+
+
+def _own_aliases(st: _State) -> list[str]:
+    """The ``shared`` aliases that are Parameters of their own (after ``untie_at``)."""
+    return [alias for _, alias in st.spec.shared] if _untied(st) else []
+
+
+def _aliases(st: _State, name: str) -> tuple[str, ...]:
+    if _untied(st):
+        return ()
+    return tuple(alias for owner, alias in st.spec.shared if owner == name)
+
+
 def _tie(st: _State) -> None:
     """Tied pairs share the first one's content, until ``untie_at``."""
-    untied = st.spec.untie_at is not None and st.step >= st.spec.untie_at
     for a, b in st.spec.tied:
-        if not untied:
+        if not _untied(st):
             st.digests[b] = st.digests[a]
 
 
@@ -233,6 +252,7 @@ def _var(st: _State, call_id: int, phase: str, name: str, digest: bool = True) -
         grad=grad,  # type: ignore[arg-type]
         digest=st.digests[name] if digest else None,
         grad_digest=None if grad == "none" else st.digest(),
+        aliases=_aliases(st, name),
     )
 
 

@@ -22,7 +22,7 @@ from traincheck.analysis.invariants import (
     VarNameParam,
     VarTypeParam,
 )
-from traincheck.analysis.var_attrs import ANYTHING, DATA, GRAD
+from traincheck.analysis.var_attrs import ANYTHING, DATA, GRAD, IDENTITY
 from traincheck.catalogue import SUBMODULE_CALL, traceable
 from traincheck.tracing_plan import TracingPlan
 
@@ -74,7 +74,9 @@ def needed_state(invariant: Invariant[Any]) -> set[tuple[str, str, bool]]:
     every phase whose value is not ``ANYTHING`` (StateAtCall's "grad present
     before step" needs the pre phase only). A value of None is the state "no
     gradient", not "unconstrained": APIContain's "backward changes grad from None
-    to non_zero" needs both phases.
+    to non_zero" needs both phases. Identity (which Parameter a path holds) is read
+    from the aliases every state carries, and a call does not change the model's
+    structure: the pre phase, without digests, is enough.
     """
     points: set[tuple[str, str, bool]] = set()
     api: str | None = None
@@ -83,7 +85,7 @@ def needed_state(invariant: Invariant[Any]) -> set[tuple[str, str, bool]]:
             api = param.api_full_name
         elif isinstance(param, (VarTypeParam, VarNameParam)) and api is not None:
             digest = param.attr_name == DATA
-            phases: tuple[str, ...] = ("pre", "post")
+            phases: tuple[str, ...] = ("pre",) if param.attr_name == IDENTITY else ("pre", "post")
             if isinstance(param, VarTypeParam) and not digest:
                 valued = tuple(
                     phase

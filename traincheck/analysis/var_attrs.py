@@ -8,6 +8,8 @@ published tool's, so its files stay readable:
 - :data:`DATA`, the content, compared by digest only: a change is written
   ``anything -> changed`` (:data:`ANYTHING`, :data:`CHANGED`); values are never named;
 - :data:`REQUIRES_GRAD`, whether the variable is trainable (a bool);
+- :data:`IDENTITY`, which ``Parameter`` object a module path holds (SharedParameter:
+  two paths, one Parameter; compared through the aliases the tracer records, no value);
 - :data:`GRAD`, the gradient, in one of three states: no gradient tensor (``None``,
   JSON ``null``), :data:`ZERO` or :data:`NON_ZERO`;
 - StateAtCall speaks about gradient *presence* only, :data:`NO_GRAD` or
@@ -34,6 +36,10 @@ GRAD: Final = "grad"
 REQUIRES_GRAD: Final = "requires_grad"
 """The attribute for whether a variable is trainable (ConstantState: a frozen parameter
 stays frozen, a trained one stays trainable)."""
+
+IDENTITY: Final = "identity"
+"""The attribute for which ``Parameter`` object a path holds (SharedParameter: a tied
+output layer is the same Parameter as the embedding; no digest is needed to judge it)."""
 
 ANYTHING: Final = "anything"
 """A phase value that constrains nothing: the ``pre_value`` of a data change, the

@@ -467,14 +467,22 @@ class TorchHooks:
         post = plan.state_at(api, "post")[0]
         params = params_of() if pre or post else None
         if pre and params:
-            self.tracer.record_params(call_id, "pre", params, with_digest=pre_digest)
+            self.tracer.record_params(
+                call_id, "pre", params, with_digest=pre_digest, aliases=self.registry.aliases()
+            )
         return _CallToken(api, call_id, params if post and params else None)
 
     def _record_post_state(self, token: _CallToken) -> None:
         """The post state of a call whose token kept its parameters (see above)."""
         if token.params is not None:
             with_digest = self.tracer.plan.state_at(token.api, "post")[1]
-            self.tracer.record_params(token.call_id, "post", token.params, with_digest=with_digest)
+            self.tracer.record_params(
+                token.call_id,
+                "post",
+                token.params,
+                with_digest=with_digest,
+                aliases=self.registry.aliases(),
+            )
 
     def _end_call(self, token: _CallToken | None, exc: BaseException | None) -> None:
         """Close a wrapper's call: post VarStates (if any), ApiReturn, backward depth."""

@@ -14,6 +14,13 @@ A ``torch.compile``'d model is named after the model it compiles
 script run with and without compile then names the same parameters the same, so
 invariants inferred from one check the other.
 
+A ``Parameter`` registered under several paths (a tied output layer:
+``head.weight = embed.weight``, Hugging Face's ``tie_weights``) is named after
+its first path in ``named_parameters()`` order (``Net.embed.weight``); its other
+paths are its *aliases* (``Net.head.weight``), read with
+``named_parameters(remove_duplicate=False)`` in the same pass and recorded with
+its states, so the tie shows in the trace although the parameter is one variable.
+
 Everything is held weakly: tracing must not keep a model (or its GPU memory)
 alive. Names are recomputed lazily, only after the model structure changed.
 """
@@ -24,9 +31,12 @@ import itertools
 import operator
 import weakref
 from collections import Counter
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 
 import torch
+
+NO_ALIASES: Mapping[str, tuple[str, ...]] = {}
+"""The aliases of a model that ties nothing (shared: nothing may mutate it)."""
 
 
 class ModelRegistry:
@@ -46,6 +56,7 @@ class ModelRegistry:
             torch.optim.Optimizer, tuple[list[torch.Tensor], list[tuple[str, torch.Tensor]]]
         ] = weakref.WeakKeyDictionary()
         self._module_names: dict[int, tuple[weakref.ref[torch.nn.Module], str]] = {}
+        self._aliases: Mapping[str, tuple[str, ...]] = NO_ALIASES
         self.generation = 0
         """Bumped at every rebuild: caches keyed on names (the hooks' per-module call
         arguments) compare it instead of being told."""
@@ -168,6 +179,17 @@ class ModelRegistry:
             return entry[1]
         return type(module).__name__
 
+    def aliases(self) -> Mapping[str, tuple[str, ...]]:
+        """Parameter name -> the other paths its ``Parameter`` is registered under.
+
+        The same mapping object is returned until the aliases change (a rebuild that
+        finds the same ties keeps it), so a reader may cache what it derived from
+        it and compare by identity; a model that ties nothing has ``NO_ALIASES``.
+        """
+        if self._dirty:
+            self._rebuild()
+        return self._aliases
+
     def tracked_params(self) -> list[tuple[str, torch.Tensor]]:
         """All live parameters of known models and optimizers, named."""
         if self._dirty:
@@ -217,6 +239,7 @@ class ModelRegistry:
     def _rebuild(self) -> None:
         names: dict[int, tuple[weakref.ref[torch.Tensor], str]] = {}
         tracked: list[tuple[str, weakref.ref[torch.Tensor]]] = []
+        aliases: dict[str, list[str]] = {}
         per_class: Counter[str] = Counter()
         self._root_prefix = {}
         self._buffers = {}
@@ -227,11 +250,15 @@ class ModelRegistry:
             prefix = cls if per_class[cls] == 0 else f"{cls}[{per_class[cls]}]"
             per_class[cls] += 1
             self._root_prefix[id(root)] = self._root_prefix[id(model)] = prefix
-            for path, param in model.named_parameters():
-                if id(param) not in names:
-                    ref: weakref.ref[torch.Tensor] = weakref.ref(param)
-                    names[id(param)] = (ref, f"{prefix}.{path}")
-                    tracked.append((f"{prefix}.{path}", ref))
+            for path, param in model.named_parameters(remove_duplicate=False):
+                entry = names.get(id(param))
+                if entry is not None:  # registered again: a tie
+                    aliases.setdefault(entry[1], []).append(f"{prefix}.{path}")
+                    continue
+                ref: weakref.ref[torch.Tensor] = weakref.ref(param)
+                names[id(param)] = (ref, f"{prefix}.{path}")
+                tracked.append((f"{prefix}.{path}", ref))
+        self._set_aliases({name: tuple(paths) for name, paths in aliases.items()})
         self._names = names
         self._tracked = tracked
         self._module_names = self._name_modules()
@@ -247,6 +274,10 @@ class ModelRegistry:
                     name = f"optimizer[{index}].param[{j}]"
                     names[id(tensor)] = (ref, name)
                     tracked.append((name, ref))
+
+    def _set_aliases(self, aliases: dict[str, tuple[str, ...]]) -> None:
+        if aliases != self._aliases:
+            self._aliases = aliases or NO_ALIASES
 
     def _name_modules(self) -> dict[int, tuple[weakref.ref[torch.nn.Module], str]]:
         names: dict[int, tuple[weakref.ref[torch.nn.Module], str]] = {}

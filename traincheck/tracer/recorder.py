@@ -14,7 +14,7 @@ call its methods directly, with no adapter on the training thread's per-call pat
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Protocol
 
 if TYPE_CHECKING:
@@ -59,8 +59,10 @@ class Recorder(Protocol):
         params: Sequence[tuple[str, torch.Tensor]],
         *,
         with_digest: bool,
+        aliases: Mapping[str, tuple[str, ...]],
     ) -> None:
-        """Emit the named tensors' states at one point of a call."""
+        """Emit the named tensors' states at one point of a call (``aliases``: the
+        other paths of each shared parameter, by name)."""
         ...
 
     def flush_at_step(self) -> None:

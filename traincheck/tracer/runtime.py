@@ -228,6 +228,7 @@ class Tracer:
         params: Sequence[tuple[str, torch.Tensor]],
         *,
         with_digest: bool,
+        aliases: Mapping[str, tuple[str, ...]],
     ) -> None:
         """Emit the parameters' states (grad state, and data digest if asked): one event."""
         from traincheck.tracer.varstate import param_states
@@ -235,7 +236,13 @@ class Tracer:
         if self.plan.models_to_track is not None:
             params = [(name, p) for name, p in params if self.plan.tracks(name)]
         states = param_states(
-            self, call_id, phase, params, with_digest=with_digest, cache=self.state_cache
+            self,
+            call_id,
+            phase,
+            params,
+            with_digest=with_digest,
+            cache=self.state_cache,
+            aliases=aliases,
         )
         if states is not None:
             self.publisher.append(states)

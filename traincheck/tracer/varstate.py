@@ -30,6 +30,11 @@ list comparisons instead of a cache lookup and a check per tensor (measured
 287 -> ~255 us on the benchmark MLP). Anything changed
 falls back to the per-tensor path, which also shares readings between groups
 (the gradient states taken after ``backward`` are reused before ``step``).
+
+A group's aliases column (the other paths of each shared ``Parameter``, see
+:mod:`traincheck.tracer.models`) is built with the group from the registry's
+alias mapping, and the group is rebuilt when that mapping is another object: a
+head untied mid-run changes no name and no tensor of the optimizer's list.
 """
 
 from __future__ import annotations
@@ -38,13 +43,14 @@ import operator
 import threading
 import time
 import weakref
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import TYPE_CHECKING
 
 import torch
 
 from traincheck.events import GradState, StatePhase, VarStates
 from traincheck.tracer.digest import digest_in_no_grad, grad_states_in_no_grad
+from traincheck.tracer.models import NO_ALIASES
 from traincheck.tracer.typenames import device_name, dtype_name
 
 if TYPE_CHECKING:
@@ -96,6 +102,8 @@ class StateGroup:
     """
 
     __slots__ = (
+        "alias_map",
+        "aliases",
         "devices",
         "digest_versions",
         "digests",
@@ -111,8 +119,16 @@ class StateGroup:
         "var_types",
     )
 
-    def __init__(self, names: list[str], tensors: list[torch.Tensor], cache: StateCache) -> None:
+    def __init__(
+        self,
+        names: list[str],
+        tensors: list[torch.Tensor],
+        cache: StateCache,
+        alias_map: Mapping[str, tuple[str, ...]] = NO_ALIASES,
+    ) -> None:
         self.names = names
+        self.alias_map = alias_map
+        self.aliases = _aliases_column(names, alias_map)
         self.refs = [weakref.ref(t) for t in tensors]
         self.pointers = [t.data_ptr() for t in tensors]
         self.entries = [cache.entry(t) for t in tensors]
@@ -127,8 +143,14 @@ class StateGroup:
         self.digest_versions: list[int] = []
         self.digests: list[int | None] | None = None
 
-    def holds(self, names: list[str], tensors: list[torch.Tensor]) -> bool:
-        """Still this group: the same tensors under the same names, on the same storage.
+    def holds(
+        self,
+        names: list[str],
+        tensors: list[torch.Tensor],
+        alias_map: Mapping[str, tuple[str, ...]] = NO_ALIASES,
+    ) -> bool:
+        """Still this group: the same tensors under the same names, on the same storage,
+        with the same aliases (the registry's mapping object is kept while they hold).
 
         A tensor's shape or dtype changes only with new storage (``param.data =
         ...``, a growing ``resize_``), so the storage pointers stand for them;
@@ -136,6 +158,7 @@ class StateGroup:
         """
         return (
             [t.data_ptr() for t in tensors] == self.pointers
+            and alias_map is self.alias_map
             and names == self.names
             and all(map(operator.is_, map(_call, self.refs), tensors))
         )
@@ -184,14 +207,19 @@ class StateCache:
         self.digests_computed = 0
         self.digests_reused = 0
 
-    def group(self, names: list[str], tensors: list[torch.Tensor]) -> StateGroup:
+    def group(
+        self,
+        names: list[str],
+        tensors: list[torch.Tensor],
+        alias_map: Mapping[str, tuple[str, ...]] = NO_ALIASES,
+    ) -> StateGroup:
         """The group of these tensors under these names (built on first sight or change)."""
         key = tuple(map(id, tensors))
         group = self._groups.get(key)
-        if group is None or not group.holds(names, tensors):
+        if group is None or not group.holds(names, tensors, alias_map):
             if len(self._groups) > 256:
                 self._groups.clear()
-            group = self._groups[key] = StateGroup(names, tensors, self)
+            group = self._groups[key] = StateGroup(names, tensors, self, alias_map)
         return group
 
     def entry(self, tensor: torch.Tensor) -> _Entry:
@@ -256,13 +284,17 @@ def param_states(
     *,
     with_digest: bool,
     cache: StateCache | None = None,
+    aliases: Mapping[str, tuple[str, ...]] = NO_ALIASES,
 ) -> VarStates | None:
-    """The states of ``(name, tensor)`` pairs at one point, as one event (None: no pairs)."""
+    """The states of ``(name, tensor)`` pairs at one point, as one event (None: no pairs).
+
+    ``aliases``: the registry's mapping of a shared parameter's name to its other paths.
+    """
     if not params:
         return None
     cache = cache if cache is not None else StateCache()
     tensors = [p for _, p in params]
-    group = cache.group([name for name, _ in params], tensors)
+    group = cache.group([name for name, _ in params], tensors, aliases)
     # No ``torch.no_grad()`` here (1.3 us a point): every tensor is detached before
     # any torch op reads it (see digest.py), so nothing can record autograd history.
     grads = group.grad_states_now(tensors, cache)
@@ -284,7 +316,17 @@ def param_states(
         [t.requires_grad for t in tensors],
         grads,
         digests,
+        group.aliases,
     )
+
+
+def _aliases_column(
+    names: list[str], alias_map: Mapping[str, tuple[str, ...]]
+) -> list[tuple[str, ...]] | None:
+    """Each name's aliases, or None when none has any (the common case: no tie)."""
+    if not alias_map or not any(name in alias_map for name in names):
+        return None
+    return [alias_map.get(name, ()) for name in names]
 
 
 def _static(tensor: torch.Tensor) -> tuple[tuple[int, ...], torch.dtype, str, str, str]:

@@ -11,8 +11,9 @@ What the trace shows: the tracer names a tensor once. Two names for one tensor
 appear when two distinct ``Parameter`` objects share storage (a tie made with
 ``b.weight.data = a.weight.data``, or a copy kept in sync); Hugging Face's
 ``tie_weights`` shares one ``Parameter`` object, which ``named_parameters()``
-deduplicates, so there is one name and nothing to compare (untying it makes a
-new name, which this relation does not judge). Content equality, not storage
+deduplicates, so there is one name and nothing to compare: that tie is
+:mod:`~traincheck.analysis.relations.shared_parameter`'s, which reads the other
+paths the tracer records with the variable. Content equality, not storage
 identity, is what is compared: the digest says both.
 
 Inference, linear in the states read: per (trace, process, API), the variables

@@ -17,6 +17,7 @@ from traincheck.analysis.relations.distinct_argument import DistinctArgumentRela
 from traincheck.analysis.relations.equal_variables import EqualVariablesRelation
 from traincheck.analysis.relations.lead import FunctionLeadRelation
 from traincheck.analysis.relations.numeric_range import NumericRangeRelation
+from traincheck.analysis.relations.shared_parameter import SharedParameterRelation
 from traincheck.analysis.relations.single_update import SingleUpdateRelation
 from traincheck.analysis.relations.state_at_call import StateAtCallRelation
 from traincheck.analysis.relations.var_periodic_change import VarPeriodicChangeRelation
@@ -38,6 +39,7 @@ _RELATIONS: dict[str, AnyRelation] = {
         FunctionCoverRelation(),
         FunctionLeadRelation(),
         NumericRangeRelation(),
+        SharedParameterRelation(),
         SingleUpdateRelation(),
         StateAtCallRelation(),
         VarPeriodicChangeRelation(),
