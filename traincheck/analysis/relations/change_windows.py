@@ -18,7 +18,8 @@ to the pre of the next contains neither step, only what ran between them.
 A window is *unknown* (no example, never judged) when:
 
 - the process's call log no longer reaches back to its start (more than
-  ``MAX_LOGGED_TICKS`` calls since: memory stays bounded);
+  ``MAX_LOGGED_TICKS`` calls since: the log holds API names only and is
+  trimmed, so memory stays bounded);
 - the step counter advanced by more than one across it: a sampled trace
   (``--sampling-interval``) records nothing of the steps it skips, so a window
   over them lacks the calls that ran there.
@@ -31,15 +32,15 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Final
 
-from traincheck.analysis.calls import CallRecord, CallStart, Signal
+from traincheck.analysis.calls import MAX_OPEN_CALLS_PER_PROCESS, CallRecord, CallStart, Signal
 from traincheck.catalogue import CONTENT_WRITERS
 from traincheck.events import ApiCall, VarState
 
-MAX_LOGGED_TICKS: Final = 200_000
-"""Calls (starts and returns) a process's log keeps: a window older than this is unknown."""
+MAX_LOGGED_TICKS: Final = 100_000
+"""Calls (starts and returns) a process's log keeps at least: a window older is unknown."""
 
 MAX_SUSPECTS: Final = 4
-"""Calls of a window kept as evidence (the writers first, then the earliest calls)."""
+"""Calls of content writers a window keeps as evidence (the earliest ones)."""
 
 
 @dataclass(frozen=True)
@@ -55,8 +56,8 @@ class Window:
     counts: tuple[tuple[str, int], ...] = ()
     """Calls started in the window, per API, in order of first call (for messages)."""
     suspects: tuple[ApiCall, ...] = ()
-    """A few calls started in the window: those of APIs that overwrite content
-    (``catalogue.CONTENT_WRITERS``), then the earliest ones."""
+    """The first calls started in the window of APIs that overwrite contents
+    (``catalogue.CONTENT_WRITERS``)."""
 
 
 @dataclass(frozen=True)
@@ -87,43 +88,61 @@ class _Timeline:
 
     tick: int = 0
     first_logged: int = 1
-    log: list[ApiCall | str] = field(default_factory=list)
-    """Entry ``t - first_logged`` is what happened at tick ``t``: a call's start (its
-    event) or a return (its API)."""
+    log: list[str] = field(default_factory=list)
+    """Entry ``t - first_logged`` is the API of the call that started or returned at
+    tick ``t`` (names only: the log must stay small)."""
+    starts: bytearray = field(default_factory=bytearray)
+    """Beside ``log``: 1 where the tick is a call's start, 0 where it is a return."""
+    writers: dict[int, ApiCall] = field(default_factory=dict)
+    """tick -> the call of a content writer started then (the evidence of an alert)."""
     open: dict[int, tuple[str, int]] = field(default_factory=dict)
     """call id -> (api, start tick) of the calls that have not returned."""
     last: dict[str, _Observation] = field(default_factory=dict)
 
-    def advance(self, entry: ApiCall | str) -> int:
+    def start(self, event: ApiCall) -> None:
+        tick = self._advance(event.api, start=True)
+        if event.api in CONTENT_WRITERS:
+            self.writers[tick] = event
+        if len(self.open) >= MAX_OPEN_CALLS_PER_PROCESS:
+            self.open.pop(next(iter(self.open)))  # never returned: forgotten, as in calls.py
+        self.open[event.call_id] = (event.api, tick)
+
+    def finish(self, record: CallRecord) -> tuple[int, int] | None:
+        """(start tick, return tick) of a returned call; None when its start was not seen."""
+        opened = self.open.pop(record.start.event.call_id, None)
+        returned = self._advance(record.api, start=False)
+        return None if opened is None else (opened[1], returned)
+
+    def _advance(self, api: str, *, start: bool) -> int:
         self.tick += 1
-        self.log.append(entry)
+        self.log.append(api)
+        self.starts.append(start)
         if len(self.log) > 2 * MAX_LOGGED_TICKS:
             drop = len(self.log) - MAX_LOGGED_TICKS
             del self.log[:drop]
+            del self.starts[:drop]
             self.first_logged += drop
+            self.writers = {t: c for t, c in self.writers.items() if t >= self.first_logged}
         return self.tick
 
     def window(self, start: int, end: int, bracket: str | None) -> Window | None:
         """The calls overlapping positions (start, end), or None when the log lost them."""
-        if start // 2 + 1 < self.first_logged:
+        first = start // 2 + 1
+        if first < self.first_logged:
             return None
         apis = {api for api, started in self.open.values() if 2 * started < start}
         counts: Counter[str] = Counter()
-        writers: list[ApiCall] = []
-        earliest: list[ApiCall] = []
-        for tick in range(start // 2 + 1, (end + 1) // 2):
-            entry = self.log[tick - self.first_logged]
-            if isinstance(entry, str):
-                apis.add(entry)
-                continue
-            apis.add(entry.api)
-            counts[entry.api] += 1
-            if entry.api in CONTENT_WRITERS and len(writers) < MAX_SUSPECTS:
-                writers.append(entry)
-            elif len(earliest) < MAX_SUSPECTS:
-                earliest.append(entry)
-        suspects = (*writers, *earliest)[:MAX_SUSPECTS]
-        return Window(frozenset(apis), bracket, tuple(counts.items()), suspects)
+        suspects: list[ApiCall] = []
+        for tick in range(first, (end + 1) // 2):
+            index = tick - self.first_logged
+            api = self.log[index]
+            apis.add(api)
+            if self.starts[index]:
+                counts[api] += 1
+                writer = self.writers.get(tick)
+                if writer is not None and len(suspects) < MAX_SUSPECTS:
+                    suspects.append(writer)
+        return Window(frozenset(apis), bracket, tuple(counts.items()), tuple(suspects))
 
 
 class ChangeWindows:
@@ -143,16 +162,13 @@ class ChangeWindows:
     def feed(self, signal: Signal) -> list[VarChange]:
         """Consume one signal; the changes its states reveal (only a returned call has any)."""
         if isinstance(signal, CallStart):
-            timeline = self._timeline(signal.pid)
-            tick = timeline.advance(signal.event)
-            timeline.open[signal.event.call_id] = (signal.api, tick)
+            self._timeline(signal.pid).start(signal.event)
             return []
         timeline = self._timeline(signal.start.pid)
-        opened = timeline.open.pop(signal.start.event.call_id, None)
-        returned = timeline.advance(signal.api)
-        if opened is None or not (signal.pre or signal.post):
+        ticks = timeline.finish(signal)
+        if ticks is None or not (signal.pre or signal.post):
             return []
-        started = opened[1]
+        started, returned = ticks
         return [
             *self._observe(timeline, signal, signal.pre.values(), 2 * started - 1),
             *self._observe(timeline, signal, signal.post.values(), 2 * returned + 1),
