@@ -218,9 +218,11 @@ def _point(change: VarChange, *, before: bool) -> str:
 
 
 def _calls_text(window: Window) -> str:
+    """The calls started in the window, per API: content writers first, then by first call."""
     if not window.counts:
         return "none"
-    parts = [f"{api} x{n}" for api, n in window.counts[:MAX_APIS_SHOWN]]
+    counts = sorted(window.counts, key=lambda item: item[0] not in CONTENT_WRITERS)
+    parts = [f"{api} x{n}" for api, n in counts[:MAX_APIS_SHOWN]]
     if len(window.counts) > MAX_APIS_SHOWN:
         parts.append(f"{len(window.counts) - MAX_APIS_SHOWN} more APIs")
     return ", ".join(parts)
