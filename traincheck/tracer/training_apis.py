@@ -28,7 +28,8 @@ installed only when the plan asks for it:
   parameter changed where the healthy runs never changed one. Every other
   tensor's ``copy_`` from Python pays the pass-through: 1.4 us per call over
   untraced, 0.45 us over a bare Python pass-through (16-element CPU tensors,
-  loaded 2-core machine); torch's optimizers and kernels call it from C++.
+  loaded 2-core machine); copies made inside C++ (foreach optimizers, kernels) never
+  reach it.
 
 Wrappers never run while dynamo compiles (``torch.compiler.is_compiling()``, a
 constant while tracing): a traced call inside a compiled graph would break it.
