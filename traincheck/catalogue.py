@@ -52,9 +52,16 @@ SAMPLER_ITER = "torch.utils.data.Sampler.__iter__"
 DATALOADER_NEXT = "torch.utils.data.DataLoader.__next__"
 """One call per batch a DataLoader iterator yields; its result carries the batch digest."""
 TENSOR_REQUIRES_GRAD = "torch.Tensor.requires_grad_"
+TENSOR_COPY = "torch.Tensor.copy_"
+"""``copy_`` on a ``Parameter`` (the way parameters are overwritten wholesale: an EMA
+swapped in, ``load_state_dict``); other tensors' copies are not traced."""
 MODULE_STATE_DICT = "torch.nn.Module.state_dict"
 TORCH_SAVE = "torch.save"
 TORCH_LOAD = "torch.load"
+
+CONTENT_WRITERS: frozenset[str] = frozenset({TENSOR_COPY, MODULE_LOAD_STATE_DICT})
+"""Traced APIs whose job is to overwrite variables' contents: when a variable changed
+where the healthy runs never changed it, their calls in between are named first."""
 
 LOSS_ARG = "loss"
 """The ``Tensor.backward`` argument that carries the loss value (read from one-element
@@ -101,6 +108,7 @@ DEFAULT_APIS: frozenset[str] = frozenset(
         SAMPLER_ITER,
         DATALOADER_NEXT,
         TENSOR_REQUIRES_GRAD,
+        TENSOR_COPY,
         MODULE_STATE_DICT,
         TORCH_SAVE,
         TORCH_LOAD,

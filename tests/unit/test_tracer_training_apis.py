@@ -22,6 +22,7 @@ from traincheck.catalogue import (
     MODULE_STATE_DICT,
     SAMPLER_ITER,
     SAMPLER_SET_EPOCH,
+    TENSOR_COPY,
     TENSOR_REQUIRES_GRAD,
     TORCH_LOAD,
     TORCH_SAVE,
@@ -130,6 +131,17 @@ def test_parameters_checkpoints_and_state_dicts(recorder: ListRecorder, tmp_path
     assert [values(c)["module"] for c in recorder.of(MODULE_STATE_DICT)] == ["Sequential"]
     assert [values(c)["obj"] for c in recorder.of(TORCH_SAVE)] == ["OrderedDict"]
     assert [values(c)["weights_only"] for c in recorder.of(TORCH_LOAD)] == [True]
+
+
+def test_parameter_copies_are_calls_and_other_copies_are_not(recorder: ListRecorder) -> None:
+    model = torch.nn.Linear(2, 2)
+    other = torch.zeros(2)
+    with torch.no_grad():
+        model.weight.copy_(torch.ones(2, 2))  # an EMA swapped in
+        other.copy_(torch.ones(2))  # not a parameter: not recorded
+    assert torch.equal(model.weight, torch.ones(2, 2)) and torch.equal(other, torch.ones(2))
+    model.load_state_dict(torch.nn.Linear(2, 2).state_dict())  # copies weight and bias
+    assert len(recorder.of(TENSOR_COPY)) == 3
 
 
 def test_a_plan_without_the_apis_installs_no_wrapper() -> None:

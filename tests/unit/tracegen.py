@@ -132,6 +132,15 @@ class LoopSpec:
     in training and 0.0 in evaluation; None: no such call."""
     attention_dropout_in_eval: bool = False
     """``dropout_p`` is passed unconditionally: evaluation drops attention too."""
+    ema_every: int = 0
+    """Every this many steps, after the step, an EMA of the weights is copied into the
+    model (``Tensor.copy_`` per parameter) for an eval forward."""
+    ema_restored: bool = True
+    """The training weights are copied back after that eval (False: training goes on
+    from the EMA weights)."""
+    record_every: int = 1
+    """A sampled trace: only every this many steps is recorded (the others still
+    update the parameters and advance the step counter)."""
 
 
 @dataclass
@@ -175,25 +184,43 @@ def training_events(spec: LoopSpec) -> list[Event]:
     st.training = True
     for k in range(spec.steps):
         st.step = k
-        if spec.loader is not None:
-            events += _next_batch(st, k)
-        own = _own_aliases(st)
-        if spec.zero_grad:
-            events += _zero_grad(st, optimized + own)
-        for _ in range(spec.accumulate):
-            events += _forward(st, training=st.training)
-            events += _backward(st, [n for n in model + own if n not in _frozen(st)])
-        if spec.grad_norm is not None:
-            events += _clip(st, spec.grad_norm)
-        events += _optimizer_step(st, optimized + own)
-        if spec.second_optimizer:
-            events += _optimizer_step(st, list(spec.second_optimizer), "Adam")
+        if k % spec.record_every:
+            _unrecorded_step(st, optimized)
+        else:
+            events += _iteration(st, k, model, optimized)
         events.append(MetaChange(st.tick(), spec.thread, "step", k + 1, k, st.stage))
         st.step = k + 1
         if spec.eval_every and (k + 1) % spec.eval_every == 0:
             events += _eval_phase(st)
+        if spec.ema_every and (k + 1) % spec.ema_every == 0:
+            events += _ema_eval(st, model)
     events.append(RunEnd(st.tick(), len(events) + 1, 0, 0, "exit"))
     return events
+
+
+def _iteration(st: _State, k: int, model: list[str], optimized: list[str]) -> Iterator[Event]:
+    """One recorded training iteration: loader, zero_grad, micro-batches, clipping, step."""
+    spec = st.spec
+    if spec.loader is not None:
+        yield from _next_batch(st, k)
+    own = _own_aliases(st)
+    if spec.zero_grad:
+        yield from _zero_grad(st, optimized + own)
+    for _ in range(spec.accumulate):
+        yield from _forward(st, training=st.training)
+        yield from _backward(st, [n for n in model + own if n not in _frozen(st)])
+    if spec.grad_norm is not None:
+        yield from _clip(st, spec.grad_norm)
+    yield from _optimizer_step(st, optimized + own)
+    if spec.second_optimizer:
+        yield from _optimizer_step(st, list(spec.second_optimizer), "Adam")
+
+
+def _unrecorded_step(st: _State, optimized: list[str]) -> None:
+    """A step a sampled trace skips: the parameters change, nothing is sent."""
+    for n in optimized:
+        if n not in _frozen(st):
+            st.digests[n] = st.digest()
 
 
 def _unfrozen(st: _State) -> bool:
@@ -417,6 +444,27 @@ def _eval_phase(st: _State) -> Iterator[Event]:
     st.training = not st.spec.eval_left_on
     yield MetaChange(st.tick(), st.spec.thread, "stage", "train", st.step, st.stage)  # type: ignore[arg-type]
     st.stage = "train"
+
+
+COPY = "torch.Tensor.copy_"
+
+
+def _ema_eval(st: _State, names: list[str]) -> Iterator[Event]:
+    """Copy the EMA weights into the model, evaluate, and (healthy) copy the training
+    weights back: each copy a traced ``Tensor.copy_`` on one parameter."""
+    training = {n: st.digests[n] for n in names}
+    yield from _copies(st, names, {n: st.digest() for n in names})
+    yield from _eval_phase(st)
+    if st.spec.ema_restored:
+        yield from _copies(st, names, training)
+
+
+def _copies(st: _State, names: list[str], contents: dict[str, int]) -> Iterator[Event]:
+    for n in names:
+        call = _call(st, COPY)
+        yield call
+        st.digests[n] = contents[n]
+        yield _ret(st, call)
 
 
 def batches(spec: LoopSpec, events: list[Event], batch_size: int = 40) -> list[Batch]:

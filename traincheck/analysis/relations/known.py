@@ -6,6 +6,7 @@ from typing import Any
 
 from traincheck.analysis.relations.api_contain import APIContainRelation
 from traincheck.analysis.relations.base import Relation
+from traincheck.analysis.relations.change_within import ChangeWithinRelation
 from traincheck.analysis.relations.consistency import ConsistencyRelation
 from traincheck.analysis.relations.consistent_input import ConsistentInputRelation
 from traincheck.analysis.relations.consistent_input_output import ConsistentInputOutputRelation
@@ -28,6 +29,7 @@ _RELATIONS: dict[str, AnyRelation] = {
     r.name: r
     for r in (
         APIContainRelation(),
+        ChangeWithinRelation(),
         ConsistencyRelation(),
         ConstantStateRelation(),
         ConsistentInputRelation(),
