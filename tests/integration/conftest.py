@@ -68,12 +68,13 @@ def trace_and_infer(tmp: Path, script: Path, seeds: list[int], steps: int = 20) 
 
 @pytest.fixture(scope="session")
 def zero_grad_invariants(tmp_path_factory) -> Inferred:
-    """Invariants inferred from two healthy runs of the missing-zero_grad pipeline."""
+    """Invariants inferred from one healthy run of the missing-zero_grad pipeline (a
+    user often has one; every test using them must hold with one)."""
     tmp = tmp_path_factory.mktemp("zero_grad_healthy")
-    return trace_and_infer(tmp, EXAMPLES / "missing_zero_grad" / "healthy.py", [1, 2])
+    return trace_and_infer(tmp, EXAMPLES / "missing_zero_grad" / "healthy.py", [1])
 
 
 @pytest.fixture(scope="session")
 def stale_optimizer_invariants(tmp_path_factory) -> Inferred:
     tmp = tmp_path_factory.mktemp("stale_optimizer_healthy")
-    return trace_and_infer(tmp, EXAMPLES / "stale_optimizer" / "healthy.py", [1, 2])
+    return trace_and_infer(tmp, EXAMPLES / "stale_optimizer" / "healthy.py", [1])

@@ -1,8 +1,9 @@
 """Real pipelines: the relations added for silent bugs catch them, and stay silent on health.
 
-For each example: two healthy runs are traced through the real launcher and
-sidecar, invariants are inferred with the installed ``traincheck-infer``, then a
-healthy run with another seed and batch size and the buggy run are checked with
+For each example: one healthy run is traced through the real launcher and
+sidecar (the one-reference protocol: a user often has a single healthy run),
+invariants are inferred with the installed ``traincheck-infer``, then a healthy
+run with another seed and batch size and the buggy run are checked with
 ``traincheck-check``. Steps are few (12) to keep the suite fast.
 """
 
@@ -57,7 +58,7 @@ def _violated_relations(trace: Path, invariants: Path, out: Path) -> dict[str, i
 @pytest.mark.parametrize("example", sorted(CASES))
 def test_bug_caught_and_healthy_variant_silent(example: str, tmp_path: Path) -> None:
     folder = EXAMPLES / example
-    inferred = trace_and_infer(tmp_path, folder / "healthy.py", [1, 2], steps=int(STEPS))
+    inferred = trace_and_infer(tmp_path, folder / "healthy.py", [1], steps=int(STEPS))
     variant = _trace(tmp_path / "variant", folder / "healthy.py", "--seed", "3",
                      "--batch-size", "16", "--steps", STEPS)  # fmt: skip
     assert _violated_relations(variant, inferred.invariants, tmp_path / "check-variant") == {}
