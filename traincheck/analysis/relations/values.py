@@ -15,7 +15,9 @@ Hypothesis: "property P of API F is always V" for every value V observed.
 Examples are calls of F that have the property (a call without it is no example):
 positive when it equals V. For inputs, the argument's own ``args.<name>``
 property is removed from the example's properties, so the precondition cannot
-be the invariant restated.
+be the invariant restated. So are the run-length counters (``step``, ``epoch``):
+a value met only at the first iteration is a loop boundary short runs cannot
+date (:func:`~traincheck.analysis.preconditions.without_run_counters`).
 """
 
 from __future__ import annotations
@@ -26,7 +28,14 @@ from typing import NamedTuple
 
 from traincheck.analysis.calls import CallRecord, CallStart, Signal
 from traincheck.analysis.invariants import APIParam, ValueParam
-from traincheck.analysis.preconditions import FeatureKey, Scalar, dtype_of, feature_key, holds
+from traincheck.analysis.preconditions import (
+    FeatureKey,
+    Scalar,
+    dtype_of,
+    feature_key,
+    holds,
+    without_run_counters,
+)
 from traincheck.analysis.relations.base import (
     DEFAULT_SETTINGS,
     Collector,
@@ -106,7 +115,7 @@ class ValueCollector(Collector):
         if not is_ordering_candidate(start.api):
             return
         for slot, value in pairs:
-            key = feature_key(_props_without(start, slot))
+            key = feature_key(without_run_counters(_props_without(start, slot)))
             self.values[(start.api, slot)][(key, value)] += 1
 
 
