@@ -13,6 +13,7 @@ import torch
 from traincheck.events import ArgValue
 from traincheck.tracer.digest import digest_in_no_grad
 from traincheck.tracer.models import unwrap_compiled
+from traincheck.tracer.param_groups import decay_by_kind
 from traincheck.tracer.typenames import device_name, dtype_name
 
 
@@ -116,7 +117,8 @@ MAX_GROUPS_SUMMARIZED = 8
 
 
 def optimizer_args(optimizer: torch.optim.Optimizer) -> tuple[ArgValue, ...]:
-    """``optimizer`` (class name) plus ``lr``/``momentum`` of each param group.
+    """``optimizer`` (class name), ``lr``/``momentum`` of each param group, and which
+    kinds of parameter are weight-decayed (:mod:`~traincheck.tracer.param_groups`).
 
     Group 0's values are ``lr`` and ``momentum``; group ``i`` adds ``lr[i]``...
     Settings held as tensors (``capturable`` optimizers on a device) are left
@@ -129,4 +131,5 @@ def optimizer_args(optimizer: torch.optim.Optimizer) -> tuple[ArgValue, ...]:
             value = group.get(key)
             if isinstance(value, (int, float)) and not isinstance(value, bool):
                 args.append(ArgValue(f"{key}{suffix}", "float", float(value)))
+    args.extend(decay_by_kind(optimizer))
     return tuple(args)
