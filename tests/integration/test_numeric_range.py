@@ -1,11 +1,13 @@
-"""NumericRange end to end: ranges learned from real runs catch numeric bugs live.
+"""Optimizer settings end to end: ranges and param-group facts learned from real runs.
 
 Two healthy runs of ``scripts/accumulate_two_groups.py`` (gradient accumulation,
 two param groups, a hand-written lr schedule) are traced through the real
-launcher and sidecar and NumericRange invariants are inferred from them; then
-runs are checked live (``traincheck-run --invariants``) and judged from the
-sidecar's result files: a healthy variant with twice the lr and twice the batch
-size raises nothing, and the two seeded bugs are caught at the first step.
+launcher and sidecar and NumericRange and ConsistentInput invariants are inferred
+from them; then runs are checked live (``traincheck-run --invariants``) and judged
+from the sidecar's result files: a healthy variant with twice the lr and twice the
+batch size raises nothing, and the three seeded bugs are caught at the first step
+(the decay groups swapped through the ``weight_decay[<kind>]`` arguments of
+``Optimizer.step``).
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ from conftest import SCRIPTS, cli, python_cmd, run_cli
 
 SCRIPT = SCRIPTS / "accumulate_two_groups.py"
 RELATION = "NumericRangeRelation"
+INPUT_RELATION = "ConsistentInputRelation"
 RUN_TIMEOUT_S = 240
 
 
@@ -33,7 +36,8 @@ def invariants(tmp_path_factory: pytest.TempPathFactory) -> Path:
         assert result.returncode == 0, result.stderr
         traces.append(str(out))
     path = tmp / "invariants.json"
-    infer = [cli("traincheck-infer"), "-f", *traces, "-o", str(path), "--enable-relation", RELATION]
+    relations = ("--enable-relation", RELATION, INPUT_RELATION)
+    infer = [cli("traincheck-infer"), "-f", *traces, "-o", str(path), *relations]
     result = run_cli(infer, timeout_s=RUN_TIMEOUT_S)
     assert result.returncode == 0, result.stderr
     return path
@@ -89,3 +93,12 @@ def test_lr_written_to_the_first_group_only_is_caught_at_step_0(
     ratio = [v for v in summary["violations"] if "lr[1] / lr" in v["what"]]
     assert ratio and ratio[0]["first_step"] == 0, summary["violations"]
     assert summary["findings"] and "lr" in summary["findings"][0]["headline"]
+
+
+@pytest.mark.timeout(600)
+def test_decay_groups_swapped_are_caught_at_step_0(invariants: Path, tmp_path: Path) -> None:
+    summary = _live(tmp_path, invariants, "--bug", "decay_swapped")
+    swapped = [v for v in summary["violations"] if "weight_decay[matrices]" in v["what"]]
+    assert swapped and swapped[0]["first_step"] == 0, summary["violations"]
+    assert {v["relation_type"] for v in swapped} == {INPUT_RELATION}
+    assert summary["first_violation_step"] == 0

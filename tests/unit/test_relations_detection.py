@@ -17,7 +17,7 @@ from traincheck.analysis.invariants import InvariantSet
 from traincheck.analysis.relations.known import select_relations
 from traincheck.analysis.relations.var_periodic_change import UNCHANGED_CALLS_LIMIT
 from traincheck.analysis.violations import Violation
-from traincheck.events import ApiCall, ArgValue, StoredEvent
+from traincheck.events import ApiCall, ApiReturn, ArgValue, StoredEvent
 
 
 def _infer(relation: str, **spec) -> InvariantSet:
@@ -109,6 +109,53 @@ def test_value_relations_never_learn_numbers(relation: str, learnt: str) -> None
         if inv.params[1].prop == "shape" or _is_number(inv.params[1].value)
     ]
     assert named == []
+
+
+SAMPLER_ITER = "torch.utils.data.Sampler.__iter__"
+
+
+def _with_sampler_iterations(events: list[StoredEvent], epochs_at: set[int]) -> list[StoredEvent]:
+    """A ``Sampler.__iter__`` before the first forward of each step in ``epochs_at`` (the
+    training loader starts an epoch: ``RandomSampler``) and before every evaluation
+    forward (the validation loader: ``SequentialSampler``). As in a Trainer run, both
+    are iterated in stage ``train``: the stage changes when the evaluation forward runs."""
+    out: list[StoredEvent] = []
+    begun: set[int] = set()
+    for stored in events:
+        call = stored.event
+        if isinstance(call, ApiCall) and call.api == FORWARD:
+            evaluation = call.stage == "eval"
+            if evaluation or (call.step in epochs_at and call.step not in begun):
+                begun.add(call.step)
+                sampler = ArgValue(
+                    "sampler", "str", "SequentialSampler" if evaluation else "RandomSampler"
+                )
+                start = replace(
+                    call, call_id=call.call_id + 10**6, api=SAMPLER_ITER, stage="train",
+                    args=(sampler,),
+                )  # fmt: skip
+                end = ApiReturn(
+                    call.ts_ns, start.call_id, call.thread, SAMPLER_ITER, call.step, "train"
+                )
+                out += [StoredEvent(stored.pid, stored.rank, e) for e in (start, end)]
+        out.append(stored)
+    return out
+
+
+def test_a_value_met_only_at_the_first_step_is_not_ruled_out_later() -> None:
+    """The reference runs iterate the training loader once (step 0) and the validation
+    loader at every evaluation; a longer run starts a second epoch at step 10. "The
+    sampler is always sequential except at step 0" would alarm there: what differs at
+    the first iteration is an epoch boundary, which short runs cannot date."""
+    specs = [LoopSpec(seed=s, pid=100 + s, eval_every=4) for s in (1, 2)]
+    runs = [_with_sampler_iterations(stored_events(spec), {0}) for spec in specs]
+    relations = select_relations(["ConsistentInputRelation"])
+    invariants = infer_from_streams(runs, relations).invariant_set
+    assert any(inv.params[0].api_full_name == FORWARD for inv in invariants), "not vacuous"
+    longer = LoopSpec(seed=3, pid=103, eval_every=4, steps=20)
+    checker = Checker(invariants)
+    events = _with_sampler_iterations(stored_events(longer), {0, 10})
+    assert [v.text_description for e in events for v in checker.feed(e)] == []
 
 
 def test_var_periodic_change_catches_parameters_no_optimizer_steps() -> None:

@@ -115,6 +115,24 @@ def example_props(
     return props
 
 
+def without_run_counters(props: Props) -> dict[str, Scalar]:
+    """``props`` without the counters that grow with the run (``step``, ``epoch``...).
+
+    For relations whose examples are what one call got or returned (the value
+    relations): a value seen only at the first iteration is a code path taken at a
+    loop boundary (the training loader's first ``__iter__``), and runs of a few
+    steps cannot tell "once per run" from "once per epoch", so "always V except at
+    step 0" would judge the next epoch's boundary by a rule that never saw one. Fresh
+    *state* at step 0 (no gradient yet) is another matter and other relations keep the
+    counters. ``micro_batch`` stays: its values recur within every step.
+    """
+    return {
+        prop: value
+        for prop, value in props.items()
+        if prop == MICRO_BATCH or not _is_counter(prop, dtype_of(value) or "")
+    }
+
+
 def pair_props(current: Props, other: Props) -> dict[str, Scalar]:
     """The properties of a two-record example: ``current``'s, plus one pair property for
     every property both records have with the same dtype (equal: ``consistent``,

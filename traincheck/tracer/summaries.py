@@ -13,6 +13,7 @@ import torch
 from traincheck.events import ArgValue
 from traincheck.tracer.digest import digest_in_no_grad
 from traincheck.tracer.models import unwrap_compiled
+from traincheck.tracer.param_groups import decay_by_kind
 from traincheck.tracer.typenames import device_name, dtype_name
 
 
@@ -119,8 +120,9 @@ STATE_STEP_ARG = "state_step"
 
 
 def optimizer_args(optimizer: torch.optim.Optimizer) -> tuple[ArgValue, ...]:
-    """``optimizer`` (class name) plus ``lr``/``momentum`` of each param group, and
-    the optimizer's own count of the steps it took (``state_step``).
+    """``optimizer`` (class name), ``lr``/``momentum`` of each param group, which
+    kinds of parameter are weight-decayed (:mod:`~traincheck.tracer.param_groups`),
+    and the optimizer's own count of the steps it took (``state_step``).
 
     Group 0's values are ``lr`` and ``momentum``; group ``i`` adds ``lr[i]``...
     Settings held as tensors (``capturable`` optimizers on a device) are left
@@ -133,6 +135,7 @@ def optimizer_args(optimizer: torch.optim.Optimizer) -> tuple[ArgValue, ...]:
             value = group.get(key)
             if isinstance(value, (int, float)) and not isinstance(value, bool):
                 args.append(ArgValue(f"{key}{suffix}", "float", float(value)))
+    args.extend(decay_by_kind(optimizer))
     steps = state_step(optimizer)
     if steps is not None:
         args.append(ArgValue(STATE_STEP_ARG, "int", steps))

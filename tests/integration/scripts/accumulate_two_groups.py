@@ -7,6 +7,8 @@ gradient norm, and writes a warm-up/decay lr into every param group by hand
 
 ``--bug loss_not_divided``: the micro-batch loss is not divided by ``--accum``.
 ``--bug lr_first_group_only``: the scheduled lr is written into group 0 only.
+``--bug decay_swapped``: the groups are built with the condition inverted, so the
+biases are decayed and the weights are not (nanoGPT's ``no_decay_swapped``).
 
 Options: --seed N --steps K --batch-size B --lr LR --accum A --bug NAME.
 """
@@ -26,7 +28,9 @@ def main() -> None:
     parser.add_argument("--batch-size", type=int, default=16)
     parser.add_argument("--lr", type=float, default=0.05)
     parser.add_argument("--accum", type=int, default=4)
-    parser.add_argument("--bug", choices=("loss_not_divided", "lr_first_group_only"))
+    parser.add_argument(
+        "--bug", choices=("loss_not_divided", "lr_first_group_only", "decay_swapped")
+    )
     args = parser.parse_args()
 
     torch.manual_seed(args.seed)
@@ -34,8 +38,9 @@ def main() -> None:
     inputs = torch.randn(1024, 32, generator=data)
     labels = (inputs @ torch.randn(32, 8, generator=data)).argmax(dim=1)
     model = torch.nn.Sequential(torch.nn.Linear(32, 64), torch.nn.ReLU(), torch.nn.Linear(64, 8))
-    weights = [p for p in model.parameters() if p.dim() > 1]
-    biases = [p for p in model.parameters() if p.dim() == 1]
+    swapped = args.bug == "decay_swapped"
+    weights = [p for p in model.parameters() if (p.dim() > 1) != swapped]
+    biases = [p for p in model.parameters() if (p.dim() > 1) == swapped]
     optimizer = torch.optim.SGD(
         [{"params": weights, "weight_decay": 1e-4}, {"params": biases, "weight_decay": 0.0}],
         lr=args.lr,

@@ -358,7 +358,7 @@ class _RangeCollector(Collector):
             )
         for change in self._previous.compare(signal, settings, counts_of(signal)):
             key = feature_key(change.props)
-            if change.count:
+            if change.is_count:
                 self.changes.add((start.api, change.name, ONE_MORE), key, change.one_more)
                 continue
             self.changes.add((start.api, change.name, CHANGED), key, change.changed)
@@ -372,7 +372,7 @@ class SettingChange(NamedTuple):
     before: float
     now: float
     props: Props
-    count: bool
+    is_count: bool
 
     @property
     def changed(self) -> bool:
@@ -612,7 +612,7 @@ class _RangeChecker(RelationChecker):
         for change in self._previous.compare(start, settings, counts):
             for result in self._changes.get((start.api, change.name), ()):
                 expected = result.invariant.params.value.value
-                if (expected == ONE_MORE) != change.count:
+                if (expected == ONE_MORE) != change.is_count:
                     continue
                 if not holds(result.invariant.precondition, change.props):
                     continue
@@ -640,6 +640,6 @@ def _as_expected(change: SettingChange, expected: object) -> bool:
 
 
 def _how_it_moved(change: SettingChange) -> str:
-    if change.count:
+    if change.is_count:
         return f"went from {change.before:.4g} to {change.now:.4g}"
     return "changed" if change.changed else "did not change"

@@ -23,7 +23,9 @@ Hypothesis: "property P of API F is always V" for every value V observed.
 Examples are calls of F that have the property (a call without it is no example):
 positive when it equals V. For inputs, the argument's own ``args.<name>``
 property is removed from the example's properties, so the precondition cannot
-be the invariant restated.
+be the invariant restated. So are the run-length counters (``step``, ``epoch``):
+a value met only at the first iteration is a loop boundary short runs cannot
+date (:func:`~traincheck.analysis.preconditions.without_run_counters`).
 """
 
 from __future__ import annotations
@@ -34,7 +36,14 @@ from typing import NamedTuple
 
 from traincheck.analysis.calls import CallRecord, CallStart, Signal
 from traincheck.analysis.invariants import APIParam, ValueParam
-from traincheck.analysis.preconditions import FeatureKey, Scalar, dtype_of, feature_key, holds
+from traincheck.analysis.preconditions import (
+    FeatureKey,
+    Scalar,
+    dtype_of,
+    feature_key,
+    holds,
+    without_run_counters,
+)
 from traincheck.analysis.relations.base import (
     DEFAULT_SETTINGS,
     Collector,
@@ -120,7 +129,10 @@ class ValueCollector(Collector):
         if not is_ordering_candidate(start.api):
             return
         for slot, value in pairs:
-            props = _props_without(start, slot) if slot[2] != ZERO else _mode_of(start)
+            if slot[2] == ZERO:
+                props = _mode_of(start)
+            else:
+                props = without_run_counters(_props_without(start, slot))
             self.values[(start.api, slot)][(feature_key(props), value)] += 1
 
 
