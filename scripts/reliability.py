@@ -17,6 +17,7 @@ their row instead of failing.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import itertools
 import json
 import os
@@ -678,6 +679,67 @@ def hostile_text(tmp: Path, env: dict[str, str]) -> Row:
     )
 
 
+LONG_RUN_STEPS = (250, 2500)
+
+
+def peak_rss_mib(args: list[str], env: dict[str, str]) -> str:
+    """Peak resident memory of one command run to its end (its ``ru_maxrss``, from
+    ``wait4``), or how it failed."""
+    process = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env)
+    _, status, usage = os.wait4(process.pid, 0)
+    process.returncode = os.waitstatus_to_exitcode(status)
+    if process.returncode not in (0, 1):  # traincheck-check: 1 = violations found
+        return f"exit {process.returncode}"
+    return f"{usage.ru_maxrss / 1024:.0f}"
+
+
+def traced_with_sidecar_peak(trace: Path, steps: int, env: dict[str, str]) -> tuple[int, str, str]:
+    """Trace ``steps`` steps at full speed: the launcher's exit code and stdout, and the
+    sidecar's peak RSS in MiB (its VmHWM, the kernel's own peak, read while it runs)."""
+    peak_kib = 0
+    with start([cli("traincheck-run"), "-o", str(trace), "--", *job(steps, 0)], env) as launcher:
+        while launcher.poll() is None:
+            for child in psutil.Process(launcher.pid).children(recursive=True):
+                with contextlib.suppress(psutil.Error, OSError, StopIteration):
+                    if "traincheck.sidecar" in " ".join(child.cmdline()):
+                        status = Path(f"/proc/{child.pid}/status").read_text().splitlines()
+                        hwm = next(line for line in status if line.startswith("VmHWM"))
+                        peak_kib = max(peak_kib, int(hwm.split()[1]))
+            time.sleep(0.2)
+        stdout, _ = launcher.communicate()
+    return launcher.returncode, stdout, f"{peak_kib / 1024:.0f}"
+
+
+def long_run(tmp: Path, env: dict[str, str]) -> Row:
+    """The same loop traced 10x longer: the sidecar, and offline ``traincheck-infer`` and
+    ``traincheck-check`` of the trace, hold the same memory (streamed, never the trace)."""
+    invariants = inferred_invariants(tmp, env, 1)
+    figures: dict[str, list[str]] = {"trace": [], "sidecar": [], "infer": [], "check": []}
+    code, stdout = 0, ""
+    for steps in LONG_RUN_STEPS:
+        trace = tmp / f"t{steps}"
+        code, stdout, sidecar = traced_with_sidecar_peak(trace, steps, env)
+        size = sum(p.stat().st_size for p in trace.glob("*.tcs")) / 2**20
+        figures["trace"].append(f"{size:.1f}")
+        figures["sidecar"].append(sidecar)
+        infer = [cli("traincheck-infer"), "-f", str(trace), "-o", str(tmp / "inferred.json")]
+        figures["infer"].append(peak_rss_mib(infer, env))
+        check = [cli("traincheck-check"), "-f", str(trace), "-i", str(invariants)]
+        figures["check"].append(peak_rss_mib([*check, "-o", str(tmp / f"c{steps}")], env))
+    short, long = LONG_RUN_STEPS
+    said = "; ".join(
+        f"{name}{'' if name == 'trace' else ' peak RSS'} {a} -> {b} MiB"
+        for name, (a, b) in figures.items()
+    )
+    return Row(
+        f"long run (memory flat): {long:,} steps vs {short:,}, no sleep (sidecar without "
+        "invariants; then `traincheck-infer` and `traincheck-check` of each trace)",
+        str(code),
+        job_time(stdout),
+        f"{kept(tmp / f't{long}')}; {said}",
+    )
+
+
 SCENARIOS = [
     untraced,
     baseline,
@@ -703,6 +765,7 @@ SCENARIOS = [
     pool_workers("terminated"),
     planted_directory,
     hostile_text,
+    long_run,
 ]
 
 

@@ -10,7 +10,9 @@ reader can meet at most one frame that is not whole: the last one, torn by a
 crash or still being written. Everything that reads segments goes through
 :func:`iter_frames`; they differ only in what they make of where it stopped:
 
-* ``read_trace`` reads a finished segment: a torn frame is damage (a warning).
+* ``read_trace``/``open_trace`` read a finished segment a window at a time
+  (:mod:`traincheck.sidecar.segment_reader`): a torn frame is damage (a warning),
+  and reading resumes at the next intact frame.
 * ``traincheck-check --follow`` tails a growing segment (:class:`SegmentTail`):
   a torn frame is one not written yet, waited for.
 * ``traincheck-attach`` scans for the last batch stored per process, reading only
@@ -95,34 +97,6 @@ def iter_frames(
             return
         yield Frame(base + offset, payload)
         offset = begin + length
-
-
-_BATCH_FIELDS = 7
-"""A ``Batch`` is encoded as a msgpack array of its 7 fields (``traincheck.events``)."""
-_BATCH_START = bytes([0x90 | _BATCH_FIELDS])
-"""The first payload byte of every frame: msgpack's fixarray of 7 elements."""
-
-
-def next_frame_at(data: bytes | memoryview, start: int) -> int | None:
-    """The offset of the first whole, intact frame after ``start``, or None.
-
-    One damaged header must not cost the rest of a segment (up to 256 MiB): a
-    reader resumes at the next frame. Candidates are screened cheaply before their
-    checksum is computed: the length must fit in the data and the payload must
-    start as every batch does (a 7-element msgpack array); only then is the CRC-32
-    compared, which makes a false match from garbage practically impossible.
-    """
-    buffer = data if isinstance(data, bytes) else bytes(data)
-    view = memoryview(buffer)
-    size = len(buffer)
-    offset = buffer.find(_BATCH_START, start + 1 + FRAME_HEADER.size)
-    while offset != -1:
-        header_at = offset - FRAME_HEADER.size
-        length, crc = FRAME_HEADER.unpack_from(view, header_at)
-        if offset + length <= size and zlib.crc32(view[offset : offset + length]) == crc:
-            return header_at
-        offset = buffer.find(_BATCH_START, offset + 1)
-    return None
 
 
 class SegmentTail:

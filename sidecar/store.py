@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import contextlib
 import os
-from collections.abc import Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -27,10 +27,10 @@ from traincheck.sidecar.segment_codec import (
     encode_frame,
     is_segment,
     iter_frames,
-    next_frame_at,
 )
+from traincheck.sidecar.segment_reader import Damage, NotASegmentError, SegmentReader
 from traincheck.tracedir import TraceDir
-from traincheck.wire import WireError, decode_batch, decode_batch_header
+from traincheck.wire import MAX_MESSAGE_BYTES, WireError, decode_batch, decode_batch_header
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -201,7 +201,8 @@ class Trace:
     """A trace read back from disk: the manifest, the batches, and what was damaged.
 
     ``manifest`` is None when ``run.json`` is missing or unreadable (a warning says
-    which)."""
+    which). It holds every batch in memory: tools that read a trace once, in order
+    (``traincheck-check``, ``traincheck-infer``) use :func:`open_trace` instead."""
 
     path: Path
     manifest: RunManifest | None
@@ -210,9 +211,7 @@ class Trace:
 
     def events(self) -> Iterator[StoredEvent]:
         """All events, in the order the sidecar received them."""
-        for batch in self.batches:
-            for event in single_events(batch.events):
-                yield StoredEvent(batch.pid, batch.rank, event)
+        return _events_of(self.batches)
 
     def to_frame(self) -> pd.DataFrame:
         """Load the whole trace into one pandas DataFrame (one row per event)."""
@@ -221,14 +220,95 @@ class Trace:
         return batches_to_frame(self.batches)
 
 
-def read_trace(path: str | Path) -> Trace:
-    """Read a trace directory written by the sidecar.
+class TraceStream:
+    """A trace on disk, read as it is iterated: one segment window and one batch in
+    memory at a time, however long the trace (:mod:`traincheck.sidecar.segment_reader`).
 
-    Raises :class:`NotATraceError` when ``path`` is missing or holds no trace.
-    Damage (a torn last frame, a bad checksum, an unreadable manifest) never
-    raises: everything before it is returned and ``Trace.warnings`` says what
-    was skipped.
-    """
+    ``warnings`` holds the manifest's warning from the start, and each damaged
+    place of the segments once the pass over the segments has reached it;
+    ``on_warning`` hears each as it is added. Every pass reads the files again."""
+
+    def __init__(
+        self,
+        trace_dir: TraceDir,
+        manifest: RunManifest | None,
+        warnings: list[str],
+        on_warning: Callable[[str], None] | None = None,
+    ) -> None:
+        self.path = trace_dir.root
+        self.manifest = manifest
+        self._dir = trace_dir
+        self._manifest_warnings = list(warnings)
+        self.warnings = list(warnings)
+        self._on_warning = on_warning
+        self.batches_read = 0
+        """Batches read so far in this pass."""
+
+    def batches(self) -> Iterator[Batch]:
+        """All intact batches, in the order they were stored."""
+        self.warnings = list(self._manifest_warnings)
+        self.batches_read = 0
+        for segment in self._dir.segments():
+            yield from self._segment_batches(segment)
+
+    def events(self) -> Iterator[StoredEvent]:
+        """All events, in the order the sidecar received them."""
+        return _events_of(self.batches())
+
+    def _warn(self, warning: str) -> None:
+        self.warnings.append(warning)
+        if self._on_warning is not None:
+            self._on_warning(warning)
+
+    def _segment_batches(self, segment: Path) -> Iterator[Batch]:
+        try:
+            reader = SegmentReader(
+                segment,
+                lambda damage: self._warn(self._damage_text(segment, damage)),
+                max_payload_bytes=MAX_MESSAGE_BYTES,
+            )
+        except NotASegmentError:
+            self._warn(f"{segment.name}: not a trace segment; skipped")
+            return
+        except OSError as exc:
+            self._warn(f"{segment.name}: unreadable ({exc.strerror}); skipped")
+            return
+        with reader:
+            for frame in reader.frames():
+                try:
+                    batch = decode_batch(frame.payload)
+                except WireError as exc:
+                    reader.reject(frame, f"undecodable batch ({exc})")
+                    continue
+                self.batches_read += 1
+                yield batch
+
+    def _damage_text(self, segment: Path, damage: Damage) -> str:
+        where = f"{segment.name}: {damage.problem} at byte {damage.offset}"
+        if damage.resume is None:
+            return (
+                f"{where}; kept the {self.batches_read} batches read so far, "
+                f"ignored {damage.skipped_bytes} bytes"
+            )
+        return (
+            f"{where}; skipped {damage.skipped_bytes} bytes, resumed at the next intact "
+            f"frame (byte {damage.resume})"
+        )
+
+
+def _events_of(batches: Iterable[Batch]) -> Iterator[StoredEvent]:
+    for batch in batches:
+        for event in single_events(batch.events):
+            yield StoredEvent(batch.pid, batch.rank, event)
+
+
+def open_trace(path: str | Path, *, on_warning: Callable[[str], None] | None = None) -> TraceStream:
+    """Open a trace directory written by the sidecar, to be read as a stream.
+
+    Raises :class:`NotATraceError` when ``path`` is missing or holds no trace, at
+    once, before any segment is read. Damage (a torn last frame, a bad checksum, an
+    unreadable manifest) never raises: it is skipped, and ``warnings`` (and
+    ``on_warning``) say what was."""
     trace_dir = TraceDir(path)
     if not trace_dir.root.exists():
         raise NotATraceError(f"trace directory not found: {trace_dir.root}")
@@ -239,12 +319,21 @@ def read_trace(path: str | Path) -> Trace:
             f"{trace_dir.root} is not a TrainCheck trace (no {trace_dir.manifest.name})"
         )
     manifest, warning = _read_manifest(trace_dir)
-    trace = Trace(path=trace_dir.root, manifest=manifest)
-    if warning is not None:
-        trace.warnings.append(warning)
-    for segment in trace_dir.segments():
-        _read_segment(segment, trace)
-    return trace
+    warnings = [] if warning is None else [warning]
+    if on_warning is not None:
+        for text in warnings:
+            on_warning(text)
+    return TraceStream(trace_dir, manifest, warnings, on_warning)
+
+
+def read_trace(path: str | Path) -> Trace:
+    """Read a whole trace directory into memory (see :func:`open_trace` for what it
+    raises and how damage is reported)."""
+    stream = open_trace(path)
+    batches = list(stream.batches())
+    return Trace(
+        path=stream.path, manifest=stream.manifest, batches=batches, warnings=stream.warnings
+    )
 
 
 def _read_manifest(trace_dir: TraceDir) -> tuple[RunManifest | None, str | None]:
@@ -258,49 +347,6 @@ def _read_manifest(trace_dir: TraceDir) -> tuple[RunManifest | None, str | None]
         raise NotATraceError(f"{trace_dir.manifest} is not a TrainCheck trace manifest") from None
     except (OSError, ValueError) as exc:
         return None, f"{name} is unreadable ({exc}); reading segments"
-
-
-def _read_segment(segment: Path, trace: Trace) -> None:
-    try:
-        data = segment.read_bytes()
-    except OSError as exc:
-        trace.warnings.append(f"{segment.name}: unreadable ({exc.strerror}); skipped")
-        return
-    if not is_segment(data):
-        trace.warnings.append(f"{segment.name}: not a trace segment; skipped")
-        return
-    start = len(SEGMENT_MAGIC)
-    while start < len(data):
-        damage = _read_frames(data, start, trace)
-        if damage is None:
-            return
-        problem, offset = damage
-        resume = next_frame_at(data, offset)
-        if resume is None:
-            trace.warnings.append(
-                f"{segment.name}: {problem} at byte {offset}; kept the "
-                f"{len(trace.batches)} batches read so far, ignored {len(data) - offset} bytes"
-            )
-            return
-        trace.warnings.append(
-            f"{segment.name}: {problem} at byte {offset}; skipped {resume - offset} bytes, "
-            f"resumed at the next intact frame (byte {resume})"
-        )
-        start = resume
-
-
-def _read_frames(data: bytes, start: int, trace: Trace) -> tuple[str, int] | None:
-    """Append the batches of the frames from ``start`` on; the damage that stopped it
-    (problem, offset), or None at the clean end of the segment."""
-    for item in iter_frames(data, start):
-        if isinstance(item, Frame):
-            try:
-                trace.batches.append(decode_batch(item.payload))
-                continue
-            except WireError as exc:
-                return f"undecodable batch ({exc})", item.offset
-        return item.problem, item.offset
-    return None
 
 
 def last_stored_seqs(trace_dir: Path, run_id: str) -> dict[tuple[int, int], int]:

@@ -181,3 +181,18 @@ def test_run_end_event_round_trips(tmp_path: Path) -> None:
     writer.append(encode_batch(batch))
     writer.close()
     assert read_trace(tmp_path).batches == [batch]
+
+
+def test_open_trace_streams_and_says_each_warning_once_per_pass(tmp_path: Path) -> None:
+    write_trace(tmp_path, 6, segment_max_bytes=200)
+    (tmp_path / "segment-00099.tcs").write_bytes(b"garbage")
+    (tmp_path / "run.json").unlink()
+    heard: list[str] = []
+    stream = store.open_trace(tmp_path, on_warning=heard.append)
+    assert len(heard) == 1 and "run.json is missing" in heard[0]  # said at once
+    batches = stream.batches()
+    assert next(batches).seq == 0 and len(heard) == 1  # segments are read as asked for
+    assert [b.seq for b in batches] == [1, 2, 3, 4, 5]
+    assert stream.warnings == heard and "not a trace segment" in heard[-1]
+    assert len(list(stream.events())) == 12
+    assert stream.warnings == heard[:2], "a second pass reports its own warnings, once"

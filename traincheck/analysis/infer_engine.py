@@ -87,5 +87,6 @@ def infer(
     settings: InferSettings = DEFAULT_SETTINGS,
     on_trace_done: Callable[[], None] | None = None,
 ) -> InferResult:
-    """Infer invariants from traces (e.g. read with ``traincheck.sidecar.store.read_trace``)."""
+    """Infer invariants from traces (e.g. ``traincheck.sidecar.store.open_trace``, which
+    streams each from disk as it is read)."""
     return infer_from_streams((t.events() for t in traces), relations, settings, on_trace_done)

@@ -42,6 +42,7 @@ from __future__ import annotations
 import math
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
+from functools import lru_cache
 from itertools import combinations
 from typing import Any, Literal
 
@@ -107,11 +108,11 @@ def example_props(
     for key, value in meta.items():
         scalar = as_scalar(value)
         if key not in ("step", "stage") and scalar is not None:
-            props[f"meta_vars.{key}"] = scalar
+            props[_prop_name("meta_vars.", key)] = scalar
     for arg in args:
         scalar = as_scalar(arg.value)
         if scalar is not None and dtype_of(scalar) in ARG_CLAUSE_DTYPES:
-            props[f"args.{arg.name}"] = scalar
+            props[_prop_name("args.", arg.name)] = scalar
     return props
 
 
@@ -131,6 +132,14 @@ def without_run_counters(props: Props) -> dict[str, Scalar]:
         for prop, value in props.items()
         if prop == MICRO_BATCH or not _is_counter(prop, dtype_of(value) or "")
     }
+
+
+@lru_cache(maxsize=4096)
+def _prop_name(prefix: str, name: str) -> str:
+    """One string per property name, shared by every record that has it: relations
+    keep records' props (DataOrder a whole epoch of them), and a name built anew for
+    each record was most of their memory (11 MB of 26 on a 30,000-step trace)."""
+    return prefix + name
 
 
 def pair_props(current: Props, other: Props) -> dict[str, Scalar]:

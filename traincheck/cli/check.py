@@ -1,6 +1,7 @@
 """``traincheck-check``: check a stored trace against an invariants file.
 
-It replays the stored events, in stored order, through the same
+It replays the stored events, in stored order, as they are read (one segment
+window and one batch in memory at a time), through the same
 :class:`~traincheck.analysis.checker.Checker` the sidecar feeds live, so offline
 and live results cannot differ; alerts go through the same
 :class:`~traincheck.analysis.alert_sink.AlertSink` (grouped, root cause first,
@@ -36,7 +37,7 @@ from traincheck.analysis.violations import Violation
 from traincheck.cli_scaffold import CommandParser, run_main
 from traincheck.errors import EXIT_OK, EXIT_VIOLATIONS, NotATraceError
 from traincheck.records import ResultsSummary, RunManifest
-from traincheck.sidecar.store import read_trace
+from traincheck.sidecar.store import open_trace
 from traincheck.terminal_text import printable
 from traincheck.tracedir import TraceDir
 
@@ -147,13 +148,16 @@ def _run(args: argparse.Namespace) -> int:
             damage.append(warning)
             print(printable(f"{PROG}: warning: {args.trace_folder}: {warning}"), file=sys.stderr)
     else:
-        trace = read_trace(args.trace_folder)
-        damage = list(trace.warnings)
-        for warning in damage:
-            print(printable(f"{PROG}: warning: {args.trace_folder}: {warning}"), file=sys.stderr)
+        trace = open_trace(
+            args.trace_folder,
+            on_warning=lambda warning: print(
+                printable(f"{PROG}: warning: {args.trace_folder}: {warning}"), file=sys.stderr
+            ),
+        )
         for stored in trace.events():
             _take(checker.feed(stored), ledger, sink)
         _take(checker.finish(), ledger, sink)
+        damage = list(trace.warnings)
     sink.close()
     outdir = args.output_dir or default_output_dir(args.trace_folder)
     summary = write_results(

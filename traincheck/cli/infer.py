@@ -27,7 +27,7 @@ from traincheck.analysis.relations.known import relation_names, select_relations
 from traincheck.cli.infer_progress import trace_progress
 from traincheck.cli_scaffold import CommandParser, run_main
 from traincheck.errors import EXIT_OK, UserError
-from traincheck.sidecar.store import Trace, read_trace
+from traincheck.sidecar.store import TraceStream, open_trace
 from traincheck.terminal_text import printable
 
 PROG = "traincheck-infer"
@@ -120,7 +120,7 @@ def _run(args: argparse.Namespace) -> int:
     except ValueError as exc:
         raise UserError(str(exc)) from None
     _check_output(args.output)
-    traces = [_read(path) for path in distinct_folders(args.trace_folders)]
+    traces = [_open(path) for path in distinct_folders(args.trace_folders)]
     settings = InferSettings(
         None if args.disable_precond_sampling else args.precond_sampling_threshold
     )
@@ -160,11 +160,15 @@ def distinct_folders(folders: Sequence[str]) -> list[str]:
     return kept
 
 
-def _read(path: str) -> Trace:
-    trace = read_trace(path)
-    for warning in trace.warnings:
-        print(printable(f"{PROG}: warning: {path}: {warning}"), file=sys.stderr)
-    return trace
+def _open(path: str) -> TraceStream:
+    """The trace at ``path``, checked now (a user error before inference starts) and
+    read as inference streams it, with its warnings said as they are met."""
+    return open_trace(
+        path,
+        on_warning=lambda warning: print(
+            printable(f"{PROG}: warning: {path}: {warning}"), file=sys.stderr
+        ),
+    )
 
 
 def _write_failed(result: InferResult, path: Path) -> None:
@@ -181,7 +185,7 @@ SHORT_REASONS = {
 """Column words for the rejection reasons (``--debug`` writes the full text)."""
 
 
-def _print_summary(result: InferResult, traces: list[Trace], output: Path) -> None:
+def _print_summary(result: InferResult, traces: list[TraceStream], output: Path) -> None:
     """One screen: invariants kept and hypotheses rejected (and why), per relation."""
     print(f"{PROG}: {len(result.invariant_set)} invariants from {len(traces)} trace(s) -> {output}")
     kept = result.invariants_per_relation()

@@ -154,12 +154,13 @@ class _DataOrderCollector(Collector):
         self.examples = KeyedExamples[Hypothesis]()
         self.pairs: Counter[Hypothesis] = Counter()
         """Epoch pairs (``epochs``) or batch pairs (``steps``) seen per hypothesis."""
-        self._epoch_pairs: set[tuple[int, Hypothesis, int]] = set()
-        self._trace = 0
+        self._epoch_pairs: set[tuple[Hypothesis, int]] = set()
+        """The epoch pairs of this trace already counted (an epoch pair is counted once
+        per hypothesis, however many batches it compares)."""
         self._order = BatchOrder()
 
     def begin_trace(self) -> None:
-        self._trace += 1
+        self._epoch_pairs = set()
         self._order = BatchOrder()
 
     def on_signal(self, signal: Signal) -> None:
@@ -170,8 +171,8 @@ class _DataOrderCollector(Collector):
             self.examples.add(hypothesis, feature_key(c.props), c.distinct)
             if c.scope == ACROSS_STEPS:
                 self.pairs[hypothesis] += 1
-            elif (self._trace, hypothesis, c.epoch_pair) not in self._epoch_pairs:
-                self._epoch_pairs.add((self._trace, hypothesis, c.epoch_pair))
+            elif (hypothesis, c.epoch_pair) not in self._epoch_pairs:
+                self._epoch_pairs.add((hypothesis, c.epoch_pair))
                 self.pairs[hypothesis] += 1
 
 

@@ -67,6 +67,7 @@ from __future__ import annotations
 import itertools
 import math
 import statistics
+from array import array
 from collections import defaultdict
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
@@ -311,19 +312,26 @@ def learn_start_bound(
 @dataclass
 class _Series:
     """Values per hypothesis and per (trace, process), in call order, and apart
-    those of the first optimizer step."""
+    those of the first optimizer step.
 
-    values: dict[Slot, dict[tuple[int, int], list[float]]] = field(
-        default_factory=lambda: defaultdict(lambda: defaultdict(list))
+    The bounds rest on medians of whole series, so every value is kept: as C doubles
+    (8 bytes each, a list of floats takes 32), the same values to the bit."""
+
+    values: dict[Slot, dict[tuple[int, int], array[float]]] = field(
+        default_factory=lambda: defaultdict(lambda: defaultdict(_doubles))
     )
-    starts: dict[Slot, dict[tuple[int, int], list[float]]] = field(
-        default_factory=lambda: defaultdict(lambda: defaultdict(list))
+    starts: dict[Slot, dict[tuple[int, int], array[float]]] = field(
+        default_factory=lambda: defaultdict(lambda: defaultdict(_doubles))
     )
 
     def add(self, slot: Slot, run: tuple[int, int], value: float, *, at_start: bool) -> None:
         self.values[slot][run].append(value)
         if at_start:
             self.starts[slot][run].append(value)
+
+
+def _doubles() -> array[float]:
+    return array("d")
 
 
 class _RangeCollector(Collector):
@@ -435,7 +443,7 @@ class NumericRangeRelation(Relation[RangeParams, _RangeCollector]):
             api, role, name, prop = slot
             params = RangeParams(APIParam(api), ValueParam(role, name, prop, IN_RANGE))
             runs = collector.series.values[slot]
-            series = [runs[run] for run in sorted(runs)]
+            series: list[Sequence[float]] = [runs[run] for run in sorted(runs)]
             if prop == RELATIVE:
                 series = [[v - s[0] for v in s] for s in series]
             if prop == MAGNITUDE:
