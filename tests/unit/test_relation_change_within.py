@@ -5,14 +5,19 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from tracegen import COPY, MODEL_PARAMS, PARAMETER, STEP, LoopSpec, stored_events
+from tracegen import (
+    COPY,
+    MODEL_PARAMS,
+    PARAMETER,
+    STEP,
+    LoopSpec,
+    infer_relation,
+    violations_of,
+)
 
-from traincheck.analysis.checker import Checker
-from traincheck.analysis.infer_engine import infer_from_streams
 from traincheck.analysis.instrumentation import needed_state
 from traincheck.analysis.invariants import InvariantSet
 from traincheck.analysis.invariants_file import dump_invariants, load_invariants
-from traincheck.analysis.relations.known import select_relations
 from traincheck.analysis.violations import Violation
 
 RELATION = "ChangeWithinRelation"
@@ -21,13 +26,11 @@ EMA = {"ema_every": 4, "eval_every": 0}
 
 
 def _infer(seeds: tuple[int, ...] = (1,), **spec: Any) -> InvariantSet:
-    runs = [stored_events(LoopSpec(seed=seed, pid=100 + seed, **spec)) for seed in seeds]
-    return infer_from_streams(runs, select_relations([RELATION])).invariant_set
+    return infer_relation(RELATION, [LoopSpec(seed=s, pid=100 + s, **spec) for s in seeds])
 
 
 def _check(invariants: InvariantSet, spec: LoopSpec) -> list[Violation]:
-    checker = Checker(invariants)
-    return [v for e in stored_events(spec) for v in checker.feed(e)] + checker.finish()
+    return violations_of(invariants, spec)
 
 
 def test_one_healthy_run_teaches_that_parameters_change_only_within_the_step(

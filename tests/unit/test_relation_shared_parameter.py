@@ -4,9 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from tracegen import MODEL_PARAMS, ZERO_GRAD, LoopSpec, stored_events
+from tracegen import MODEL_PARAMS, ZERO_GRAD, LoopSpec, infer_relation, stored_events, violations_of
 
-from traincheck.analysis.checker import Checker
 from traincheck.analysis.infer_engine import infer_from_streams
 from traincheck.analysis.instrumentation import tracing_plan, uncheckable_invariants
 from traincheck.analysis.invariants import InvariantSet
@@ -26,13 +25,11 @@ Optimizer.step wins)."""
 
 
 def _infer(seeds: tuple[int, ...] = (1,), **spec: Any) -> InvariantSet:
-    runs = [stored_events(LoopSpec(seed=seed, pid=100 + seed, **spec)) for seed in seeds]
-    return infer_from_streams(runs, select_relations([RELATION])).invariant_set
+    return infer_relation(RELATION, [LoopSpec(seed=s, pid=100 + s, **spec) for s in seeds])
 
 
 def _check(invariants: InvariantSet, spec: LoopSpec) -> list[Violation]:
-    checker = Checker(invariants)
-    return [v for e in stored_events(spec) for v in checker.feed(e)] + checker.finish()
+    return violations_of(invariants, spec)
 
 
 def test_one_healthy_run_of_a_tied_model_gives_the_tie_and_an_untied_model_nothing() -> None:

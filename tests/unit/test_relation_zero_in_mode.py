@@ -7,12 +7,9 @@ off in one stage and on in another: ``dropout_p=self.p if self.training else 0.0
 
 from __future__ import annotations
 
-from tracegen import SDPA, LoopSpec, stored_events
+from tracegen import SDPA, LoopSpec, infer_relation, violations_of
 
-from traincheck.analysis.checker import Checker
-from traincheck.analysis.infer_engine import infer_from_streams
 from traincheck.analysis.invariants import InvariantSet
-from traincheck.analysis.relations.known import select_relations
 from traincheck.analysis.violations import Violation
 
 RELATION = "ConsistentInputRelation"
@@ -20,14 +17,11 @@ ZERO_IN_EVAL = f"{SDPA}: dropout_p is 0"
 
 
 def _infer(**spec: object) -> InvariantSet:
-    run = stored_events(LoopSpec(seed=1, pid=101, eval_every=4, **spec))  # type: ignore[arg-type]
-    return infer_from_streams([run], select_relations([RELATION])).invariant_set
+    return infer_relation(RELATION, [LoopSpec(seed=1, pid=101, eval_every=4, **spec)])  # type: ignore[arg-type]
 
 
 def _check(invariants: InvariantSet, **spec: object) -> list[Violation]:
-    checker = Checker(invariants)
-    run = LoopSpec(seed=3, pid=303, eval_every=4, **spec)  # type: ignore[arg-type]
-    return [v for e in stored_events(run) for v in checker.feed(e)] + checker.finish()
+    return violations_of(invariants, LoopSpec(seed=3, pid=303, eval_every=4, **spec))  # type: ignore[arg-type]
 
 
 def _zero_invariants(invariants: InvariantSet) -> list[str]:

@@ -16,6 +16,11 @@ from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from traincheck.analysis.checker import Checker
+from traincheck.analysis.infer_engine import infer_from_streams
+from traincheck.analysis.invariants import InvariantSet
+from traincheck.analysis.relations.known import select_relations
+from traincheck.analysis.violations import Violation
 from traincheck.events import (
     SCHEMA_VERSION,
     ApiCall,
@@ -519,3 +524,15 @@ def stored_events(specs: LoopSpec | Iterable[LoopSpec], batch_size: int = 40) ->
     specs = [specs] if isinstance(specs, LoopSpec) else list(specs)
     per_process = [batches(s, training_events(s), batch_size) for s in specs]
     return [StoredEvent(b.pid, b.rank, e) for b in interleave(*per_process) for e in b.events]
+
+
+def infer_relation(relation: str, specs: Iterable[LoopSpec]) -> InvariantSet:
+    """Invariants of one relation inferred from the runs of ``specs`` (one trace each)."""
+    runs = [stored_events(spec) for spec in specs]
+    return infer_from_streams(runs, select_relations([relation])).invariant_set
+
+
+def violations_of(invariants: InvariantSet, spec: LoopSpec) -> list[Violation]:
+    """What a checker fed the run of ``spec`` reports, the end of the run included."""
+    checker = Checker(invariants)
+    return [v for e in stored_events(spec) for v in checker.feed(e)] + checker.finish()
