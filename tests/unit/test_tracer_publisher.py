@@ -83,3 +83,22 @@ def test_unopened_publisher_creates_no_socket_and_sends_nothing(endpoint: str) -
     assert not publisher.is_open
     publisher.discard()
     assert publisher.close().events_dropped == 0
+
+
+def test_a_rank_of_several_sends_every_step(endpoint: str, pull: zmq.Socket[bytes]) -> None:
+    """One rank's steps are flushed at most every 50 ms; a rank of a group of several
+    sends each step's events at that step, so a cross-rank invariant is judged at the
+    step it is about, not when the other rank's next timed flush comes."""
+    publisher = Publisher(endpoint=endpoint, run_id="r", pid=1, rank=0, interval_s=3600.0)
+    publisher.open()
+    publisher.set_rank(1, 2)
+    try:
+        for step in range(3):
+            publisher.append(_event(step))
+            publisher.flush_at_step()
+        received = []
+        while len(received) < 3 and pull.poll(2000):
+            received.append(decode_batch(pull.recv()))
+        assert [[e.ts_ns for e in b.events] for b in received] == [[0], [1], [2]]
+    finally:
+        publisher.close()

@@ -13,7 +13,13 @@ instead of queueing without bound.
 Step flushes are rate-limited (:data:`STEP_FLUSH_INTERVAL_S`): every send wakes
 ZeroMQ's I/O thread and the sidecar, and measured in the training loop one send
 per optimizer step cost ~130 us of a 2 ms step, several times the encoding
-itself; a send every 50 ms keeps live alerts prompt at a fraction of that.
+itself; a send every 50 ms keeps live alerts prompt at a fraction of that. Not in
+a process that joined a process group of more than one rank: there every step is
+flushed, because a cross-rank invariant can only be judged once the *other*
+rank's state of that step has arrived, and with a rate limit a rank's state of
+step n arrived when the job had gone steps further (an alert two steps late on
+a 2-rank job of few-ms steps); a distributed step's collectives cost far more than
+the send.
 
 A batch that cannot be sent goes into a bounded ring of recent batches (the
 *backlog*) instead of being dropped at once: a job started with
@@ -175,8 +181,12 @@ class Publisher:
             self.flush(wait=False)
 
     def flush_at_step(self) -> None:
-        """An optimizer step ended: flush unless the last flush was very recent."""
-        if time.monotonic() - self._last_flush >= STEP_FLUSH_INTERVAL_S:
+        """An optimizer step ended: flush unless the last flush was very recent (on
+        one rank; with several, always: see the module doc)."""
+        if (
+            self._registration.world_size > 1
+            or time.monotonic() - self._last_flush >= STEP_FLUSH_INTERVAL_S
+        ):
             self.flush(wait=False)
 
     def set_rank(self, rank: int, world_size: int) -> None:
