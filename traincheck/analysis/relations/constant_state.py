@@ -49,7 +49,7 @@ from __future__ import annotations
 from collections import defaultdict
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
-from typing import Final, NamedTuple
+from typing import Any, Final, NamedTuple
 
 from traincheck.analysis.calls import CallRecord, Signal
 from traincheck.analysis.invariants import APIParam, ValueParam, VarNameParam, make_invariant
@@ -158,6 +158,38 @@ def stage_precondition(stages: Iterable[str]) -> Precondition | None:
     return Precondition(((clause,),))
 
 
+def accept_observed(
+    relation: Relation[Any, Any],
+    params: Any,
+    outcome: InferOutcome,
+    *,
+    reason: str | None,
+    stages: Iterable[str],
+    observations: int,
+    rejected_counts: tuple[int, int] | None = None,
+) -> None:
+    """The invariant a relation over observed states (ConstantState, EqualVariables,
+    SharedParameter) learns from a hypothesis no observation contradicted: it holds
+    in the stages it was observed in. With a ``reason``, the rejection that says why
+    not instead, counting ``rejected_counts`` (positives, negatives; by default the
+    observations and none)."""
+    text = relation.describe(params)
+    if reason is not None:
+        positives, negatives = rejected_counts or (observations, 0)
+        outcome.rejections.append(Rejection(relation.name, text, reason, positives, negatives))
+        return
+    invariant = make_invariant(
+        relation.name,
+        params,
+        stage_precondition(stages),
+        group=relation.group,
+        text_description=text,
+        num_positive_examples=observations,
+        num_negative_examples=0,
+    )
+    outcome.invariants.append(invariant)
+
+
 class _ConstantCollector(Collector):
     def __init__(self) -> None:
         self.evidence: dict[VarKey, dict[str, _Evidence]] = defaultdict(
@@ -225,24 +257,19 @@ class ConstantStateRelation(Relation[ConstantParams, _ConstantCollector]):
             VarNameParam(var_type, var_name, attr),
             ValueParam(STATE_ROLE, attr, "value", kept),
         )
-        text = self.describe(params)
         reason = support_problem(best.observations, len(best.traces))
         if len(values) > 1:
             reason = CHANGED_IN_HEALTHY_RUN
-        if reason is not None:
-            total = sum(e.observations for e in per_api.values())
-            outcome.rejections.append(Rejection(self.name, text, reason, total, 0))
-            return
-        invariant = make_invariant(
-            self.name,
+        total = sum(e.observations for e in per_api.values())
+        accept_observed(
+            self,
             params,
-            stage_precondition(best.stages),
-            group=self.group,
-            text_description=text,
-            num_positive_examples=best.observations,
-            num_negative_examples=0,
+            outcome,
+            reason=reason,
+            stages=best.stages,
+            observations=best.observations,
+            rejected_counts=(total, 0),
         )
-        outcome.invariants.append(invariant)
 
     def new_checker(self, results: Sequence[InvariantResult[ConstantParams]]) -> RelationChecker:
         return _ConstantChecker(results)

@@ -43,7 +43,7 @@ from dataclasses import dataclass, field
 from typing import NamedTuple
 
 from traincheck.analysis.calls import CallRecord, Signal
-from traincheck.analysis.invariants import APIParam, VarNameParam, make_invariant
+from traincheck.analysis.invariants import APIParam, VarNameParam
 from traincheck.analysis.preconditions import INIT_STAGE, holds
 from traincheck.analysis.relations.base import (
     DEFAULT_SETTINGS,
@@ -51,15 +51,14 @@ from traincheck.analysis.relations.base import (
     InferOutcome,
     InferSettings,
     InvariantResult,
-    Rejection,
     Relation,
     RelationChecker,
     results_by_api,
 )
 from traincheck.analysis.relations.call_violation import call_violation
 from traincheck.analysis.relations.constant_state import (
+    accept_observed,
     call_stage,
-    stage_precondition,
     support_problem,
 )
 from traincheck.analysis.var_attrs import DATA
@@ -180,22 +179,14 @@ class EqualVariablesRelation(Relation[EqualParams, _EqualCollector]):
                         VarNameParam(first_type, first, DATA),
                         VarNameParam(other_type, other, DATA),
                     )
-                    text = self.describe(params)
-                    reason = support_problem(observations, traces)
-                    if reason is not None:
-                        rejection = Rejection(self.name, text, reason, observations, 0)
-                        outcome.rejections.append(rejection)
-                        continue
-                    invariant = make_invariant(
-                        self.name,
+                    accept_observed(
+                        self,
                         params,
-                        stage_precondition(stages),
-                        group=self.group,
-                        text_description=text,
-                        num_positive_examples=observations,
-                        num_negative_examples=0,
+                        outcome,
+                        reason=support_problem(observations, traces),
+                        stages=stages,
+                        observations=observations,
                     )
-                    outcome.invariants.append(invariant)
         return outcome
 
     def new_checker(self, results: Sequence[InvariantResult[EqualParams]]) -> RelationChecker:

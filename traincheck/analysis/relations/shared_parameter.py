@@ -47,7 +47,7 @@ from dataclasses import dataclass, field
 from typing import NamedTuple
 
 from traincheck.analysis.calls import CallRecord, Signal
-from traincheck.analysis.invariants import APIParam, VarNameParam, make_invariant
+from traincheck.analysis.invariants import APIParam, VarNameParam
 from traincheck.analysis.preconditions import INIT_STAGE, holds
 from traincheck.analysis.relations.base import (
     DEFAULT_SETTINGS,
@@ -56,7 +56,6 @@ from traincheck.analysis.relations.base import (
     InferOutcome,
     InferSettings,
     InvariantResult,
-    Rejection,
     Relation,
     RelationChecker,
     results_by_api,
@@ -64,9 +63,9 @@ from traincheck.analysis.relations.base import (
 from traincheck.analysis.relations.call_violation import call_violation
 from traincheck.analysis.relations.constant_state import (
     MIN_OBSERVATIONS,
+    accept_observed,
     call_stage,
     observed_states,
-    stage_precondition,
 )
 from traincheck.analysis.var_attrs import IDENTITY
 from traincheck.analysis.violations import Violation
@@ -141,7 +140,6 @@ class SharedParameterRelation(Relation[SharedParams, _SharedCollector]):
                 VarNameParam(best.var_type, owner, IDENTITY),
                 VarNameParam(best.var_type, alias, IDENTITY),
             )
-            text = self.describe(params)
             negatives = sum(
                 collector.negatives(seen, owner, alias, e.positives) for seen, e in per_api.items()
             )
@@ -150,20 +148,15 @@ class SharedParameterRelation(Relation[SharedParams, _SharedCollector]):
                 reason = UNTIED_IN_HEALTHY_RUN
             elif best.positives < MIN_OBSERVATIONS:
                 reason = TOO_FEW_POSITIVES
-            if reason is not None:
-                rejection = Rejection(self.name, text, reason, best.positives, negatives)
-                outcome.rejections.append(rejection)
-                continue
-            invariant = make_invariant(
-                self.name,
+            accept_observed(
+                self,
                 params,
-                stage_precondition(best.stages),
-                group=self.group,
-                text_description=text,
-                num_positive_examples=best.positives,
-                num_negative_examples=0,
+                outcome,
+                reason=reason,
+                stages=best.stages,
+                observations=best.positives,
+                rejected_counts=(best.positives, negatives),
             )
-            outcome.invariants.append(invariant)
         return outcome
 
     def new_checker(self, results: Sequence[InvariantResult[SharedParams]]) -> RelationChecker:
